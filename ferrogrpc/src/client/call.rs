@@ -1,0 +1,330 @@
+//! The call API of a [`Channel`]: one method per RPC kind, used by generated
+//! stubs and usable directly with any [`Codec`].
+
+use std::{
+    future::{poll_fn, Future},
+    time::{Duration, Instant},
+};
+
+use bytes::Bytes;
+use http::uri::PathAndQuery;
+
+use super::Channel;
+use crate::{
+    codec::Codec,
+    metadata::MetadataMap,
+    request::Request,
+    response::Response,
+    status::Status,
+    streaming::{DecodeWith, Streaming},
+    transport::{
+        client::{CallHead, ClientRecv},
+        frame, ClientSend,
+    },
+};
+
+/// Settings resolved for one call.
+struct CallSetup {
+    metadata: MetadataMap,
+    timeout: Option<Duration>,
+    deadline: Option<Instant>,
+    max_recv: usize,
+    max_send: usize,
+}
+
+fn deadline_exceeded(timeout: Option<Duration>) -> Status {
+    match timeout {
+        Some(t) => Status::deadline_exceeded(format!("deadline exceeded after {t:?}")),
+        None => Status::deadline_exceeded("deadline exceeded"),
+    }
+}
+
+/// Runs `fut` until `deadline`; on expiry it is dropped, which resets the
+/// stream (RST_STREAM CANCEL) so the server stops too.
+async fn until<T>(
+    deadline: Option<Instant>,
+    timeout: Option<Duration>,
+    fut: impl Future<Output = Result<T, Status>>,
+) -> Result<T, Status> {
+    match deadline {
+        Some(d) => tokio::time::timeout_at(d.into(), fut)
+            .await
+            .unwrap_or_else(|_| Err(deadline_exceeded(timeout))),
+        None => fut.await,
+    }
+}
+
+/// Reads the single response message of a unary or client-streaming call,
+/// then the final status.
+async fn read_unary<T>(
+    recv: &mut ClientRecv,
+    mut decode: impl FnMut(Bytes) -> Result<T, Status>,
+) -> Result<Response<T>, Status> {
+    let first = recv.message().await?.ok_or_else(|| {
+        Status::internal("server ended the call with OK but sent no response message")
+    })?;
+    let reply = decode(first)?;
+    if recv.message().await?.is_some() {
+        return Err(Status::internal(
+            "cardinality violation: server sent more than one response message",
+        ));
+    }
+    Ok(Response::from_parts(recv.take_headers(), reply, recv.take_trailers()))
+}
+
+impl Channel {
+    fn setup<T>(&self, request: Request<T>) -> (CallSetup, T) {
+        let (metadata, message, options) = request.into_client_parts();
+        let timeout = options.timeout.or(self.inner.default_timeout);
+        let setup = CallSetup {
+            metadata,
+            timeout,
+            deadline: timeout.map(|t| Instant::now() + t),
+            max_recv: options.max_decoding_message_size.unwrap_or(self.inner.max_recv),
+            max_send: options.max_encoding_message_size.unwrap_or(self.inner.max_send),
+        };
+        (setup, message)
+    }
+
+    async fn open(
+        &self,
+        path: PathAndQuery,
+        setup: &mut CallSetup,
+        content_subtype: &'static str,
+    ) -> Result<(ClientRecv, ClientSend), Status> {
+        let transport = self.pick().await?;
+        let head = CallHead {
+            scheme: &self.inner.scheme,
+            authority: &self.inner.authority,
+            path,
+            // The time left now, so connection set-up time counts.
+            timeout: setup
+                .deadline
+                .map(|d| d.saturating_duration_since(Instant::now())),
+            metadata: std::mem::take(&mut setup.metadata),
+            content_subtype,
+        };
+        transport.open_stream(head, setup.max_recv).await
+    }
+
+    /// Makes a unary call.
+    ///
+    /// # Errors
+    /// The call's status when it did not end with `OK`, or the local error
+    /// (`DEADLINE_EXCEEDED`, `UNAVAILABLE`, `RESOURCE_EXHAUSTED`, `INTERNAL`).
+    pub async fn unary<Req, Resp, C>(
+        &self,
+        path: PathAndQuery,
+        request: Request<Req>,
+        mut codec: C,
+    ) -> Result<Response<Resp>, Status>
+    where
+        C: Codec<Req, Resp>,
+    {
+        let (mut setup, message) = self.setup(request);
+        let (deadline, timeout) = (setup.deadline, setup.timeout);
+        until(deadline, timeout, async {
+            let frame = frame::encode(&mut codec, &message, setup.max_send)?;
+            let subtype = codec.name();
+            let (mut recv, mut send) = self.open(path, &mut setup, subtype).await?;
+            send.send_now(frame, true)?;
+            read_unary(&mut recv, |b| codec.decode(b)).await
+        })
+        .await
+    }
+
+    /// Makes a server-streaming call; returns once the response headers
+    /// arrived. Dropping the stream before its end cancels the call.
+    ///
+    /// # Errors
+    /// As for [`unary`](Self::unary); errors after the headers come from the
+    /// stream.
+    pub async fn server_streaming<Req, Resp, C>(
+        &self,
+        path: PathAndQuery,
+        request: Request<Req>,
+        mut codec: C,
+    ) -> Result<Response<Streaming<Resp>>, Status>
+    where
+        C: Codec<Req, Resp>,
+        Req: 'static,
+        Resp: 'static,
+    {
+        let (mut setup, message) = self.setup(request);
+        let (deadline, timeout) = (setup.deadline, setup.timeout);
+        until(deadline, timeout, async {
+            let frame = frame::encode(&mut codec, &message, setup.max_send)?;
+            let subtype = codec.name();
+            let (mut recv, mut send) = self.open(path, &mut setup, subtype).await?;
+            send.send_now(frame, true)?;
+            poll_fn(|cx| recv.poll_headers(cx)).await?;
+            let headers = recv.take_headers();
+            let stream = Streaming::client(
+                recv.with_send(send),
+                DecodeWith::<C, Req>::boxed(codec),
+                deadline,
+            );
+            Ok(Response::from_parts(headers, stream, MetadataMap::new()))
+        })
+        .await
+    }
+
+    /// Starts a client-streaming call: send requests with
+    /// [`ClientStreamingCall::send`], then get the response with
+    /// [`ClientStreamingCall::close_and_recv`].
+    ///
+    /// # Errors
+    /// When the call cannot be started (e.g. `UNAVAILABLE`).
+    pub async fn client_streaming<Req, Resp, C>(
+        &self,
+        path: PathAndQuery,
+        request: Request<()>,
+        codec: C,
+    ) -> Result<ClientStreamingCall<Req, Resp>, Status>
+    where
+        C: Codec<Req, Resp> + Clone,
+        Req: 'static,
+        Resp: 'static,
+    {
+        let (mut setup, ()) = self.setup(request);
+        let (deadline, timeout) = (setup.deadline, setup.timeout);
+        let subtype = codec.name();
+        let (recv, send) = until(deadline, timeout, self.open(path, &mut setup, subtype)).await?;
+        Ok(ClientStreamingCall {
+            sink: RequestSink::new(send, codec.clone(), setup.max_send, deadline, timeout),
+            recv,
+            decode: Box::new(move |bytes| {
+                let mut codec = codec.clone();
+                codec.decode(bytes)
+            }),
+        })
+    }
+
+    /// Starts a bidirectional-streaming call: returns the request sink and
+    /// the response stream, which work independently. The response headers
+    /// are awaited lazily ([`Streaming::headers`]).
+    ///
+    /// # Errors
+    /// When the call cannot be started (e.g. `UNAVAILABLE`).
+    pub async fn streaming<Req, Resp, C>(
+        &self,
+        path: PathAndQuery,
+        request: Request<()>,
+        codec: C,
+    ) -> Result<(RequestSink<Req>, Streaming<Resp>), Status>
+    where
+        C: Codec<Req, Resp> + Clone,
+        Req: 'static,
+        Resp: 'static,
+    {
+        let (mut setup, ()) = self.setup(request);
+        let (deadline, timeout) = (setup.deadline, setup.timeout);
+        let subtype = codec.name();
+        let (recv, send) = until(deadline, timeout, self.open(path, &mut setup, subtype)).await?;
+        let sink = RequestSink::new(send, codec.clone(), setup.max_send, deadline, timeout);
+        let stream = Streaming::client(recv, DecodeWith::<C, Req>::boxed(codec), deadline);
+        Ok((sink, stream))
+    }
+}
+
+/// Sends the requests of a client-streaming or bidi call (gRPC-Go's
+/// `ClientStream.SendMsg` and `CloseSend`).
+pub struct RequestSink<T> {
+    send: ClientSend,
+    encode: Box<dyn FnMut(&T) -> Result<Bytes, Status> + Send>,
+    deadline: Option<Instant>,
+    timeout: Option<Duration>,
+}
+
+impl<T> std::fmt::Debug for RequestSink<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RequestSink").finish_non_exhaustive()
+    }
+}
+
+impl<T: 'static> RequestSink<T> {
+    fn new<C, D>(
+        send: ClientSend,
+        mut codec: C,
+        max_send: usize,
+        deadline: Option<Instant>,
+        timeout: Option<Duration>,
+    ) -> RequestSink<T>
+    where
+        C: Codec<T, D>,
+    {
+        RequestSink {
+            send,
+            encode: Box::new(move |item| frame::encode(&mut codec, item, max_send)),
+            deadline,
+            timeout,
+        }
+    }
+
+    /// Sends one message, waiting while the server's flow-control window is
+    /// full.
+    ///
+    /// # Errors
+    /// When the message cannot be encoded or is too large, the deadline
+    /// passed, or the call has ended; the call's own status then comes from
+    /// the response side.
+    pub async fn send(&mut self, message: T) -> Result<(), Status> {
+        let frame = (self.encode)(&message)?;
+        let (deadline, timeout) = (self.deadline, self.timeout);
+        until(deadline, timeout, self.send.send(frame)).await
+    }
+
+    /// Half-closes the request stream: the server sees the end of requests.
+    ///
+    /// # Errors
+    /// When the call has already ended.
+    pub fn close(&mut self) -> Result<(), Status> {
+        self.send.close()
+    }
+
+    /// Cancels the call (RST_STREAM CANCEL); the server sees `CANCELLED`.
+    pub fn cancel(&mut self) {
+        self.send.cancel();
+    }
+}
+
+type DecodeFn<T> = Box<dyn FnMut(Bytes) -> Result<T, Status> + Send>;
+
+/// A client-streaming call under way.
+pub struct ClientStreamingCall<Req, Resp> {
+    sink: RequestSink<Req>,
+    recv: ClientRecv,
+    decode: DecodeFn<Resp>,
+}
+
+impl<Req, Resp> std::fmt::Debug for ClientStreamingCall<Req, Resp> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientStreamingCall").finish_non_exhaustive()
+    }
+}
+
+impl<Req: 'static, Resp: 'static> ClientStreamingCall<Req, Resp> {
+    /// Sends one request message.
+    ///
+    /// # Errors
+    /// As for [`RequestSink::send`].
+    pub async fn send(&mut self, message: Req) -> Result<(), Status> {
+        self.sink.send(message).await
+    }
+
+    /// Half-closes the requests and waits for the response and status.
+    ///
+    /// # Errors
+    /// The call's status when it did not end with `OK`.
+    pub async fn close_and_recv(mut self) -> Result<Response<Resp>, Status> {
+        // A failed close means the call already ended; its status follows.
+        let _ = self.sink.close();
+        let (deadline, timeout) = (self.sink.deadline, self.sink.timeout);
+        until(deadline, timeout, read_unary(&mut self.recv, &mut self.decode)).await
+    }
+
+    /// Cancels the call (RST_STREAM CANCEL).
+    pub fn cancel(&mut self) {
+        self.sink.cancel();
+    }
+}

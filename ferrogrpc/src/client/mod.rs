@@ -1,0 +1,254 @@
+//! The client: a [`Channel`] to a target, and the call API that generated
+//! stubs use.
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! use ferrogrpc::client::Channel;
+//! let channel = Channel::from_target("127.0.0.1:50051")?; // connects lazily
+//! # Ok(()) }
+//! ```
+//!
+//! A channel is cheap to clone and to share between tasks: every clone uses
+//! the same connection. It connects on the first call and reconnects on the
+//! next call after the connection dies.
+//!
+//! The call path reads the channel's connection state without locks or
+//! queues. Today a channel has one subchannel (one address); the resolver and
+//! load-balancing layers slot in at [`Channel::pick`]'s place.
+
+mod call;
+mod subchannel;
+
+use std::{fmt, str::FromStr, sync::Arc, time::Duration};
+
+use http::uri::{Authority, Scheme};
+
+pub use call::{ClientStreamingCall, RequestSink};
+
+use crate::{
+    status::Status,
+    transport::client::{ClientConfig, Endpoint, Http2Client},
+};
+use subchannel::Subchannel;
+
+/// Default max size of a received message: 4 MiB, as in gRPC-Go.
+pub const DEFAULT_MAX_RECV_MESSAGE_SIZE: usize = 4 << 20;
+
+/// The error for a target a channel cannot be built for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InvalidTarget {
+    target: String,
+    reason: String,
+}
+
+impl fmt::Display for InvalidTarget {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "invalid target {:?}: {}", self.target, self.reason)
+    }
+}
+
+impl std::error::Error for InvalidTarget {}
+
+/// A virtual connection to a target, on which calls are made.
+#[derive(Clone)]
+pub struct Channel {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    target: String,
+    scheme: Scheme,
+    authority: Authority,
+    subchannel: Arc<Subchannel>,
+    max_recv: usize,
+    max_send: usize,
+    default_timeout: Option<Duration>,
+}
+
+impl fmt::Debug for Channel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Channel")
+            .field("target", &self.inner.target)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Builds a [`Channel`].
+#[derive(Debug, Clone)]
+pub struct ChannelBuilder {
+    target: String,
+    authority: Option<String>,
+    max_recv: usize,
+    max_send: usize,
+    default_timeout: Option<Duration>,
+    config: ClientConfig,
+}
+
+impl ChannelBuilder {
+    /// Overrides the `:authority` sent with calls (default: the target's
+    /// `host:port`, or `localhost` for a Unix socket).
+    pub fn authority(mut self, authority: impl Into<String>) -> ChannelBuilder {
+        self.authority = Some(authority.into());
+        self
+    }
+
+    /// Max size of a received message; larger ones fail the call with
+    /// `RESOURCE_EXHAUSTED`. Default 4 MiB.
+    pub fn max_decoding_message_size(mut self, limit: usize) -> ChannelBuilder {
+        self.max_recv = limit;
+        self
+    }
+
+    /// Max size of a sent message; larger ones fail the call with
+    /// `RESOURCE_EXHAUSTED` before anything is sent. Default: no limit.
+    pub fn max_encoding_message_size(mut self, limit: usize) -> ChannelBuilder {
+        self.max_send = limit;
+        self
+    }
+
+    /// A timeout for calls that set none themselves. Default: none.
+    pub fn timeout(mut self, timeout: Duration) -> ChannelBuilder {
+        self.default_timeout = Some(timeout);
+        self
+    }
+
+    /// How long one connection attempt may take. Default 20 s.
+    pub fn connect_timeout(mut self, timeout: Duration) -> ChannelBuilder {
+        self.config.connect_timeout = timeout;
+        self
+    }
+
+    /// Initial HTTP/2 flow-control window of each stream. Default 1 MiB.
+    pub fn initial_stream_window_size(mut self, size: u32) -> ChannelBuilder {
+        self.config.initial_stream_window_size = size;
+        self
+    }
+
+    /// Initial HTTP/2 flow-control window of the connection. Default 2 MiB.
+    pub fn initial_connection_window_size(mut self, size: u32) -> ChannelBuilder {
+        self.config.initial_connection_window_size = size;
+        self
+    }
+
+    /// Builds the channel. It does not connect until the first call (or
+    /// [`Channel::connect`]).
+    ///
+    /// # Errors
+    /// When the target cannot be parsed.
+    pub fn build(self) -> Result<Channel, InvalidTarget> {
+        let invalid = |reason: &str| InvalidTarget {
+            target: self.target.clone(),
+            reason: reason.to_string(),
+        };
+        let (endpoint, scheme, default_authority) = parse_target(&self.target).map_err(|r| invalid(&r))?;
+        let authority_text = self.authority.clone().unwrap_or(default_authority);
+        let authority = Authority::from_str(&authority_text)
+            .map_err(|e| invalid(&format!("bad authority {authority_text:?}: {e}")))?;
+        Ok(Channel {
+            inner: Arc::new(Inner {
+                target: self.target,
+                scheme,
+                authority,
+                subchannel: Subchannel::new(endpoint, self.config),
+                max_recv: self.max_recv,
+                max_send: self.max_send,
+                default_timeout: self.default_timeout,
+            }),
+        })
+    }
+}
+
+/// Parses a target: `host:port`, `http://host:port`, `dns:///host:port`,
+/// `unix:path`, `unix:///abs/path`, or an absolute socket path.
+fn parse_target(target: &str) -> Result<(Endpoint, Scheme, String), String> {
+    if target.is_empty() {
+        return Err("empty target".into());
+    }
+    let unix_path = target
+        .strip_prefix("unix://")
+        .or_else(|| target.strip_prefix("unix:"))
+        .or_else(|| target.starts_with('/').then_some(target));
+    if let Some(path) = unix_path {
+        if path.is_empty() {
+            return Err("empty unix socket path".into());
+        }
+        return Ok((Endpoint::Unix(path.into()), Scheme::HTTP, "localhost".into()));
+    }
+    if target.starts_with("https://") {
+        return Err("https targets need TLS credentials, which this build does not have yet".into());
+    }
+    let hostport = target
+        .strip_prefix("http://")
+        .or_else(|| target.strip_prefix("dns:///"))
+        .unwrap_or(target)
+        .trim_end_matches('/');
+    if hostport.is_empty() || hostport.contains('/') {
+        return Err("expected host:port".into());
+    }
+    let with_port = if has_port(hostport) {
+        hostport.to_string()
+    } else {
+        format!("{hostport}:443")
+    };
+    Authority::from_str(&with_port).map_err(|e| format!("bad host:port: {e}"))?;
+    Ok((Endpoint::Tcp(with_port.clone()), Scheme::HTTP, with_port))
+}
+
+fn has_port(hostport: &str) -> bool {
+    match hostport.rsplit_once(':') {
+        // "[::1]:80" has a port; "[::1]" and "::1" do not.
+        Some((host, port)) => {
+            !port.is_empty()
+                && port.bytes().all(|b| b.is_ascii_digit())
+                && (!host.contains(':') || host.ends_with(']'))
+        }
+        None => false,
+    }
+}
+
+impl Channel {
+    /// A channel to `target` with default settings; see
+    /// [`ChannelBuilder::build`] for the target forms.
+    ///
+    /// # Errors
+    /// When the target cannot be parsed.
+    pub fn from_target(target: &str) -> Result<Channel, InvalidTarget> {
+        Channel::builder(target).build()
+    }
+
+    /// A builder for a channel to `target`.
+    pub fn builder(target: impl Into<String>) -> ChannelBuilder {
+        ChannelBuilder {
+            target: target.into(),
+            authority: None,
+            max_recv: DEFAULT_MAX_RECV_MESSAGE_SIZE,
+            max_send: usize::MAX,
+            default_timeout: None,
+            config: ClientConfig::default(),
+        }
+    }
+
+    /// The target this channel was built for.
+    pub fn target(&self) -> &str {
+        &self.inner.target
+    }
+
+    /// Connects now rather than on the first call.
+    ///
+    /// # Errors
+    /// `UNAVAILABLE` when the connection cannot be made.
+    pub async fn connect(&self) -> Result<(), Status> {
+        self.pick().await.map(drop)
+    }
+
+    /// Whether a connection is currently up.
+    pub fn is_connected(&self) -> bool {
+        self.inner.subchannel.is_connected()
+    }
+
+    /// Chooses the transport for a call. This is where the balancer's picker
+    /// will sit; today it is the one subchannel's connection.
+    async fn pick(&self) -> Result<Http2Client, Status> {
+        self.inner.subchannel.transport().await
+    }
+}

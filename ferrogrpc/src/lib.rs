@@ -1,0 +1,60 @@
+//! # ferrogrpc
+//!
+//! gRPC for Rust with the capability set of gRPC-Go: a server, a client
+//! channel, protoc-free code generation (`ferrogrpc-build`), and modules
+//! named after gRPC-Go's packages so each concept is where a gRPC user looks
+//! for it.
+//!
+//! ```text
+//!   generated stubs / services          (ferrogrpc-build)
+//!        │                    │
+//!   client::Channel      server::Server  ── codec (prost by default)
+//!        │                    │
+//!   request / response / streaming / status / metadata
+//!        │                    │
+//!   transport (internal: the only module that knows HTTP/2; h2 underneath)
+//! ```
+//!
+//! What it does today: the gRPC wire protocol over HTTP/2 (PROTOCOL-HTTP2.md),
+//! all four RPC kinds, deadlines, cancellation, status with details,
+//! metadata (ASCII and binary), message size limits, graceful and hard
+//! server stop, TCP and Unix sockets.
+//!
+//! What it does not do yet: TLS, compression, keepalive, name resolution and
+//! load balancing, interceptors. Those are planned in this order.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod client;
+pub mod codec;
+pub mod codes;
+pub mod metadata;
+pub mod peer;
+pub mod server;
+pub mod status;
+
+mod request;
+mod response;
+mod streaming;
+mod transport;
+
+pub use codes::Code;
+pub use request::{CallOptions, IntoRequest, Request};
+pub use response::Response;
+pub use status::Status;
+pub use streaming::Streaming;
+
+/// Includes the code `ferrogrpc-build` generated for a proto package, e.g.
+/// `ferrogrpc::include_proto!("helloworld");`.
+#[macro_export]
+macro_rules! include_proto {
+    ($package:literal) => {
+        include!(concat!(env!("OUT_DIR"), concat!("/", $package, ".rs")));
+    };
+}
+
+/// Re-exports used by generated code. Not part of the stable API.
+#[doc(hidden)]
+pub mod __codegen {
+    pub use http::uri::PathAndQuery;
+}

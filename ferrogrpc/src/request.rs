@@ -1,0 +1,175 @@
+//! [`Request`]: a message (or stream) with its metadata and per-call options.
+
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use crate::{metadata::MetadataMap, peer::Peer};
+
+/// A request: the message, the metadata sent with it and, on the client, the
+/// options of this call; on the server, what the call arrived with (deadline,
+/// peer).
+#[derive(Debug)]
+pub struct Request<T> {
+    metadata: MetadataMap,
+    message: T,
+    extensions: http::Extensions,
+    pub(crate) options: CallOptions,
+    pub(crate) deadline: Option<Instant>,
+    pub(crate) peer: Option<Arc<Peer>>,
+}
+
+/// Per-call options of a client call.
+#[derive(Clone, Debug, Default)]
+#[non_exhaustive]
+pub struct CallOptions {
+    /// How long the call may take; sent as `grpc-timeout` and enforced locally.
+    pub timeout: Option<Duration>,
+    /// Overrides the channel's max size of a received message.
+    pub max_decoding_message_size: Option<usize>,
+    /// Overrides the channel's max size of a sent message.
+    pub max_encoding_message_size: Option<usize>,
+}
+
+impl<T> Request<T> {
+    /// A request with no metadata and default options.
+    pub fn new(message: T) -> Request<T> {
+        Request {
+            metadata: MetadataMap::new(),
+            message,
+            extensions: http::Extensions::new(),
+            options: CallOptions::default(),
+            deadline: None,
+            peer: None,
+        }
+    }
+
+    /// The metadata sent (client) or received (server) with the call.
+    pub fn metadata(&self) -> &MetadataMap {
+        &self.metadata
+    }
+
+    /// Mutable metadata, to add headers before sending.
+    pub fn metadata_mut(&mut self) -> &mut MetadataMap {
+        &mut self.metadata
+    }
+
+    /// The message.
+    pub fn get_ref(&self) -> &T {
+        &self.message
+    }
+
+    /// The message, mutably.
+    pub fn get_mut(&mut self) -> &mut T {
+        &mut self.message
+    }
+
+    /// Takes the message.
+    pub fn into_inner(self) -> T {
+        self.message
+    }
+
+    /// Splits into metadata and message.
+    pub fn into_parts(self) -> (MetadataMap, T) {
+        (self.metadata, self.message)
+    }
+
+    /// Replaces the message, keeping metadata, options and call information.
+    pub fn map<U>(self, f: impl FnOnce(T) -> U) -> Request<U> {
+        Request {
+            metadata: self.metadata,
+            message: f(self.message),
+            extensions: self.extensions,
+            options: self.options,
+            deadline: self.deadline,
+            peer: self.peer,
+        }
+    }
+
+    /// Extensions: typed values that interceptors and handlers pass along.
+    pub fn extensions(&self) -> &http::Extensions {
+        &self.extensions
+    }
+
+    /// Mutable extensions.
+    pub fn extensions_mut(&mut self) -> &mut http::Extensions {
+        &mut self.extensions
+    }
+
+    /// Sets the timeout of this call (client).
+    pub fn set_timeout(&mut self, timeout: Duration) {
+        self.options.timeout = Some(timeout);
+    }
+
+    /// Returns the request with a timeout (client).
+    pub fn with_timeout(mut self, timeout: Duration) -> Request<T> {
+        self.set_timeout(timeout);
+        self
+    }
+
+    /// The options of this call (client).
+    pub fn options(&self) -> &CallOptions {
+        &self.options
+    }
+
+    /// Mutable options of this call (client).
+    pub fn options_mut(&mut self) -> &mut CallOptions {
+        &mut self.options
+    }
+
+    /// On the server: when the call's deadline passes (from `grpc-timeout`),
+    /// if the client set one. The call is cancelled at that moment.
+    pub fn deadline(&self) -> Option<Instant> {
+        self.deadline
+    }
+
+    /// On the server: the time left before the deadline, if there is one.
+    pub fn time_remaining(&self) -> Option<Duration> {
+        self.deadline
+            .map(|d| d.saturating_duration_since(Instant::now()))
+    }
+
+    /// On the server: the two ends of the connection the call came on.
+    pub fn peer(&self) -> Option<&Peer> {
+        self.peer.as_deref()
+    }
+
+    pub(crate) fn into_client_parts(self) -> (MetadataMap, T, CallOptions) {
+        (self.metadata, self.message, self.options)
+    }
+
+    pub(crate) fn from_server(
+        metadata: MetadataMap,
+        message: T,
+        deadline: Option<Instant>,
+        peer: Arc<Peer>,
+    ) -> Request<T> {
+        Request {
+            metadata,
+            message,
+            extensions: http::Extensions::new(),
+            options: CallOptions::default(),
+            deadline,
+            peer: Some(peer),
+        }
+    }
+}
+
+/// Conversion into a [`Request`], so stubs accept a bare message too.
+pub trait IntoRequest<T> {
+    /// Wraps `self` in a request, or returns it if it is one.
+    fn into_request(self) -> Request<T>;
+}
+
+impl<T> IntoRequest<T> for T {
+    fn into_request(self) -> Request<T> {
+        Request::new(self)
+    }
+}
+
+impl<T> IntoRequest<T> for Request<T> {
+    fn into_request(self) -> Request<T> {
+        self
+    }
+}

@@ -1,0 +1,84 @@
+//! [`Response`]: a message (or stream) with header and trailer metadata.
+
+use crate::metadata::MetadataMap;
+
+/// A response: the message, the header metadata and the trailer metadata.
+///
+/// A handler sets both maps to send them; a client reads them from here
+/// (for a response stream, trailers come from
+/// [`Streaming::trailers`](crate::Streaming::trailers) once it ends).
+#[derive(Debug, Default)]
+pub struct Response<T> {
+    metadata: MetadataMap,
+    message: T,
+    trailers: MetadataMap,
+}
+
+impl<T> Response<T> {
+    /// A response with no metadata.
+    pub fn new(message: T) -> Response<T> {
+        Response {
+            metadata: MetadataMap::new(),
+            message,
+            trailers: MetadataMap::new(),
+        }
+    }
+
+    /// Header metadata.
+    pub fn metadata(&self) -> &MetadataMap {
+        &self.metadata
+    }
+
+    /// Mutable header metadata.
+    pub fn metadata_mut(&mut self) -> &mut MetadataMap {
+        &mut self.metadata
+    }
+
+    /// Trailer metadata.
+    pub fn trailers(&self) -> &MetadataMap {
+        &self.trailers
+    }
+
+    /// Mutable trailer metadata.
+    pub fn trailers_mut(&mut self) -> &mut MetadataMap {
+        &mut self.trailers
+    }
+
+    /// The message.
+    pub fn get_ref(&self) -> &T {
+        &self.message
+    }
+
+    /// The message, mutably.
+    pub fn get_mut(&mut self) -> &mut T {
+        &mut self.message
+    }
+
+    /// Takes the message.
+    pub fn into_inner(self) -> T {
+        self.message
+    }
+
+    /// Splits into header metadata, message and trailer metadata.
+    pub fn into_parts(self) -> (MetadataMap, T, MetadataMap) {
+        (self.metadata, self.message, self.trailers)
+    }
+
+    /// Builds a response from its parts.
+    pub fn from_parts(metadata: MetadataMap, message: T, trailers: MetadataMap) -> Response<T> {
+        Response {
+            metadata,
+            message,
+            trailers,
+        }
+    }
+
+    /// Replaces the message, keeping the metadata.
+    pub fn map<U>(self, f: impl FnOnce(T) -> U) -> Response<U> {
+        Response {
+            metadata: self.metadata,
+            message: f(self.message),
+            trailers: self.trailers,
+        }
+    }
+}

@@ -1,0 +1,404 @@
+//! The gRPC server: register services, serve connections, stop gracefully.
+//!
+//! ```no_run
+//! # async fn run(svc: impl ferrogrpc::server::Service) -> std::io::Result<()> {
+//! use ferrogrpc::server::Server;
+//! let server = Server::builder().add_service(svc).build();
+//! server.serve("127.0.0.1:50051").await
+//! # }
+//! ```
+//!
+//! Each call runs in its own task. A handler sees its request (message or
+//! stream), metadata, deadline and peer; it is cancelled (dropped) when the
+//! deadline passes or the client resets the stream, and a panic fails only
+//! its call, with `UNKNOWN`.
+
+mod handler;
+
+use std::{
+    collections::HashMap,
+    future::Future,
+    io,
+    sync::Arc,
+    time::Duration,
+};
+
+use tokio::{
+    io::{AsyncRead, AsyncWrite},
+    net::{TcpListener, ToSocketAddrs},
+    sync::watch,
+};
+
+pub use handler::{client_streaming, server_streaming, streaming, unary, BoxFuture, ResponseSink};
+
+use crate::{
+    peer::{Addr, Peer},
+    status::Status,
+    transport::server::{serve_connection, IncomingStream, ServerConfig, Shutdown, StreamHandler},
+};
+
+/// Default max size of a received message: 4 MiB, as in gRPC-Go.
+pub const DEFAULT_MAX_RECV_MESSAGE_SIZE: usize = 4 << 20;
+
+/// A gRPC service: routes the calls of one service (e.g.
+/// `helloworld.Greeter`) to its handlers. Generated code implements it.
+pub trait Service: Send + Sync + 'static {
+    /// The full service name, `package.Service`.
+    fn name(&self) -> &'static str;
+
+    /// Starts one call to `method` (the part of the path after the service
+    /// name). Unknown methods answer with [`ServerCall::unimplemented`].
+    fn call(&self, method: &str, call: ServerCall) -> BoxFuture;
+}
+
+/// Message size limits applied to one call.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Limits {
+    pub(crate) max_recv: usize,
+    pub(crate) max_send: usize,
+}
+
+/// An incoming call, handed to a [`Service`] and then to one of the handler
+/// drivers ([`unary`], [`server_streaming`], [`client_streaming`],
+/// [`streaming`]).
+pub struct ServerCall {
+    pub(crate) stream: IncomingStream,
+    pub(crate) limits: Limits,
+}
+
+impl std::fmt::Debug for ServerCall {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerCall")
+            .field("path", &self.stream.path)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ServerCall {
+    /// The full method path, `/package.Service/Method`.
+    pub fn path(&self) -> &str {
+        self.stream.path.path()
+    }
+
+    /// Answers the call with `UNIMPLEMENTED` (an unknown method).
+    pub async fn unimplemented(self) {
+        let path = self.stream.path.path().to_string();
+        self.fail(Status::unimplemented(format!("unknown method {path}")));
+    }
+
+    /// Ends the call at once with `status`.
+    pub fn fail(mut self, status: Status) {
+        self.stream.send.send_status(status, None);
+    }
+}
+
+/// Builds a [`Server`].
+#[derive(Default)]
+pub struct ServerBuilder {
+    services: HashMap<&'static str, Arc<dyn Service>>,
+    max_recv: Option<usize>,
+    max_send: Option<usize>,
+    config: ServerConfig,
+}
+
+impl std::fmt::Debug for ServerBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerBuilder")
+            .field("services", &self.services.keys().collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
+}
+
+impl ServerBuilder {
+    /// Registers a service. A later service of the same name replaces it.
+    pub fn add_service(mut self, service: impl Service) -> ServerBuilder {
+        self.services.insert(service.name(), Arc::new(service));
+        self
+    }
+
+    /// Max size of a received message; larger ones fail the call with
+    /// `RESOURCE_EXHAUSTED`. Default 4 MiB.
+    pub fn max_decoding_message_size(mut self, limit: usize) -> ServerBuilder {
+        self.max_recv = Some(limit);
+        self
+    }
+
+    /// Max size of a sent message; larger ones fail the call with
+    /// `RESOURCE_EXHAUSTED`. Default: no limit (`usize::MAX`).
+    pub fn max_encoding_message_size(mut self, limit: usize) -> ServerBuilder {
+        self.max_send = Some(limit);
+        self
+    }
+
+    /// Max concurrent streams per connection, advertised in SETTINGS; excess
+    /// streams are refused (REFUSED_STREAM). Default: no limit.
+    pub fn max_concurrent_streams(mut self, limit: u32) -> ServerBuilder {
+        self.config.max_concurrent_streams = Some(limit);
+        self
+    }
+
+    /// Initial HTTP/2 flow-control window of each stream. Default 1 MiB.
+    pub fn initial_stream_window_size(mut self, size: u32) -> ServerBuilder {
+        self.config.initial_stream_window_size = size;
+        self
+    }
+
+    /// Initial HTTP/2 flow-control window of each connection. Default 2 MiB.
+    pub fn initial_connection_window_size(mut self, size: u32) -> ServerBuilder {
+        self.config.initial_connection_window_size = size;
+        self
+    }
+
+    /// Max size of a received header list (headers or trailers). Default 16 MiB.
+    pub fn max_header_list_size(mut self, size: u32) -> ServerBuilder {
+        self.config.max_header_list_size = size;
+        self
+    }
+
+    /// How long a new connection may take to complete the HTTP/2 handshake
+    /// before it is dropped. Default 20 s.
+    pub fn handshake_timeout(mut self, timeout: Duration) -> ServerBuilder {
+        self.config.handshake_timeout = timeout;
+        self
+    }
+
+    /// Builds the server; serve it with [`Server::serve`] and friends.
+    pub fn build(self) -> Server {
+        let (shutdown, _) = watch::channel(Shutdown::Running);
+        let (connections, _) = watch::channel(0usize);
+        Server {
+            inner: Arc::new(Inner {
+                router: Router {
+                    services: self.services,
+                    limits: Limits {
+                        max_recv: self.max_recv.unwrap_or(DEFAULT_MAX_RECV_MESSAGE_SIZE),
+                        max_send: self.max_send.unwrap_or(usize::MAX),
+                    },
+                },
+                config: self.config,
+                shutdown,
+                connections,
+            }),
+        }
+    }
+
+    /// Builds the server and serves on `addr` until it fails.
+    ///
+    /// # Errors
+    /// When the address cannot be bound.
+    pub async fn serve(self, addr: impl ToSocketAddrs) -> io::Result<()> {
+        self.build().serve(addr).await
+    }
+
+    /// Builds the server and serves on `addr` until `signal` completes, then
+    /// stops gracefully.
+    ///
+    /// # Errors
+    /// When the address cannot be bound.
+    pub async fn serve_with_shutdown(
+        self,
+        addr: impl ToSocketAddrs,
+        signal: impl Future<Output = ()>,
+    ) -> io::Result<()> {
+        self.build().serve_with_shutdown(addr, signal).await
+    }
+}
+
+struct Router {
+    services: HashMap<&'static str, Arc<dyn Service>>,
+    limits: Limits,
+}
+
+impl StreamHandler for Router {
+    fn handle(&self, stream: IncomingStream) {
+        let path = stream.path.clone();
+        let full = path.path();
+        let parsed = full
+            .strip_prefix('/')
+            .and_then(|rest| rest.rsplit_once('/'))
+            .filter(|(svc, method)| !svc.is_empty() && !method.is_empty());
+        let call = ServerCall {
+            stream,
+            limits: self.limits,
+        };
+        let Some((service, method)) = parsed else {
+            call.fail(Status::unimplemented(format!("malformed method name {full:?}")));
+            return;
+        };
+        match self.services.get(service) {
+            Some(svc) => {
+                tokio::spawn(svc.call(method, call));
+            }
+            None => call.fail(Status::unimplemented(format!("unknown service {service}"))),
+        }
+    }
+}
+
+struct Inner {
+    router: Router,
+    config: ServerConfig,
+    shutdown: watch::Sender<Shutdown>,
+    connections: watch::Sender<usize>,
+}
+
+/// A source of connections to serve: a TCP or Unix listener, or your own.
+pub trait Listener: Send + 'static {
+    /// The connection type.
+    type Io: AsyncRead + AsyncWrite + Send + Unpin + 'static;
+
+    /// Accepts the next connection.
+    fn accept(&mut self) -> impl Future<Output = io::Result<(Self::Io, Peer)>> + Send;
+}
+
+impl Listener for TcpListener {
+    type Io = tokio::net::TcpStream;
+
+    async fn accept(&mut self) -> io::Result<(Self::Io, Peer)> {
+        let (tcp, remote) = TcpListener::accept(self).await?;
+        let _ = tcp.set_nodelay(true);
+        let local = tcp.local_addr().map_or(Addr::Unknown, Addr::Tcp);
+        Ok((tcp, Peer::new(Addr::Tcp(remote), local)))
+    }
+}
+
+#[cfg(unix)]
+impl Listener for tokio::net::UnixListener {
+    type Io = tokio::net::UnixStream;
+
+    async fn accept(&mut self) -> io::Result<(Self::Io, Peer)> {
+        let (sock, remote) = tokio::net::UnixListener::accept(self).await?;
+        let local = self
+            .local_addr()
+            .ok()
+            .and_then(|a| a.as_pathname().map(|p| p.to_path_buf()));
+        let remote = remote.as_pathname().map(|p| p.to_path_buf());
+        Ok((sock, Peer::new(Addr::Unix(remote), Addr::Unix(local))))
+    }
+}
+
+/// A gRPC server. Cheap to clone; every clone controls the same server.
+#[derive(Clone)]
+pub struct Server {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server")
+            .field("services", &self.inner.router.services.keys().collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Server {
+    /// A builder.
+    pub fn builder() -> ServerBuilder {
+        ServerBuilder::default()
+    }
+
+    /// Binds `addr` and serves until the server is stopped.
+    ///
+    /// # Errors
+    /// When the address cannot be bound.
+    pub async fn serve(&self, addr: impl ToSocketAddrs) -> io::Result<()> {
+        let listener = TcpListener::bind(addr).await?;
+        self.serve_listener(listener).await
+    }
+
+    /// Serves on `addr` until `signal` completes, then stops gracefully:
+    /// no new calls, calls under way finish, then connections close.
+    ///
+    /// # Errors
+    /// When the address cannot be bound.
+    pub async fn serve_with_shutdown(
+        &self,
+        addr: impl ToSocketAddrs,
+        signal: impl Future<Output = ()>,
+    ) -> io::Result<()> {
+        let listener = TcpListener::bind(addr).await?;
+        tokio::select! {
+            res = self.serve_listener(listener) => res,
+            () = signal => {
+                self.graceful_stop().await;
+                Ok(())
+            }
+        }
+    }
+
+    /// Serves connections from `listener` until the server is stopped. Returns
+    /// as soon as a stop begins (connections may still be finishing).
+    ///
+    /// # Errors
+    /// Never for the listeners built in; a custom listener's accept errors are
+    /// logged and retried after a short pause.
+    pub async fn serve_listener<L: Listener>(&self, mut listener: L) -> io::Result<()> {
+        let mut shutdown = self.inner.shutdown.subscribe();
+        loop {
+            if *shutdown.borrow_and_update() != Shutdown::Running {
+                return Ok(());
+            }
+            tokio::select! {
+                _ = shutdown.changed() => continue,
+                accepted = listener.accept() => match accepted {
+                    Ok((io, peer)) => self.spawn_connection(io, peer),
+                    Err(err) => {
+                        // Such as EMFILE: pause rather than spin.
+                        tracing::warn!("accept failed: {err}");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Serves one already-accepted connection in a new task.
+    pub fn serve_connection<IO>(&self, io: IO, peer: Peer)
+    where
+        IO: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+    {
+        self.spawn_connection(io, peer);
+    }
+
+    fn spawn_connection<IO>(&self, io: IO, peer: Peer)
+    where
+        IO: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+    {
+        let inner = Arc::clone(&self.inner);
+        let shutdown = inner.shutdown.subscribe();
+        inner.connections.send_modify(|n| *n += 1);
+        tokio::spawn(async move {
+            serve_connection(io, Arc::new(peer), &inner.config, &inner.router, shutdown).await;
+            inner.connections.send_modify(|n| *n -= 1);
+        });
+    }
+
+    /// Stops gracefully, as gRPC-Go's `GracefulStop`: stops accepting
+    /// connections, sends GOAWAY so clients open no new streams, lets the
+    /// calls under way finish, and returns once every connection has closed.
+    ///
+    /// # Cancel safety
+    /// Dropping the future does not undo the stop.
+    pub async fn graceful_stop(&self) {
+        self.inner.shutdown.send_if_modified(|s| {
+            if *s == Shutdown::Running {
+                *s = Shutdown::Graceful;
+                true
+            } else {
+                false
+            }
+        });
+        let mut connections = self.inner.connections.subscribe();
+        let _ = connections.wait_for(|n| *n == 0).await;
+    }
+
+    /// Stops now, as gRPC-Go's `Stop`: closes every connection; calls under
+    /// way fail on the client and their handlers are cancelled.
+    pub fn stop(&self) {
+        self.inner.shutdown.send_replace(Shutdown::Hard);
+    }
+
+    /// The number of connections being served.
+    pub fn connection_count(&self) -> usize {
+        *self.inner.connections.borrow()
+    }
+}

@@ -1,0 +1,308 @@
+//! The outcome of an RPC: a [`Code`], a message, optional details and
+//! trailing metadata.
+//!
+//! A `Status` returned as an error never carries [`Code::Ok`]; when a handler
+//! returns one anyway, the server sends `UNKNOWN` and says so in the message.
+
+use std::{borrow::Cow, fmt};
+
+use bytes::Bytes;
+
+use crate::{codes::Code, metadata::MetadataMap};
+
+/// The outcome of an RPC, as sent in `grpc-status`, `grpc-message` and
+/// `grpc-status-details-bin`, plus any other trailing metadata.
+///
+/// Boxed inside so that `Result<T, Status>` stays small.
+#[derive(Clone)]
+pub struct Status(Box<Inner>);
+
+#[derive(Clone)]
+struct Inner {
+    code: Code,
+    message: String,
+    details: Bytes,
+    metadata: MetadataMap,
+}
+
+macro_rules! constructors {
+    ($($(#[$doc:meta])* $name:ident => $code:ident,)*) => {
+        $(
+            $(#[$doc])*
+            pub fn $name(message: impl Into<String>) -> Status {
+                Status::new(Code::$code, message)
+            }
+        )*
+    };
+}
+
+impl Status {
+    /// A status with a code and a human-readable message.
+    pub fn new(code: Code, message: impl Into<String>) -> Status {
+        Status(Box::new(Inner {
+            code,
+            message: message.into(),
+            details: Bytes::new(),
+            metadata: MetadataMap::new(),
+        }))
+    }
+
+    /// A status with binary details: the encoded `google.rpc.Status` message
+    /// sent in `grpc-status-details-bin`. Its code and message should match
+    /// `code` and `message`.
+    pub fn with_details(code: Code, message: impl Into<String>, details: Bytes) -> Status {
+        let mut status = Status::new(code, message);
+        status.0.details = details;
+        status
+    }
+
+    constructors! {
+        /// A `CANCELLED` status.
+        cancelled => Cancelled,
+        /// An `UNKNOWN` status.
+        unknown => Unknown,
+        /// An `INVALID_ARGUMENT` status.
+        invalid_argument => InvalidArgument,
+        /// A `DEADLINE_EXCEEDED` status.
+        deadline_exceeded => DeadlineExceeded,
+        /// A `NOT_FOUND` status.
+        not_found => NotFound,
+        /// An `ALREADY_EXISTS` status.
+        already_exists => AlreadyExists,
+        /// A `PERMISSION_DENIED` status.
+        permission_denied => PermissionDenied,
+        /// A `RESOURCE_EXHAUSTED` status.
+        resource_exhausted => ResourceExhausted,
+        /// A `FAILED_PRECONDITION` status.
+        failed_precondition => FailedPrecondition,
+        /// An `ABORTED` status.
+        aborted => Aborted,
+        /// An `OUT_OF_RANGE` status.
+        out_of_range => OutOfRange,
+        /// An `UNIMPLEMENTED` status.
+        unimplemented => Unimplemented,
+        /// An `INTERNAL` status.
+        internal => Internal,
+        /// An `UNAVAILABLE` status.
+        unavailable => Unavailable,
+        /// A `DATA_LOSS` status.
+        data_loss => DataLoss,
+        /// An `UNAUTHENTICATED` status.
+        unauthenticated => Unauthenticated,
+    }
+
+    /// The status code.
+    pub fn code(&self) -> Code {
+        self.0.code
+    }
+
+    /// The message, as text for a developer (not an end user).
+    pub fn message(&self) -> &str {
+        &self.0.message
+    }
+
+    /// The binary details (an encoded `google.rpc.Status`), empty if none.
+    pub fn details(&self) -> &Bytes {
+        &self.0.details
+    }
+
+    /// Trailing metadata sent or received with this status.
+    pub fn metadata(&self) -> &MetadataMap {
+        &self.0.metadata
+    }
+
+    /// Mutable trailing metadata, to send extra trailers with an error.
+    pub fn metadata_mut(&mut self) -> &mut MetadataMap {
+        &mut self.0.metadata
+    }
+
+    /// Returns this status with `metadata` as its trailing metadata.
+    pub fn with_metadata(mut self, metadata: MetadataMap) -> Status {
+        self.0.metadata = metadata;
+        self
+    }
+
+    /// Builds a status from the parts received on the wire.
+    pub(crate) fn from_parts(
+        code: Code,
+        message: String,
+        details: Bytes,
+        metadata: MetadataMap,
+    ) -> Status {
+        Status(Box::new(Inner {
+            code,
+            message,
+            details,
+            metadata,
+        }))
+    }
+
+    /// The status a server sends for a handler error: `OK` is not an error,
+    /// so it becomes `UNKNOWN`.
+    pub(crate) fn into_error(self) -> Status {
+        if self.code() == Code::Ok {
+            let mut s = self;
+            s.0.code = Code::Unknown;
+            s.0.message = format!(
+                "handler returned an error with code OK (message: {:?})",
+                s.0.message
+            );
+            s
+        } else {
+            self
+        }
+    }
+
+    /// Splits the status into code, message, details and trailing metadata.
+    pub(crate) fn into_parts(self) -> (Code, String, Bytes, MetadataMap) {
+        let inner = *self.0;
+        (inner.code, inner.message, inner.details, inner.metadata)
+    }
+}
+
+impl fmt::Debug for Status {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut d = f.debug_struct("Status");
+        d.field("code", &self.0.code)
+            .field("message", &self.0.message);
+        if !self.0.details.is_empty() {
+            d.field("details", &self.0.details);
+        }
+        if !self.0.metadata.is_empty() {
+            d.field("metadata", &self.0.metadata);
+        }
+        d.finish()
+    }
+}
+
+impl fmt::Display for Status {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.0.message.is_empty() {
+            write!(f, "{}", self.0.code)
+        } else {
+            write!(f, "{}: {}", self.0.code, self.0.message)
+        }
+    }
+}
+
+impl std::error::Error for Status {}
+
+impl From<std::io::Error> for Status {
+    /// I/O errors become `UNAVAILABLE` (connection trouble) unless they carry a
+    /// clearer meaning, such as a timeout.
+    fn from(err: std::io::Error) -> Status {
+        use std::io::ErrorKind;
+        let code = match err.kind() {
+            ErrorKind::TimedOut => Code::DeadlineExceeded,
+            ErrorKind::PermissionDenied => Code::PermissionDenied,
+            ErrorKind::InvalidData | ErrorKind::InvalidInput => Code::Internal,
+            _ => Code::Unavailable,
+        };
+        Status::new(code, err.to_string())
+    }
+}
+
+/// Percent-encodes a `grpc-message` value as the protocol asks: every byte
+/// outside printable ASCII (0x20..=0x7E), and `%` itself, becomes `%XX`.
+pub(crate) fn percent_encode(message: &str) -> Cow<'_, str> {
+    fn plain(b: u8) -> bool {
+        (0x20..=0x7e).contains(&b) && b != b'%'
+    }
+    if message.bytes().all(plain) {
+        return Cow::Borrowed(message);
+    }
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    let mut out = String::with_capacity(message.len() + 16);
+    for b in message.bytes() {
+        if plain(b) {
+            out.push(char::from(b));
+        } else {
+            out.push('%');
+            out.push(char::from(HEX[usize::from(b >> 4)]));
+            out.push(char::from(HEX[usize::from(b & 0xf)]));
+        }
+    }
+    Cow::Owned(out)
+}
+
+/// Decodes a `grpc-message` value leniently: a `%` not followed by two hex
+/// digits is kept as it is, and bytes that are not valid UTF-8 after decoding
+/// are replaced, so a malformed message never fails the call.
+pub(crate) fn percent_decode(raw: &[u8]) -> String {
+    fn hex(b: u8) -> Option<u8> {
+        match b {
+            b'0'..=b'9' => Some(b - b'0'),
+            b'a'..=b'f' => Some(b - b'a' + 10),
+            b'A'..=b'F' => Some(b - b'A' + 10),
+            _ => None,
+        }
+    }
+    if !raw.contains(&b'%') {
+        return String::from_utf8_lossy(raw).into_owned();
+    }
+    let mut out = Vec::with_capacity(raw.len());
+    let mut i = 0;
+    while i < raw.len() {
+        if raw[i] == b'%' && i + 2 < raw.len() {
+            if let (Some(h), Some(l)) = (hex(raw[i + 1]), hex(raw[i + 2])) {
+                out.push(h << 4 | l);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(raw[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn encode_examples() {
+        assert_eq!(percent_encode("plain text"), "plain text");
+        assert_eq!(percent_encode("100%"), "100%25");
+        assert_eq!(percent_encode("\t\ntab"), "%09%0Atab");
+        assert_eq!(percent_encode("ü"), "%C3%BC");
+    }
+
+    #[test]
+    fn decode_is_lenient() {
+        assert_eq!(percent_decode(b"%"), "%");
+        assert_eq!(percent_decode(b"%4"), "%4");
+        assert_eq!(percent_decode(b"%zz"), "%zz");
+        assert_eq!(percent_decode(b"a%41"), "aA");
+        assert_eq!(percent_decode(b"%C3%BC"), "ü");
+        // Decodes to invalid UTF-8: replaced, not failed.
+        assert_eq!(percent_decode(b"%FF"), "\u{FFFD}");
+    }
+
+    #[test]
+    fn ok_is_never_an_error() {
+        let s = Status::new(Code::Ok, "fine").into_error();
+        assert_eq!(s.code(), Code::Unknown);
+        assert!(s.message().contains("fine"));
+    }
+
+    #[test]
+    fn status_is_small() {
+        assert_eq!(std::mem::size_of::<Status>(), std::mem::size_of::<usize>());
+    }
+
+    proptest! {
+        #[test]
+        fn percent_round_trip(s in any::<String>()) {
+            let enc = percent_encode(&s);
+            prop_assert!(enc.bytes().all(|b| (0x20..=0x7e).contains(&b)));
+            prop_assert_eq!(percent_decode(enc.as_bytes()), s);
+        }
+
+        #[test]
+        fn decode_never_panics(raw in proptest::collection::vec(any::<u8>(), 0..64)) {
+            let _ = percent_decode(&raw);
+        }
+    }
+}

@@ -1,0 +1,183 @@
+//! [`Streaming`]: a stream of received messages, on either side of a call.
+
+use std::{
+    future::Future,
+    fmt,
+    future::poll_fn,
+    marker::PhantomData,
+    pin::Pin,
+    task::{ready, Context, Poll},
+    time::Instant,
+};
+
+use bytes::Bytes;
+use tokio::time::Sleep;
+
+use crate::{
+    codec::Codec,
+    metadata::MetadataMap,
+    status::Status,
+    transport::{client::ClientRecv, RecvMessages},
+};
+
+/// Decodes received messages; boxed so `Streaming<T>` does not name the codec.
+/// A zero-sized codec (like the protobuf one) costs no allocation.
+pub(crate) trait Decode<T>: Send {
+    fn decode(&mut self, bytes: Bytes) -> Result<T, Status>;
+}
+
+/// Adapts a [`Codec`] to [`Decode`] for its decoded type.
+pub(crate) struct DecodeWith<C, E>(pub(crate) C, PhantomData<fn(E)>);
+
+impl<C, E> DecodeWith<C, E> {
+    pub(crate) fn boxed<D>(codec: C) -> Box<dyn Decode<D>>
+    where
+        C: Codec<E, D>,
+        E: 'static,
+        D: 'static,
+    {
+        Box::new(DecodeWith(codec, PhantomData))
+    }
+}
+
+impl<C: Codec<E, D>, E, D> Decode<D> for DecodeWith<C, E> {
+    fn decode(&mut self, bytes: Bytes) -> Result<D, Status> {
+        self.0.decode(bytes)
+    }
+}
+
+enum Source {
+    Client(ClientRecv),
+    Server(RecvMessages),
+}
+
+/// A stream of messages received in a call: the requests of a
+/// client-streaming or bidi call on the server, the responses of a
+/// server-streaming or bidi call on the client.
+///
+/// On the client, the end of the stream is the end of the call: `Ok(None)`
+/// when it ended with `OK`, an error with the call's status otherwise.
+/// Dropping a client's `Streaming` before the end cancels the call.
+pub struct Streaming<T> {
+    source: Source,
+    decoder: Box<dyn Decode<T>>,
+    deadline: Option<Pin<Box<Sleep>>>,
+    timed_out: bool,
+    /// Set once `poll_next` has yielded the end or an error.
+    ended: bool,
+}
+
+impl<T> fmt::Debug for Streaming<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Streaming").finish_non_exhaustive()
+    }
+}
+
+impl<T> Streaming<T> {
+    pub(crate) fn server(recv: RecvMessages, decoder: Box<dyn Decode<T>>) -> Streaming<T> {
+        Streaming {
+            source: Source::Server(recv),
+            decoder,
+            deadline: None,
+            timed_out: false,
+            ended: false,
+        }
+    }
+
+    pub(crate) fn client(
+        recv: ClientRecv,
+        decoder: Box<dyn Decode<T>>,
+        deadline: Option<Instant>,
+    ) -> Streaming<T> {
+        Streaming {
+            source: Source::Client(recv),
+            decoder,
+            deadline: deadline.map(|d| Box::pin(tokio::time::sleep_until(d.into()))),
+            timed_out: false,
+            ended: false,
+        }
+    }
+
+    fn poll_deadline(&mut self, cx: &mut Context<'_>) -> Result<(), Status> {
+        if let Some(sleep) = &mut self.deadline {
+            if self.timed_out || sleep.as_mut().poll(cx).is_ready() {
+                self.timed_out = true;
+                if let Source::Client(recv) = &mut self.source {
+                    recv.cancel();
+                }
+                return Err(Status::deadline_exceeded("deadline exceeded"));
+            }
+        }
+        Ok(())
+    }
+
+    /// Polls for the next message.
+    pub fn poll_message(&mut self, cx: &mut Context<'_>) -> Poll<Result<Option<T>, Status>> {
+        let raw = match &mut self.source {
+            Source::Server(recv) => recv.poll_message(cx),
+            Source::Client(recv) => {
+                if recv.is_finished() {
+                    recv.poll_message(cx)
+                } else {
+                    self.poll_deadline(cx)?;
+                    match &mut self.source {
+                        Source::Client(recv) => recv.poll_message(cx),
+                        Source::Server(_) => unreachable!("source does not change"),
+                    }
+                }
+            }
+        };
+        match ready!(raw)? {
+            Some(bytes) => Poll::Ready(self.decoder.decode(bytes).map(Some)),
+            None => Poll::Ready(Ok(None)),
+        }
+    }
+
+    /// The next message; `Ok(None)` at the end of the stream.
+    ///
+    /// # Cancel safety
+    /// Cancel-safe: a message is never lost if this future is dropped.
+    pub async fn message(&mut self) -> Result<Option<T>, Status> {
+        poll_fn(|cx| self.poll_message(cx)).await
+    }
+
+    /// On the client: the response header metadata, waiting for it if needed.
+    /// On the server: an empty map (request metadata is on the `Request`).
+    ///
+    /// # Errors
+    /// The call's status when it failed before sending headers.
+    pub async fn headers(&mut self) -> Result<&MetadataMap, Status> {
+        if let Source::Client(recv) = &mut self.source {
+            poll_fn(|cx| recv.poll_headers(cx)).await?;
+            return Ok(recv.headers());
+        }
+        static EMPTY: std::sync::OnceLock<MetadataMap> = std::sync::OnceLock::new();
+        Ok(EMPTY.get_or_init(MetadataMap::new))
+    }
+
+    /// On the client: the trailer metadata, once the stream has ended with
+    /// `OK` (when it ended with an error, the trailers are on the status).
+    pub fn trailers(&self) -> Option<&MetadataMap> {
+        match &self.source {
+            Source::Client(recv) => recv.trailers(),
+            Source::Server(_) => None,
+        }
+    }
+}
+
+impl<T> futures_core::Stream for Streaming<T> {
+    type Item = Result<T, Status>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = self.get_mut();
+        if this.ended {
+            return Poll::Ready(None);
+        }
+        let item = ready!(this.poll_message(cx)).transpose();
+        // An error ends the stream: it is yielded once, then `None`.
+        this.ended = !matches!(item, Some(Ok(_)));
+        Poll::Ready(item)
+    }
+}
+
+impl<T> Unpin for Streaming<T> {}

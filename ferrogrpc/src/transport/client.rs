@@ -1,0 +1,371 @@
+//! The client side of the transport: connecting (TCP or Unix socket), the
+//! HTTP/2 handshake, the connection's driver task, and opening streams.
+
+use std::{
+    future::Future,
+    future::poll_fn,
+    path::PathBuf,
+    task::{ready, Context, Poll},
+    time::Duration,
+};
+
+use bytes::Bytes;
+use http::{
+    uri::{Authority, PathAndQuery, Scheme},
+    HeaderMap, HeaderValue, StatusCode,
+};
+
+use super::{http_util, ClientSend, RecvMessages, Role};
+use crate::{
+    codes::Code,
+    metadata::MetadataMap,
+    peer::{Addr, Peer},
+    status::Status,
+};
+
+/// The `user-agent` ferrogrpc sends.
+pub(crate) const USER_AGENT: &str = concat!("ferrogrpc/", env!("CARGO_PKG_VERSION"));
+
+/// Where a connection goes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Endpoint {
+    /// `host:port`, resolved at connect time.
+    Tcp(String),
+    /// A Unix domain socket path.
+    Unix(PathBuf),
+}
+
+/// HTTP/2 settings of a client's connections.
+#[derive(Clone, Debug)]
+pub(crate) struct ClientConfig {
+    pub(crate) connect_timeout: Duration,
+    pub(crate) initial_stream_window_size: u32,
+    pub(crate) initial_connection_window_size: u32,
+    pub(crate) max_frame_size: u32,
+    pub(crate) max_header_list_size: u32,
+}
+
+impl Default for ClientConfig {
+    fn default() -> ClientConfig {
+        ClientConfig {
+            connect_timeout: Duration::from_secs(20),
+            initial_stream_window_size: 1 << 20,
+            initial_connection_window_size: 2 << 20,
+            max_frame_size: 16 << 10,
+            max_header_list_size: 16 << 20,
+        }
+    }
+}
+
+trait Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static> Io for T {}
+
+async fn dial(endpoint: &Endpoint) -> Result<(Box<dyn Io>, Peer), Status> {
+    match endpoint {
+        Endpoint::Tcp(hostport) => {
+            let addrs = tokio::net::lookup_host(hostport.as_str())
+                .await
+                .map_err(|e| Status::unavailable(format!("failed to resolve {hostport}: {e}")))?;
+            let mut last_err = None;
+            for addr in addrs {
+                match tokio::net::TcpStream::connect(addr).await {
+                    Ok(tcp) => {
+                        let _ = tcp.set_nodelay(true);
+                        let local = tcp.local_addr().map_or(Addr::Unknown, Addr::Tcp);
+                        return Ok((Box::new(tcp), Peer::new(Addr::Tcp(addr), local)));
+                    }
+                    Err(e) => last_err = Some(format!("{addr}: {e}")),
+                }
+            }
+            Err(Status::unavailable(match last_err {
+                Some(e) => format!("failed to connect to {hostport}: {e}"),
+                None => format!("failed to resolve {hostport}: no addresses"),
+            }))
+        }
+        #[cfg(unix)]
+        Endpoint::Unix(path) => {
+            let sock = tokio::net::UnixStream::connect(path).await.map_err(|e| {
+                Status::unavailable(format!("failed to connect to unix:{}: {e}", path.display()))
+            })?;
+            Ok((
+                Box::new(sock),
+                Peer::new(Addr::Unix(Some(path.clone())), Addr::Unix(None)),
+            ))
+        }
+        #[cfg(not(unix))]
+        Endpoint::Unix(path) => Err(Status::unavailable(format!(
+            "unix sockets are not supported on this platform: {}",
+            path.display()
+        ))),
+    }
+}
+
+/// One HTTP/2 connection to a server. Cloning shares the connection.
+#[derive(Clone)]
+pub(crate) struct Http2Client {
+    send_request: h2::client::SendRequest<Bytes>,
+}
+
+impl Http2Client {
+    /// Connects and runs the HTTP/2 handshake. The connection is driven by a
+    /// spawned task; `on_close` runs when it ends, with the reason.
+    pub(crate) async fn connect(
+        endpoint: &Endpoint,
+        config: &ClientConfig,
+        on_close: impl FnOnce(String) + Send + 'static,
+    ) -> Result<Http2Client, Status> {
+        let what = match endpoint {
+            Endpoint::Tcp(hostport) => hostport.clone(),
+            Endpoint::Unix(path) => format!("unix:{}", path.display()),
+        };
+        let connect = async {
+            let (io, peer) = dial(endpoint).await?;
+            let (send_request, connection) = h2::client::Builder::new()
+                .initial_window_size(config.initial_stream_window_size)
+                .initial_connection_window_size(config.initial_connection_window_size)
+                .max_frame_size(config.max_frame_size)
+                .max_header_list_size(config.max_header_list_size)
+                .enable_push(false)
+                .handshake::<_, Bytes>(io)
+                .await
+                .map_err(|e| {
+                    Status::unavailable(format!("HTTP/2 handshake with {what} failed: {e}"))
+                })?;
+            Ok::<_, Status>((send_request, connection, peer))
+        };
+        let (send_request, connection, _peer) =
+            match tokio::time::timeout(config.connect_timeout, connect).await {
+                Ok(res) => res?,
+                Err(_) => {
+                    return Err(Status::unavailable(format!(
+                        "connecting to {what} timed out after {:?}",
+                        config.connect_timeout
+                    )))
+                }
+            };
+        tracing::debug!(%what, "connected");
+        tokio::spawn(async move {
+            let reason = match connection.await {
+                Ok(()) => "connection closed".to_string(),
+                Err(e) => http_util::status_from_h2(&e, "server").message().to_string(),
+            };
+            tracing::debug!(%what, %reason, "connection ended");
+            on_close(reason);
+        });
+        Ok(Http2Client { send_request })
+    }
+
+    /// Opens a stream by sending the call's request headers.
+    pub(crate) async fn open_stream(
+        &self,
+        head: CallHead<'_>,
+        max_recv: usize,
+    ) -> Result<(ClientRecv, ClientSend), Status> {
+        let request = request_headers(head);
+        let mut sender = self
+            .send_request
+            .clone()
+            .ready()
+            .await
+            .map_err(|e| http_util::status_from_h2(&e, "server"))?;
+        let (response, send) = sender
+            .send_request(request, false)
+            .map_err(|e| http_util::status_from_h2(&e, "server"))?;
+        Ok((ClientRecv::new(response, max_recv), ClientSend::new(send)))
+    }
+}
+
+/// What a call sends in its request headers.
+pub(crate) struct CallHead<'a> {
+    pub(crate) scheme: &'a Scheme,
+    pub(crate) authority: &'a Authority,
+    pub(crate) path: PathAndQuery,
+    pub(crate) timeout: Option<Duration>,
+    pub(crate) metadata: MetadataMap,
+    pub(crate) content_subtype: &'static str,
+}
+
+/// Builds the request headers of a call (PROTOCOL-HTTP2.md "Requests").
+pub(crate) fn request_headers(head: CallHead<'_>) -> http::Request<()> {
+    let mut uri = http::uri::Parts::default();
+    uri.scheme = Some(head.scheme.clone());
+    uri.authority = Some(head.authority.clone());
+    uri.path_and_query = Some(head.path);
+    let uri = http::Uri::from_parts(uri).unwrap_or_default();
+    let mut headers = HeaderMap::with_capacity(head.metadata.len() + 5);
+    headers.insert(http::header::TE, HeaderValue::from_static("trailers"));
+    let content_type = match head.content_subtype {
+        "proto" | "" => HeaderValue::from_static("application/grpc"),
+        other => HeaderValue::from_str(&format!("application/grpc+{other}"))
+            .unwrap_or_else(|_| HeaderValue::from_static("application/grpc")),
+    };
+    headers.insert(http::header::CONTENT_TYPE, content_type);
+    if let Some(timeout) = head.timeout {
+        headers.insert("grpc-timeout", http_util::encode_timeout(timeout));
+    }
+    let user_agent = match head.metadata.get("user-agent") {
+        Some(ua) => HeaderValue::from_str(&format!("{ua} {USER_AGENT}"))
+            .unwrap_or_else(|_| HeaderValue::from_static(USER_AGENT)),
+        None => HeaderValue::from_static(USER_AGENT),
+    };
+    head.metadata.write_to(&mut headers);
+    headers.insert(http::header::USER_AGENT, user_agent);
+    let mut request = http::Request::new(());
+    *request.method_mut() = http::Method::POST;
+    *request.uri_mut() = uri;
+    *request.headers_mut() = headers;
+    request
+}
+
+/// The receiving half of a client call: response headers, then messages,
+/// then the status from trailers.
+pub(crate) struct ClientRecv {
+    state: ClientRecvState,
+    headers: MetadataMap,
+    send: Option<ClientSend>,
+}
+
+enum ClientRecvState {
+    Waiting {
+        response: h2::client::ResponseFuture,
+        max_len: usize,
+    },
+    Open(RecvMessages),
+    Failed(Status),
+}
+
+impl ClientRecv {
+    pub(crate) fn new(response: h2::client::ResponseFuture, max_len: usize) -> ClientRecv {
+        ClientRecv {
+            state: ClientRecvState::Waiting { response, max_len },
+            headers: MetadataMap::new(),
+            send: None,
+        }
+    }
+
+    /// Keeps the sending half so the call can be cancelled from here (e.g. on
+    /// a deadline) even when the request stream is already closed.
+    pub(crate) fn with_send(mut self, send: ClientSend) -> ClientRecv {
+        self.send = Some(send);
+        self
+    }
+
+    /// Cancels the call (RST_STREAM CANCEL) if this side holds the sender.
+    pub(crate) fn cancel(&mut self) {
+        if let Some(send) = &mut self.send {
+            send.cancel();
+        }
+    }
+
+    /// Waits for the response headers.
+    pub(crate) fn poll_headers(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Status>> {
+        let (response, max_len) = match &mut self.state {
+            ClientRecvState::Waiting { response, max_len } => (response, *max_len),
+            ClientRecvState::Open(_) => return Poll::Ready(Ok(())),
+            ClientRecvState::Failed(status) => return Poll::Ready(Err(status.clone())),
+        };
+        let result = match ready!(std::pin::Pin::new(response).poll(cx)) {
+            Ok(resp) => read_response_head(resp, max_len),
+            Err(err) => Err(http_util::status_from_h2(&err, "server")),
+        };
+        match result {
+            Ok((headers, recv)) => {
+                self.headers = headers;
+                self.state = ClientRecvState::Open(recv);
+                Poll::Ready(Ok(()))
+            }
+            Err(status) => {
+                self.state = ClientRecvState::Failed(status.clone());
+                Poll::Ready(Err(status))
+            }
+        }
+    }
+
+    /// Polls for the next message (after the headers).
+    pub(crate) fn poll_message(&mut self, cx: &mut Context<'_>) -> Poll<Result<Option<Bytes>, Status>> {
+        ready!(self.poll_headers(cx))?;
+        match &mut self.state {
+            ClientRecvState::Open(recv) => recv.poll_message(cx),
+            ClientRecvState::Failed(status) => Poll::Ready(Err(status.clone())),
+            ClientRecvState::Waiting { .. } => Poll::Pending,
+        }
+    }
+
+    /// The next message.
+    pub(crate) async fn message(&mut self) -> Result<Option<Bytes>, Status> {
+        poll_fn(|cx| self.poll_message(cx)).await
+    }
+
+    /// The response header metadata (empty before the headers arrive).
+    pub(crate) fn headers(&self) -> &MetadataMap {
+        &self.headers
+    }
+
+    /// Takes the response header metadata.
+    pub(crate) fn take_headers(&mut self) -> MetadataMap {
+        std::mem::take(&mut self.headers)
+    }
+
+    /// The trailers, once the call ended with `OK`.
+    pub(crate) fn trailers(&self) -> Option<&MetadataMap> {
+        match &self.state {
+            ClientRecvState::Open(recv) => recv.trailers(),
+            _ => None,
+        }
+    }
+
+    /// Takes the trailers, once the call ended with `OK`.
+    pub(crate) fn take_trailers(&mut self) -> MetadataMap {
+        match &mut self.state {
+            ClientRecvState::Open(recv) => recv.take_trailers(),
+            _ => MetadataMap::new(),
+        }
+    }
+
+    /// Whether the call has ended.
+    pub(crate) fn is_finished(&self) -> bool {
+        match &self.state {
+            ClientRecvState::Open(recv) => recv.is_finished(),
+            ClientRecvState::Failed(_) => true,
+            ClientRecvState::Waiting { .. } => false,
+        }
+    }
+}
+
+/// Reads the response headers: HTTP status, content type, Trailers-Only.
+fn read_response_head(
+    resp: http::Response<h2::RecvStream>,
+    max_len: usize,
+) -> Result<(MetadataMap, RecvMessages), Status> {
+    let (parts, body) = resp.into_parts();
+    let has_status = parts.headers.contains_key("grpc-status");
+    if parts.status != StatusCode::OK && !has_status {
+        let code = http_util::code_for_http_status(parts.status);
+        return Err(Status::new(
+            code,
+            format!(
+                "unexpected HTTP status from server: {} ({})",
+                parts.status.as_u16(),
+                parts.status.canonical_reason().unwrap_or("unknown")
+            ),
+        ));
+    }
+    if has_status {
+        // Trailers-Only: the whole response is these headers.
+        let status = http_util::status_from_trailers(parts.headers);
+        if status.code() != Code::Ok {
+            return Err(status);
+        }
+        let (_, _, _, trailers) = status.into_parts();
+        return Ok((MetadataMap::new(), RecvMessages::finished(body, trailers)));
+    }
+    let content_type = parts.headers.get(http::header::CONTENT_TYPE);
+    if !content_type.is_some_and(|v| http_util::is_grpc_content_type(v.as_bytes())) {
+        return Err(Status::internal(format!(
+            "server replied with content-type {:?}, not application/grpc",
+            content_type.map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+        )));
+    }
+    let metadata = MetadataMap::from_received(parts.headers)?;
+    Ok((metadata, RecvMessages::new(body, max_len, Role::Client)))
+}

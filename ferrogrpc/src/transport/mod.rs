@@ -1,0 +1,408 @@
+//! The HTTP/2 transport: the only module that knows HTTP/2 (it drives the h2
+//! crate). Everything above it sees gRPC streams: metadata in, messages in
+//! and out, a status at the end.
+//!
+//! - [`frame`]: the 5-byte message prefix and the deframer.
+//! - [`http_util`]: `grpc-timeout`, content types, and the table from
+//!   HTTP/2 and HTTP errors to gRPC codes.
+//! - [`server`]: accepting connections and streams.
+//! - [`client`]: connecting and opening streams.
+
+pub(crate) mod client;
+pub(crate) mod frame;
+pub(crate) mod http_util;
+pub(crate) mod server;
+
+use std::{
+    future::poll_fn,
+    task::{ready, Context, Poll},
+};
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue};
+
+use crate::{codes::Code, metadata::MetadataMap, status::Status};
+use frame::Deframer;
+
+/// Which end of the call this stream is, for error messages and trailers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Role {
+    Client,
+    Server,
+}
+
+impl Role {
+    fn peer(self) -> &'static str {
+        match self {
+            Role::Client => "server",
+            Role::Server => "client",
+        }
+    }
+}
+
+/// The receiving half of a gRPC stream: yields whole encoded messages, and on
+/// the client, the final status from the trailers.
+pub(crate) struct RecvMessages {
+    body: h2::RecvStream,
+    deframer: Deframer,
+    role: Role,
+    state: RecvState,
+}
+
+enum RecvState {
+    /// Reading DATA frames.
+    Body,
+    /// The body ended (client side): reading trailers.
+    Trailers,
+    /// Finished; the client keeps the trailers it received.
+    Done(MetadataMap),
+    /// Failed; the same error is returned again.
+    Failed(Status),
+}
+
+impl RecvMessages {
+    pub(crate) fn new(body: h2::RecvStream, max_len: usize, role: Role) -> RecvMessages {
+        RecvMessages {
+            body,
+            deframer: Deframer::new(max_len),
+            role,
+            state: RecvState::Body,
+        }
+    }
+
+    /// A stream that already ended with an OK status (Trailers-Only).
+    pub(crate) fn finished(body: h2::RecvStream, trailers: MetadataMap) -> RecvMessages {
+        RecvMessages {
+            body,
+            deframer: Deframer::new(0),
+            role: Role::Client,
+            state: RecvState::Done(trailers),
+        }
+    }
+
+    fn fail(&mut self, status: Status) -> Poll<Result<Option<Bytes>, Status>> {
+        self.state = RecvState::Failed(status.clone());
+        Poll::Ready(Err(status))
+    }
+
+    /// Polls for the next message. `Ok(None)` is the end of the stream; on
+    /// the client that means the call ended with `OK`.
+    pub(crate) fn poll_message(&mut self, cx: &mut Context<'_>) -> Poll<Result<Option<Bytes>, Status>> {
+        loop {
+            match &self.state {
+                RecvState::Body => {}
+                RecvState::Trailers => return self.poll_trailers(cx),
+                RecvState::Done(_) => return Poll::Ready(Ok(None)),
+                RecvState::Failed(status) => return Poll::Ready(Err(status.clone())),
+            }
+            match self.deframer.next() {
+                Ok(Some(msg)) => {
+                    if msg.compressed {
+                        return self.fail(Status::internal(
+                            "received a compressed message but no grpc-encoding was negotiated",
+                        ));
+                    }
+                    return Poll::Ready(Ok(Some(msg.data)));
+                }
+                Ok(None) => {}
+                Err(status) => return self.fail(status),
+            }
+            match ready!(self.body.poll_data(cx)) {
+                Some(Ok(chunk)) => {
+                    let _ = self.body.flow_control().release_capacity(chunk.len());
+                    self.deframer.push(chunk);
+                }
+                Some(Err(err)) => {
+                    let status = self.stream_error(&err);
+                    return self.fail(status);
+                }
+                None => {
+                    if let Err(status) = self.deframer.finish() {
+                        return self.fail(status);
+                    }
+                    match self.role {
+                        Role::Server => {
+                            self.state = RecvState::Done(MetadataMap::new());
+                            return Poll::Ready(Ok(None));
+                        }
+                        Role::Client => self.state = RecvState::Trailers,
+                    }
+                }
+            }
+        }
+    }
+
+    fn poll_trailers(&mut self, cx: &mut Context<'_>) -> Poll<Result<Option<Bytes>, Status>> {
+        match ready!(self.body.poll_trailers(cx)) {
+            Ok(Some(trailers)) => {
+                let status = http_util::status_from_trailers(trailers);
+                if status.code() == Code::Ok {
+                    let (_, _, _, metadata) = status.into_parts();
+                    self.state = RecvState::Done(metadata);
+                    Poll::Ready(Ok(None))
+                } else {
+                    self.fail(status)
+                }
+            }
+            Ok(None) => self.fail(Status::internal(
+                "server closed the stream without sending trailers",
+            )),
+            Err(err) => {
+                let status = self.stream_error(&err);
+                self.fail(status)
+            }
+        }
+    }
+
+    fn stream_error(&self, err: &h2::Error) -> Status {
+        if self.role == Role::Server && err.reason() == Some(h2::Reason::CANCEL) {
+            return Status::cancelled("call cancelled by the client");
+        }
+        http_util::status_from_h2(err, self.role.peer())
+    }
+
+    /// The next message.
+    pub(crate) async fn message(&mut self) -> Result<Option<Bytes>, Status> {
+        poll_fn(|cx| self.poll_message(cx)).await
+    }
+
+    /// The trailers, once the stream ended with `OK` (client side).
+    pub(crate) fn trailers(&self) -> Option<&MetadataMap> {
+        match &self.state {
+            RecvState::Done(md) => Some(md),
+            _ => None,
+        }
+    }
+
+    /// Takes the trailers, once the stream ended with `OK`.
+    pub(crate) fn take_trailers(&mut self) -> MetadataMap {
+        match &mut self.state {
+            RecvState::Done(md) => std::mem::take(md),
+            _ => MetadataMap::new(),
+        }
+    }
+
+    /// Whether the stream has ended, successfully or not.
+    pub(crate) fn is_finished(&self) -> bool {
+        matches!(self.state, RecvState::Done(_) | RecvState::Failed(_))
+    }
+}
+
+/// Waits until the peer's flow-control window (and h2's send buffer limit)
+/// has room for at least part of a `len`-byte message, so a fast sender cannot
+/// buffer without bound: at most one message is buffered beyond the window.
+pub(crate) fn poll_send_capacity(
+    stream: &mut h2::SendStream<Bytes>,
+    cx: &mut Context<'_>,
+    len: usize,
+) -> Poll<Result<(), h2::Error>> {
+    if stream.capacity() > 0 {
+        return Poll::Ready(Ok(()));
+    }
+    stream.reserve_capacity(len.max(1));
+    loop {
+        if stream.capacity() > 0 {
+            return Poll::Ready(Ok(()));
+        }
+        match ready!(stream.poll_capacity(cx)) {
+            Some(Ok(_)) => {}
+            Some(Err(err)) => return Poll::Ready(Err(err)),
+            // The stream can no longer send; `send_data` reports why.
+            None => return Poll::Ready(Ok(())),
+        }
+    }
+}
+
+/// The sending half of a server stream: response headers, messages, and the
+/// status in trailers (or Trailers-Only when nothing was sent before).
+pub(crate) struct ServerSend {
+    state: ServerSendState,
+}
+
+enum ServerSendState {
+    Start(h2::server::SendResponse<Bytes>),
+    Body(h2::SendStream<Bytes>),
+    Done,
+}
+
+fn grpc_response_headers(capacity: usize) -> HeaderMap {
+    let mut headers = HeaderMap::with_capacity(capacity + 2);
+    headers.insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/grpc"),
+    );
+    headers
+}
+
+fn response(headers: HeaderMap) -> http::Response<()> {
+    let mut resp = http::Response::new(());
+    *resp.headers_mut() = headers;
+    resp
+}
+
+impl ServerSend {
+    pub(crate) fn new(respond: h2::server::SendResponse<Bytes>) -> ServerSend {
+        ServerSend {
+            state: ServerSendState::Start(respond),
+        }
+    }
+
+    fn closed() -> Status {
+        Status::cancelled("the call has already ended")
+    }
+
+    /// Whether response headers went out already.
+    pub(crate) fn headers_sent(&self) -> bool {
+        !matches!(self.state, ServerSendState::Start(_))
+    }
+
+    /// Sends the response headers with `metadata`. Does nothing if they were
+    /// sent already.
+    pub(crate) fn send_headers(&mut self, metadata: MetadataMap) -> Result<(), Status> {
+        let respond = match &mut self.state {
+            ServerSendState::Start(respond) => respond,
+            ServerSendState::Body(_) => return Ok(()),
+            ServerSendState::Done => return Err(ServerSend::closed()),
+        };
+        let mut headers = grpc_response_headers(metadata.len());
+        metadata.write_to(&mut headers);
+        match respond.send_response(response(headers), false) {
+            Ok(stream) => {
+                self.state = ServerSendState::Body(stream);
+                Ok(())
+            }
+            Err(err) => {
+                self.state = ServerSendState::Done;
+                Err(http_util::status_from_h2(&err, "client"))
+            }
+        }
+    }
+
+    fn body(&mut self) -> Result<&mut h2::SendStream<Bytes>, Status> {
+        if let ServerSendState::Start(_) = self.state {
+            self.send_headers(MetadataMap::new())?;
+        }
+        match &mut self.state {
+            ServerSendState::Body(stream) => Ok(stream),
+            _ => Err(ServerSend::closed()),
+        }
+    }
+
+    /// Queues an encoded message without waiting for flow control (one
+    /// message, such as a unary response).
+    pub(crate) fn send_message_now(&mut self, frame: Bytes) -> Result<(), Status> {
+        self.body()?
+            .send_data(frame, false)
+            .map_err(|err| http_util::status_from_h2(&err, "client"))
+    }
+
+    /// Waits for flow-control room to send a `len`-byte message.
+    pub(crate) fn poll_capacity(&mut self, cx: &mut Context<'_>, len: usize) -> Poll<Result<(), Status>> {
+        let stream = self.body()?;
+        poll_send_capacity(stream, cx, len).map_err(|err| {
+            if err.reason() == Some(h2::Reason::CANCEL) {
+                Status::cancelled("call cancelled by the client")
+            } else {
+                http_util::status_from_h2(&err, "client")
+            }
+        })
+    }
+
+    /// Ends the call with `status` and trailing metadata. Sends Trailers-Only
+    /// when no headers went out yet. Further sends fail.
+    pub(crate) fn send_status(&mut self, status: Status, header_metadata: Option<MetadataMap>) {
+        match std::mem::replace(&mut self.state, ServerSendState::Done) {
+            ServerSendState::Start(mut respond) => {
+                let mut headers = grpc_response_headers(status.metadata().len() + 2);
+                if let Some(md) = header_metadata {
+                    md.write_to(&mut headers);
+                }
+                http_util::write_status(status, &mut headers);
+                let _ = respond.send_response(response(headers), true);
+            }
+            ServerSendState::Body(mut stream) => {
+                let mut trailers = HeaderMap::with_capacity(status.metadata().len() + 2);
+                http_util::write_status(status, &mut trailers);
+                let _ = stream.send_trailers(trailers);
+            }
+            ServerSendState::Done => {}
+        }
+    }
+
+    /// Resolves when the client resets the stream (or the connection goes),
+    /// with the status the handler's call ends with.
+    pub(crate) fn poll_reset(&mut self, cx: &mut Context<'_>) -> Poll<Status> {
+        let res = match &mut self.state {
+            ServerSendState::Start(respond) => respond.poll_reset(cx),
+            ServerSendState::Body(stream) => stream.poll_reset(cx),
+            ServerSendState::Done => return Poll::Pending,
+        };
+        Poll::Ready(match ready!(res) {
+            Ok(h2::Reason::CANCEL) | Ok(h2::Reason::NO_ERROR) => {
+                Status::cancelled("call cancelled by the client")
+            }
+            Ok(reason) => Status::new(
+                http_util::code_for_reason(reason),
+                format!("stream reset by the client with {reason:?}"),
+            ),
+            Err(err) => http_util::status_from_h2(&err, "client"),
+        })
+    }
+}
+
+/// The sending half of a client stream.
+pub(crate) struct ClientSend {
+    stream: h2::SendStream<Bytes>,
+    closed: bool,
+}
+
+impl ClientSend {
+    pub(crate) fn new(stream: h2::SendStream<Bytes>) -> ClientSend {
+        ClientSend {
+            stream,
+            closed: false,
+        }
+    }
+
+    fn error(err: &h2::Error) -> Status {
+        http_util::status_from_h2(err, "server")
+    }
+
+    /// Sends one message and, with `end`, half-closes, without waiting for
+    /// flow control (a unary or server-streaming request).
+    pub(crate) fn send_now(&mut self, frame: Bytes, end: bool) -> Result<(), Status> {
+        self.closed |= end;
+        self.stream.send_data(frame, end).map_err(|e| ClientSend::error(&e))
+    }
+
+    /// Sends one message, waiting for flow-control room first.
+    pub(crate) async fn send(&mut self, frame: Bytes) -> Result<(), Status> {
+        if self.closed {
+            return Err(Status::internal("send after the request stream was closed"));
+        }
+        let len = frame.len();
+        poll_fn(|cx| poll_send_capacity(&mut self.stream, cx, len))
+            .await
+            .map_err(|e| ClientSend::error(&e))?;
+        self.stream
+            .send_data(frame, false)
+            .map_err(|e| ClientSend::error(&e))
+    }
+
+    /// Half-closes the request stream. Idempotent.
+    pub(crate) fn close(&mut self) -> Result<(), Status> {
+        if self.closed {
+            return Ok(());
+        }
+        self.closed = true;
+        self.stream
+            .send_data(Bytes::new(), true)
+            .map_err(|e| ClientSend::error(&e))
+    }
+
+    /// Cancels the call: RST_STREAM(CANCEL).
+    pub(crate) fn cancel(&mut self) {
+        self.closed = true;
+        self.stream.send_reset(h2::Reason::CANCEL);
+    }
+}
