@@ -74,7 +74,7 @@ async fn dial(endpoint: &Endpoint) -> Result<(Box<dyn Io>, Peer), Status> {
                         let local = tcp.local_addr().map_or(Addr::Unknown, Addr::Tcp);
                         return Ok((Box::new(tcp), Peer::new(Addr::Tcp(addr), local)));
                     }
-                    Err(e) => last_err = Some(format!("{addr}: {e}")),
+                    Err(e) => last_err = Some(e.to_string()),
                 }
             }
             Err(Status::unavailable(match last_err {
