@@ -67,6 +67,11 @@ impl Service for TestService {
             // x-trailer-* to trailers.
             "Unary" => Box::pin(server::unary(call, BytesCodec, |req: Request<Bytes>| async move {
                 let mut resp = Response::new(req.get_ref().clone());
+                let peer = req.peer().expect("server requests carry the peer");
+                let peer = format!("{}", peer.remote_addr);
+                resp.metadata_mut().insert("peer", &peer).unwrap();
+                let deadline = if req.deadline().is_some() { "set" } else { "none" };
+                resp.metadata_mut().insert("deadline", deadline).unwrap();
                 for (key, value) in req.metadata().iter() {
                     let target = if key.starts_with("x-trailer") {
                         resp.trailers_mut()
@@ -234,6 +239,64 @@ async fn unary_round_trip_and_http_target_form() {
             .unwrap();
         assert_eq!(resp.into_inner(), "hi");
     }
+}
+
+#[tokio::test]
+async fn handler_sees_peer_and_deadline() {
+    let fx = start().await;
+    let ch = fx.channel();
+    let resp = ch
+        .unary(path("/test.Svc/Unary"), Request::new(Bytes::new()), BytesCodec)
+        .await
+        .unwrap();
+    assert!(resp.metadata().get("peer").unwrap().starts_with("127.0.0.1:"));
+    assert_eq!(resp.metadata().get("deadline"), Some("none"));
+    let req = Request::new(Bytes::new()).with_timeout(Duration::from_secs(30));
+    let resp = ch.unary(path("/test.Svc/Unary"), req, BytesCodec).await.unwrap();
+    assert_eq!(resp.metadata().get("deadline"), Some("set"));
+}
+
+#[tokio::test]
+async fn server_send_limit_and_per_call_limits() {
+    let fx = start_with(|b| b.max_encoding_message_size(100)).await;
+    let ch = fx.channel();
+    let err = ch
+        .unary(path("/test.Svc/Unary"), Request::new(Bytes::from(vec![0u8; 101])), BytesCodec)
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::ResourceExhausted, "{err}");
+    assert!(err.message().contains("101 vs. 100"), "{err}");
+    // Per-call overrides of the channel's limits.
+    let mut req = Request::new(Bytes::from(vec![0u8; 50]));
+    req.options_mut().max_decoding_message_size = Some(10);
+    let err = ch.unary(path("/test.Svc/Unary"), req, BytesCodec).await.unwrap_err();
+    assert_eq!(err.code(), Code::ResourceExhausted);
+    let mut req = Request::new(Bytes::from(vec![0u8; 50]));
+    req.options_mut().max_encoding_message_size = Some(10);
+    let err = ch.unary(path("/test.Svc/Unary"), req, BytesCodec).await.unwrap_err();
+    assert_eq!(err.code(), Code::ResourceExhausted);
+}
+
+#[tokio::test]
+async fn max_concurrent_streams_queues_the_excess() {
+    // One stream at a time: the second call waits for the first, then runs.
+    let mut fx = start_with(|b| b.max_concurrent_streams(1)).await;
+    let ch = fx.channel();
+    ch.connect().await.unwrap();
+    let slow = tokio::spawn({
+        let ch = ch.clone();
+        async move { ch.unary(path("/test.Svc/Sleep"), Request::new(be(&[200])), BytesCodec).await }
+    });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let fast = ch
+        .unary(path("/test.Svc/Unary"), Request::new(Bytes::from_static(b"f")), BytesCodec)
+        .await
+        .unwrap();
+    assert_eq!(fast.into_inner(), "f");
+    // The fast call could only start once the slow one had finished, so its
+    // event is already there (without the limit it would not be yet).
+    assert_eq!(fx.events.try_recv(), Ok("sleep done"));
+    slow.await.unwrap().unwrap();
 }
 
 #[tokio::test]
