@@ -33,6 +33,10 @@ pub trait Codec<E, D>: Send + 'static {
     fn decode(&mut self, src: Bytes) -> Result<D, Status>;
 }
 
+/// A boxed encoder of one message into its framed bytes, as held by the
+/// sinks of streaming calls.
+pub(crate) type EncodeFn<T> = Box<dyn FnMut(&T) -> Result<Bytes, Status> + Send>;
+
 /// The protobuf codec, backed by prost.
 #[cfg(feature = "prost")]
 #[derive(Debug, Clone, Copy, Default)]

@@ -190,7 +190,11 @@ impl MetadataMap {
     ///
     /// # Errors
     /// When the key is invalid, reserved or does not end in `-bin`.
-    pub fn insert_bin(&mut self, key: &str, value: impl AsRef<[u8]>) -> Result<(), InvalidMetadata> {
+    pub fn insert_bin(
+        &mut self,
+        key: &str,
+        value: impl AsRef<[u8]>,
+    ) -> Result<(), InvalidMetadata> {
         let name = user_key(key, true)?;
         self.headers.insert(name, binary_value(value.as_ref()));
         Ok(())
@@ -200,7 +204,11 @@ impl MetadataMap {
     ///
     /// # Errors
     /// As for [`insert_bin`](Self::insert_bin).
-    pub fn append_bin(&mut self, key: &str, value: impl AsRef<[u8]>) -> Result<(), InvalidMetadata> {
+    pub fn append_bin(
+        &mut self,
+        key: &str,
+        value: impl AsRef<[u8]>,
+    ) -> Result<(), InvalidMetadata> {
         let name = user_key(key, true)?;
         self.headers.append(name, binary_value(value.as_ref()));
         Ok(())
@@ -328,7 +336,6 @@ impl MetadataMap {
             out.append(name.clone(), value.clone());
         }
     }
-
 }
 
 fn is_reserved(key: &str) -> bool {
@@ -355,7 +362,10 @@ mod tests {
         md.insert_bin("blob-bin", [0u8, 1, 2, 255]).unwrap();
         md.append_bin("blob-bin", b"").unwrap();
         assert_eq!(md.get("key-one"), Some("value 1"));
-        assert_eq!(md.get_all("key-one").collect::<Vec<_>>(), ["value 1", "value 2"]);
+        assert_eq!(
+            md.get_all("key-one").collect::<Vec<_>>(),
+            ["value 1", "value 2"]
+        );
         assert_eq!(
             md.get_all_bin("blob-bin").collect::<Vec<_>>(),
             vec![vec![0u8, 1, 2, 255], vec![]]
@@ -414,7 +424,10 @@ mod tests {
         assert!(err.message().contains("\"k\""), "{}", err.message());
         let mut h = HeaderMap::new();
         h.insert("k-bin", HeaderValue::from_static("!!!"));
-        assert_eq!(MetadataMap::from_received(h).unwrap_err().code(), Code::Internal);
+        assert_eq!(
+            MetadataMap::from_received(h).unwrap_err().code(),
+            Code::Internal
+        );
     }
 
     #[test]

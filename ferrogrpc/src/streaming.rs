@@ -1,9 +1,9 @@
 //! [`Streaming`]: a stream of received messages, on either side of a call.
 
 use std::{
-    future::Future,
     fmt,
     future::poll_fn,
+    future::Future,
     marker::PhantomData,
     pin::Pin,
     task::{ready, Context, Poll},

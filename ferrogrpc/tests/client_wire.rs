@@ -46,14 +46,20 @@ async fn raw_server(answer: Answer) -> std::net::SocketAddr {
                         let _ = body.flow_control().release_capacity(c.len());
                     }
                     match &answer {
-                        Answer::Full { status, headers, body, trailers } => {
+                        Answer::Full {
+                            status,
+                            headers,
+                            body,
+                            trailers,
+                        } => {
                             let mut resp = Response::new(());
                             *resp.status_mut() = StatusCode::from_u16(*status).unwrap();
                             *resp.headers_mut() = header_map(headers);
                             let eos = body.is_empty() && trailers.is_none();
                             let mut send = respond.send_response(resp, eos).unwrap();
                             if !body.is_empty() {
-                                send.send_data(Bytes::from(body.clone()), trailers.is_none()).unwrap();
+                                send.send_data(Bytes::from(body.clone()), trailers.is_none())
+                                    .unwrap();
                             }
                             if let Some(t) = trailers {
                                 send.send_trailers(header_map(t)).unwrap();
@@ -76,9 +82,13 @@ async fn raw_server(answer: Answer) -> std::net::SocketAddr {
 async fn call(addr: std::net::SocketAddr) -> Result<Bytes, Status> {
     let ch = Channel::from_target(&addr.to_string()).unwrap();
     let req = Request::new(Bytes::from_static(b"ping")).with_timeout(Duration::from_secs(10));
-    ch.unary(http::uri::PathAndQuery::from_static("/t.S/M"), req, BytesCodec)
-        .await
-        .map(|r| r.into_inner())
+    ch.unary(
+        http::uri::PathAndQuery::from_static("/t.S/M"),
+        req,
+        BytesCodec,
+    )
+    .await
+    .map(|r| r.into_inner())
 }
 
 fn frame(body: &[u8]) -> Vec<u8> {
@@ -96,12 +106,23 @@ fn full(
     body: Vec<u8>,
     trailers: Option<Vec<(&'static str, &'static [u8])>>,
 ) -> Answer {
-    Answer::Full { status, headers, body, trailers }
+    Answer::Full {
+        status,
+        headers,
+        body,
+        trailers,
+    }
 }
 
 #[tokio::test]
 async fn well_formed_reply() {
-    let addr = raw_server(full(200, vec![GRPC], frame(b"pong"), Some(vec![("grpc-status", b"0")]))).await;
+    let addr = raw_server(full(
+        200,
+        vec![GRPC],
+        frame(b"pong"),
+        Some(vec![("grpc-status", b"0")]),
+    ))
+    .await;
     assert_eq!(call(addr).await.unwrap(), "pong");
 }
 
@@ -118,7 +139,13 @@ async fn http_statuses_without_grpc_status() {
         (504, Code::Unavailable),
         (500, Code::Unknown),
     ] {
-        let addr = raw_server(full(http, vec![("content-type", b"text/html")], b"<html>".to_vec(), None)).await;
+        let addr = raw_server(full(
+            http,
+            vec![("content-type", b"text/html")],
+            b"<html>".to_vec(),
+            None,
+        ))
+        .await;
         let err = call(addr).await.unwrap_err();
         assert_eq!(err.code(), code, "HTTP {http}: {err}");
         assert!(err.message().contains(&http.to_string()), "{err}");
@@ -129,7 +156,11 @@ async fn http_statuses_without_grpc_status() {
 async fn grpc_status_wins_over_http_status() {
     let addr = raw_server(full(
         503,
-        vec![GRPC, ("grpc-status", b"5"), ("grpc-message", b"gone%20away")],
+        vec![
+            GRPC,
+            ("grpc-status", b"5"),
+            ("grpc-message", b"gone%20away"),
+        ],
         vec![],
         None,
     ))
@@ -141,7 +172,13 @@ async fn grpc_status_wins_over_http_status() {
 
 #[tokio::test]
 async fn trailers_only_error_with_lenient_message() {
-    let addr = raw_server(full(200, vec![GRPC, ("grpc-status", b"3"), ("grpc-message", b"bad%zz%41%")], vec![], None)).await;
+    let addr = raw_server(full(
+        200,
+        vec![GRPC, ("grpc-status", b"3"), ("grpc-message", b"bad%zz%41%")],
+        vec![],
+        None,
+    ))
+    .await;
     let err = call(addr).await.unwrap_err();
     assert_eq!(err.code(), Code::InvalidArgument);
     assert_eq!(err.message(), "bad%zzA%");
@@ -185,7 +222,13 @@ async fn missing_trailers_is_internal() {
 
 #[tokio::test]
 async fn malformed_grpc_status_is_internal() {
-    let addr = raw_server(full(200, vec![GRPC], frame(b"pong"), Some(vec![("grpc-status", b"zero")]))).await;
+    let addr = raw_server(full(
+        200,
+        vec![GRPC],
+        frame(b"pong"),
+        Some(vec![("grpc-status", b"zero")]),
+    ))
+    .await;
     let err = call(addr).await.unwrap_err();
     assert_eq!(err.code(), Code::Internal);
     assert!(err.message().contains("grpc-status"), "{err}");
@@ -195,7 +238,13 @@ async fn malformed_grpc_status_is_internal() {
 async fn message_cut_off_is_internal() {
     let mut body = frame(b"pong pong");
     body.truncate(7);
-    let addr = raw_server(full(200, vec![GRPC], body, Some(vec![("grpc-status", b"0")]))).await;
+    let addr = raw_server(full(
+        200,
+        vec![GRPC],
+        body,
+        Some(vec![("grpc-status", b"0")]),
+    ))
+    .await;
     let err = call(addr).await.unwrap_err();
     assert_eq!(err.code(), Code::Internal);
     assert!(err.message().contains("got 2 of 9"), "{err}");
@@ -203,11 +252,23 @@ async fn message_cut_off_is_internal() {
 
 #[tokio::test]
 async fn zero_or_two_messages_for_unary_is_internal() {
-    let addr = raw_server(full(200, vec![GRPC], vec![], Some(vec![("grpc-status", b"0")]))).await;
+    let addr = raw_server(full(
+        200,
+        vec![GRPC],
+        vec![],
+        Some(vec![("grpc-status", b"0")]),
+    ))
+    .await;
     assert_eq!(call(addr).await.unwrap_err().code(), Code::Internal);
     let mut two = frame(b"a");
     two.extend(frame(b"b"));
-    let addr = raw_server(full(200, vec![GRPC], two, Some(vec![("grpc-status", b"0")]))).await;
+    let addr = raw_server(full(
+        200,
+        vec![GRPC],
+        two,
+        Some(vec![("grpc-status", b"0")]),
+    ))
+    .await;
     let err = call(addr).await.unwrap_err();
     assert_eq!(err.code(), Code::Internal);
     assert!(err.message().contains("more than one"), "{err}");
@@ -215,7 +276,13 @@ async fn zero_or_two_messages_for_unary_is_internal() {
 
 #[tokio::test]
 async fn non_grpc_content_type_with_200_is_internal() {
-    let addr = raw_server(full(200, vec![("content-type", b"text/plain")], b"hello".to_vec(), None)).await;
+    let addr = raw_server(full(
+        200,
+        vec![("content-type", b"text/plain")],
+        b"hello".to_vec(),
+        None,
+    ))
+    .await;
     let err = call(addr).await.unwrap_err();
     assert_eq!(err.code(), Code::Internal);
     assert!(err.message().contains("text/plain"), "{err}");
@@ -240,7 +307,10 @@ async fn status_details_are_decoded_padded_or_not() {
     for details in [&b"CAUSAXg"[..], b"CAUSAXg="] {
         let trailers: Vec<(&'static str, &'static [u8])> = vec![
             ("grpc-status", b"5"),
-            ("grpc-status-details-bin", Box::leak(details.to_vec().into_boxed_slice())),
+            (
+                "grpc-status-details-bin",
+                Box::leak(details.to_vec().into_boxed_slice()),
+            ),
         ];
         let addr = raw_server(full(200, vec![GRPC], vec![], Some(trailers))).await;
         let err = call(addr).await.unwrap_err();
@@ -264,7 +334,11 @@ async fn server_that_never_answers_hits_the_deadline() {
     let ch = Channel::from_target(&addr.to_string()).unwrap();
     let req = Request::new(Bytes::from_static(b"x")).with_timeout(Duration::from_millis(100));
     let err = ch
-        .unary(http::uri::PathAndQuery::from_static("/t.S/M"), req, BytesCodec)
+        .unary(
+            http::uri::PathAndQuery::from_static("/t.S/M"),
+            req,
+            BytesCodec,
+        )
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::DeadlineExceeded);

@@ -65,54 +65,82 @@ impl Service for TestService {
         match method {
             // Echoes the message; copies x-* metadata to headers and
             // x-trailer-* to trailers.
-            "Unary" => Box::pin(server::unary(call, BytesCodec, |req: Request<Bytes>| async move {
-                let mut resp = Response::new(req.get_ref().clone());
-                let peer = req.peer().expect("server requests carry the peer");
-                let peer = format!("{}", peer.remote_addr);
-                resp.metadata_mut().insert("peer", &peer).unwrap();
-                let deadline = if req.deadline().is_some() { "set" } else { "none" };
-                resp.metadata_mut().insert("deadline", deadline).unwrap();
-                for (key, value) in req.metadata().iter() {
-                    let target = if key.starts_with("x-trailer") {
-                        resp.trailers_mut()
-                    } else if key.starts_with("x-") {
-                        resp.metadata_mut()
+            "Unary" => Box::pin(server::unary(
+                call,
+                BytesCodec,
+                |req: Request<Bytes>| async move {
+                    let mut resp = Response::new(req.get_ref().clone());
+                    let peer = req.peer().expect("server requests carry the peer");
+                    let peer = format!("{}", peer.remote_addr);
+                    resp.metadata_mut().insert("peer", &peer).unwrap();
+                    let deadline = if req.deadline().is_some() {
+                        "set"
                     } else {
-                        continue;
+                        "none"
                     };
-                    match value {
-                        ferrogrpc::metadata::MetadataValue::Ascii(v) => target.append(key, v).unwrap(),
-                        ferrogrpc::metadata::MetadataValue::Binary(v) => target.append_bin(key, v).unwrap(),
+                    resp.metadata_mut().insert("deadline", deadline).unwrap();
+                    for (key, value) in req.metadata().iter() {
+                        let target = if key.starts_with("x-trailer") {
+                            resp.trailers_mut()
+                        } else if key.starts_with("x-") {
+                            resp.metadata_mut()
+                        } else {
+                            continue;
+                        };
+                        match value {
+                            ferrogrpc::metadata::MetadataValue::Ascii(v) => {
+                                target.append(key, v).unwrap()
+                            }
+                            ferrogrpc::metadata::MetadataValue::Binary(v) => {
+                                target.append_bin(key, v).unwrap()
+                            }
+                        }
                     }
-                }
-                Ok(resp)
-            })),
+                    Ok(resp)
+                },
+            )),
             // Fails with the code in the first byte, a message, details and
             // a trailer.
-            "Fail" => Box::pin(server::unary(call, BytesCodec, |req: Request<Bytes>| async move {
-                let code = Code::from_i32(i32::from(req.get_ref()[0]));
-                let mut md = MetadataMap::new();
-                md.insert("x-why", "because").unwrap();
-                Err::<Response<Bytes>, _>(
-                    Status::with_details(code, "tabs\tand ünïcödé 100%\r\n", Bytes::from_static(b"\x08\x05\x12\x01x"))
+            "Fail" => Box::pin(server::unary(
+                call,
+                BytesCodec,
+                |req: Request<Bytes>| async move {
+                    let code = Code::from_i32(i32::from(req.get_ref()[0]));
+                    let mut md = MetadataMap::new();
+                    md.insert("x-why", "because").unwrap();
+                    Err::<Response<Bytes>, _>(
+                        Status::with_details(
+                            code,
+                            "tabs\tand ünïcödé 100%\r\n",
+                            Bytes::from_static(b"\x08\x05\x12\x01x"),
+                        )
                         .with_metadata(md),
-                )
-            })),
+                    )
+                },
+            )),
             // Sleeps the number of milliseconds in the message.
-            "Sleep" => Box::pin(server::unary(call, BytesCodec, move |req: Request<Bytes>| async move {
-                let guard = CancelGuard::new(&this.events, "sleep cancelled");
-                let ms = u32_at(req.get_ref(), 0);
-                tokio::time::sleep(Duration::from_millis(u64::from(ms))).await;
-                guard.disarm();
-                let _ = this.events.send("sleep done");
-                Ok(Response::new(Bytes::from_static(b"slept")))
-            })),
-            "Panic" => Box::pin(server::unary(call, BytesCodec, |_req: Request<Bytes>| async move {
-                if true {
-                    panic!("boom in handler");
-                }
-                Ok::<_, Status>(Response::new(Bytes::new()))
-            })),
+            "Sleep" => Box::pin(server::unary(
+                call,
+                BytesCodec,
+                move |req: Request<Bytes>| async move {
+                    let guard = CancelGuard::new(&this.events, "sleep cancelled");
+                    let ms = u32_at(req.get_ref(), 0);
+                    tokio::time::sleep(Duration::from_millis(u64::from(ms))).await;
+                    guard.disarm();
+                    let _ = this.events.send("sleep done");
+                    Ok(Response::new(Bytes::from_static(b"slept")))
+                },
+            )),
+            "Panic" => Box::pin(server::unary(
+                call,
+                BytesCodec,
+                |_req: Request<Bytes>| async move {
+                    if true {
+                        panic!("boom in handler");
+                    }
+                    Ok::<_, Status>(Response::new(Bytes::new()))
+                },
+            )),
             // Message: count (u32), size (u32): sends `count` messages of `size`.
             "ServerStream" => Box::pin(server::server_streaming(
                 call,
@@ -225,7 +253,12 @@ fn path(p: &'static str) -> PathAndQuery {
 }
 
 fn be(parts: &[u32]) -> Bytes {
-    Bytes::from(parts.iter().flat_map(|p| p.to_be_bytes()).collect::<Vec<_>>())
+    Bytes::from(
+        parts
+            .iter()
+            .flat_map(|p| p.to_be_bytes())
+            .collect::<Vec<_>>(),
+    )
 }
 
 #[tokio::test]
@@ -234,7 +267,11 @@ async fn unary_round_trip_and_http_target_form() {
     for target in [fx.addr.to_string(), format!("http://{}", fx.addr)] {
         let ch = Channel::from_target(&target).unwrap();
         let resp = ch
-            .unary(path("/test.Svc/Unary"), Request::new(Bytes::from_static(b"hi")), BytesCodec)
+            .unary(
+                path("/test.Svc/Unary"),
+                Request::new(Bytes::from_static(b"hi")),
+                BytesCodec,
+            )
             .await
             .unwrap();
         assert_eq!(resp.into_inner(), "hi");
@@ -246,13 +283,24 @@ async fn handler_sees_peer_and_deadline() {
     let fx = start().await;
     let ch = fx.channel();
     let resp = ch
-        .unary(path("/test.Svc/Unary"), Request::new(Bytes::new()), BytesCodec)
+        .unary(
+            path("/test.Svc/Unary"),
+            Request::new(Bytes::new()),
+            BytesCodec,
+        )
         .await
         .unwrap();
-    assert!(resp.metadata().get("peer").unwrap().starts_with("127.0.0.1:"));
+    assert!(resp
+        .metadata()
+        .get("peer")
+        .unwrap()
+        .starts_with("127.0.0.1:"));
     assert_eq!(resp.metadata().get("deadline"), Some("none"));
     let req = Request::new(Bytes::new()).with_timeout(Duration::from_secs(30));
-    let resp = ch.unary(path("/test.Svc/Unary"), req, BytesCodec).await.unwrap();
+    let resp = ch
+        .unary(path("/test.Svc/Unary"), req, BytesCodec)
+        .await
+        .unwrap();
     assert_eq!(resp.metadata().get("deadline"), Some("set"));
 }
 
@@ -261,7 +309,11 @@ async fn server_send_limit_and_per_call_limits() {
     let fx = start_with(|b| b.max_encoding_message_size(100)).await;
     let ch = fx.channel();
     let err = ch
-        .unary(path("/test.Svc/Unary"), Request::new(Bytes::from(vec![0u8; 101])), BytesCodec)
+        .unary(
+            path("/test.Svc/Unary"),
+            Request::new(Bytes::from(vec![0u8; 101])),
+            BytesCodec,
+        )
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::ResourceExhausted, "{err}");
@@ -269,11 +321,17 @@ async fn server_send_limit_and_per_call_limits() {
     // Per-call overrides of the channel's limits.
     let mut req = Request::new(Bytes::from(vec![0u8; 50]));
     req.options_mut().max_decoding_message_size = Some(10);
-    let err = ch.unary(path("/test.Svc/Unary"), req, BytesCodec).await.unwrap_err();
+    let err = ch
+        .unary(path("/test.Svc/Unary"), req, BytesCodec)
+        .await
+        .unwrap_err();
     assert_eq!(err.code(), Code::ResourceExhausted);
     let mut req = Request::new(Bytes::from(vec![0u8; 50]));
     req.options_mut().max_encoding_message_size = Some(10);
-    let err = ch.unary(path("/test.Svc/Unary"), req, BytesCodec).await.unwrap_err();
+    let err = ch
+        .unary(path("/test.Svc/Unary"), req, BytesCodec)
+        .await
+        .unwrap_err();
     assert_eq!(err.code(), Code::ResourceExhausted);
 }
 
@@ -285,11 +343,22 @@ async fn max_concurrent_streams_queues_the_excess() {
     ch.connect().await.unwrap();
     let slow = tokio::spawn({
         let ch = ch.clone();
-        async move { ch.unary(path("/test.Svc/Sleep"), Request::new(be(&[200])), BytesCodec).await }
+        async move {
+            ch.unary(
+                path("/test.Svc/Sleep"),
+                Request::new(be(&[200])),
+                BytesCodec,
+            )
+            .await
+        }
     });
     tokio::time::sleep(Duration::from_millis(50)).await;
     let fast = ch
-        .unary(path("/test.Svc/Unary"), Request::new(Bytes::from_static(b"f")), BytesCodec)
+        .unary(
+            path("/test.Svc/Unary"),
+            Request::new(Bytes::from_static(b"f")),
+            BytesCodec,
+        )
         .await
         .unwrap();
     assert_eq!(fast.into_inner(), "f");
@@ -307,15 +376,31 @@ async fn metadata_round_trip_ascii_binary_repeated() {
     let md = req.metadata_mut();
     md.append("x-multi", "one").unwrap();
     md.append("x-multi", "two").unwrap();
-    md.insert_bin("x-blob-bin", [0u8, 0xff, 0x10, 0x80]).unwrap();
+    md.insert_bin("x-blob-bin", [0u8, 0xff, 0x10, 0x80])
+        .unwrap();
     md.insert("x-trailer-note", "in trailers").unwrap();
     md.insert_bin("x-trailer-raw-bin", b"\x00\x01").unwrap();
-    let resp = ch.unary(path("/test.Svc/Unary"), req, BytesCodec).await.unwrap();
-    assert_eq!(resp.metadata().get_all("x-multi").collect::<Vec<_>>(), ["one", "two"]);
-    assert_eq!(resp.metadata().get_bin("x-blob-bin"), Some(vec![0, 0xff, 0x10, 0x80]));
+    let resp = ch
+        .unary(path("/test.Svc/Unary"), req, BytesCodec)
+        .await
+        .unwrap();
+    assert_eq!(
+        resp.metadata().get_all("x-multi").collect::<Vec<_>>(),
+        ["one", "two"]
+    );
+    assert_eq!(
+        resp.metadata().get_bin("x-blob-bin"),
+        Some(vec![0, 0xff, 0x10, 0x80])
+    );
     assert_eq!(resp.trailers().get("x-trailer-note"), Some("in trailers"));
-    assert_eq!(resp.trailers().get_bin("x-trailer-raw-bin"), Some(vec![0, 1]));
-    assert!(resp.metadata().get("content-type").is_none(), "reserved headers are not metadata");
+    assert_eq!(
+        resp.trailers().get_bin("x-trailer-raw-bin"),
+        Some(vec![0, 1])
+    );
+    assert!(
+        resp.metadata().get("content-type").is_none(),
+        "reserved headers are not metadata"
+    );
 }
 
 #[tokio::test]
@@ -324,7 +409,10 @@ async fn status_with_details_and_non_ascii_message() {
     let ch = fx.channel();
     for code in [Code::NotFound, Code::InvalidArgument, Code::Unauthenticated] {
         let req = Request::new(Bytes::from(vec![code.as_i32() as u8]));
-        let err = ch.unary(path("/test.Svc/Fail"), req, BytesCodec).await.unwrap_err();
+        let err = ch
+            .unary(path("/test.Svc/Fail"), req, BytesCodec)
+            .await
+            .unwrap_err();
         assert_eq!(err.code(), code);
         assert_eq!(err.message(), "tabs\tand ünïcödé 100%\r\n");
         assert_eq!(&err.details()[..], b"\x08\x05\x12\x01x");
@@ -332,7 +420,11 @@ async fn status_with_details_and_non_ascii_message() {
     }
     // A handler returning OK as an error is reported as UNKNOWN.
     let err = ch
-        .unary(path("/test.Svc/Fail"), Request::new(Bytes::from_static(&[0])), BytesCodec)
+        .unary(
+            path("/test.Svc/Fail"),
+            Request::new(Bytes::from_static(&[0])),
+            BytesCodec,
+        )
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::Unknown);
@@ -344,7 +436,11 @@ async fn unimplemented_method_and_service() {
     let ch = fx.channel();
     for p in ["/test.Svc/Nope", "/test.Other/Unary"] {
         let err = ch
-            .unary(PathAndQuery::from_static(p), Request::new(Bytes::new()), BytesCodec)
+            .unary(
+                PathAndQuery::from_static(p),
+                Request::new(Bytes::new()),
+                BytesCodec,
+            )
             .await
             .unwrap_err();
         assert_eq!(err.code(), Code::Unimplemented, "{p}");
@@ -360,7 +456,11 @@ async fn large_messages_both_ways() {
         .unwrap();
     let big: Vec<u8> = (0..(3 << 20) + 12345).map(|i| (i % 253) as u8).collect();
     let resp = ch
-        .unary(path("/test.Svc/Unary"), Request::new(Bytes::from(big.clone())), BytesCodec)
+        .unary(
+            path("/test.Svc/Unary"),
+            Request::new(Bytes::from(big.clone())),
+            BytesCodec,
+        )
         .await
         .unwrap();
     assert_eq!(resp.into_inner(), big);
@@ -385,7 +485,11 @@ async fn oversize_messages_are_resource_exhausted() {
     // Request over the server's limit.
     let ch = fx.channel();
     let err = ch
-        .unary(path("/test.Svc/Unary"), Request::new(Bytes::from(vec![1u8; 1001])), BytesCodec)
+        .unary(
+            path("/test.Svc/Unary"),
+            Request::new(Bytes::from(vec![1u8; 1001])),
+            BytesCodec,
+        )
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::ResourceExhausted, "{err}");
@@ -395,7 +499,11 @@ async fn oversize_messages_are_resource_exhausted() {
         .build()
         .unwrap();
     let err = ch
-        .unary(path("/test.Svc/Unary"), Request::new(Bytes::from(vec![1u8; 500])), BytesCodec)
+        .unary(
+            path("/test.Svc/Unary"),
+            Request::new(Bytes::from(vec![1u8; 500])),
+            BytesCodec,
+        )
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::ResourceExhausted, "{err}");
@@ -405,7 +513,11 @@ async fn oversize_messages_are_resource_exhausted() {
         .build()
         .unwrap();
     let err = ch
-        .unary(path("/test.Svc/Unary"), Request::new(Bytes::from(vec![1u8; 11])), BytesCodec)
+        .unary(
+            path("/test.Svc/Unary"),
+            Request::new(Bytes::from(vec![1u8; 11])),
+            BytesCodec,
+        )
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::ResourceExhausted);
@@ -416,7 +528,11 @@ async fn server_streaming_with_headers_and_trailers() {
     let fx = start().await;
     let ch = fx.channel();
     let resp = ch
-        .server_streaming(path("/test.Svc/ServerStream"), Request::new(be(&[100, 10])), BytesCodec)
+        .server_streaming(
+            path("/test.Svc/ServerStream"),
+            Request::new(be(&[100, 10])),
+            BytesCodec,
+        )
         .await
         .unwrap();
     assert_eq!(resp.metadata().get("x-stream"), Some("yes"));
@@ -430,7 +546,8 @@ async fn server_streaming_with_headers_and_trailers() {
     assert_eq!(stream.trailers().unwrap().get("x-sent"), Some("100"));
     // And the Stream impl ends after the end.
     use std::future::poll_fn;
-    let next = poll_fn(|cx| futures_core::Stream::poll_next(std::pin::Pin::new(&mut stream), cx)).await;
+    let next =
+        poll_fn(|cx| futures_core::Stream::poll_next(std::pin::Pin::new(&mut stream), cx)).await;
     assert!(next.is_none());
 }
 
@@ -439,14 +556,21 @@ async fn client_streaming_sums() {
     let fx = start().await;
     let ch = fx.channel();
     let mut call = ch
-        .client_streaming::<Bytes, Bytes, _>(path("/test.Svc/ClientStream"), Request::new(()), BytesCodec)
+        .client_streaming::<Bytes, Bytes, _>(
+            path("/test.Svc/ClientStream"),
+            Request::new(()),
+            BytesCodec,
+        )
         .await
         .unwrap();
     for i in 0..50u32 {
         call.send(Bytes::from(vec![0u8; i as usize])).await.unwrap();
     }
     let resp = call.close_and_recv().await.unwrap().into_inner();
-    assert_eq!(u64::from_be_bytes(resp[..8].try_into().unwrap()), (0..50).sum::<u64>());
+    assert_eq!(
+        u64::from_be_bytes(resp[..8].try_into().unwrap()),
+        (0..50).sum::<u64>()
+    );
     assert_eq!(u32_at(&resp, 8), 50);
 }
 
@@ -482,7 +606,10 @@ async fn deadline_is_seen_by_both_sides() {
     let ch = fx.channel();
     let req = Request::new(be(&[10_000])).with_timeout(Duration::from_millis(100));
     let started = std::time::Instant::now();
-    let err = ch.unary(path("/test.Svc/Sleep"), req, BytesCodec).await.unwrap_err();
+    let err = ch
+        .unary(path("/test.Svc/Sleep"), req, BytesCodec)
+        .await
+        .unwrap_err();
     assert_eq!(err.code(), Code::DeadlineExceeded, "{err}");
     assert!(started.elapsed() < Duration::from_secs(5));
     // The server cancelled the handler (its own timer, or the client's reset).
@@ -508,12 +635,20 @@ async fn client_cancellation_reaches_the_handler() {
     let mut fx = start().await;
     let ch = fx.channel();
     // Drop a unary call in flight.
-    let call = ch.unary(path("/test.Svc/Sleep"), Request::new(be(&[10_000])), BytesCodec);
+    let call = ch.unary(
+        path("/test.Svc/Sleep"),
+        Request::new(be(&[10_000])),
+        BytesCodec,
+    );
     let _ = tokio::time::timeout(Duration::from_millis(100), call).await;
     assert_eq!(fx.next_event().await, "sleep cancelled");
     // Drop a response stream in the middle.
     let resp = ch
-        .server_streaming(path("/test.Svc/ServerStream"), Request::new(be(&[1_000_000, 1000])), BytesCodec)
+        .server_streaming(
+            path("/test.Svc/ServerStream"),
+            Request::new(be(&[1_000_000, 1000])),
+            BytesCodec,
+        )
         .await
         .unwrap();
     let mut stream = resp.into_inner();
@@ -540,12 +675,25 @@ async fn server_cancellation_is_seen_by_the_client() {
     let ch = fx.channel();
     let call = tokio::spawn({
         let ch = ch.clone();
-        async move { ch.unary(path("/test.Svc/Sleep"), Request::new(be(&[10_000])), BytesCodec).await }
+        async move {
+            ch.unary(
+                path("/test.Svc/Sleep"),
+                Request::new(be(&[10_000])),
+                BytesCodec,
+            )
+            .await
+        }
     });
     tokio::time::sleep(Duration::from_millis(100)).await;
     fx.server.stop();
     let err = call.await.unwrap().unwrap_err();
-    assert!(matches!(err.code(), Code::Unavailable | Code::Cancelled | Code::Internal), "{err}");
+    assert!(
+        matches!(
+            err.code(),
+            Code::Unavailable | Code::Cancelled | Code::Internal
+        ),
+        "{err}"
+    );
     assert!(!err.message().is_empty());
     assert_eq!(fx.next_event().await, "sleep cancelled");
 }
@@ -555,13 +703,21 @@ async fn handler_panic_fails_only_that_call() {
     let fx = start().await;
     let ch = fx.channel();
     let err = ch
-        .unary(path("/test.Svc/Panic"), Request::new(Bytes::new()), BytesCodec)
+        .unary(
+            path("/test.Svc/Panic"),
+            Request::new(Bytes::new()),
+            BytesCodec,
+        )
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::Unknown);
     assert!(err.message().contains("boom in handler"), "{err}");
     let ok = ch
-        .unary(path("/test.Svc/Unary"), Request::new(Bytes::from_static(b"still up")), BytesCodec)
+        .unary(
+            path("/test.Svc/Unary"),
+            Request::new(Bytes::from_static(b"still up")),
+            BytesCodec,
+        )
         .await
         .unwrap();
     assert_eq!(ok.into_inner(), "still up");
@@ -573,7 +729,14 @@ async fn graceful_shutdown_lets_in_flight_calls_finish() {
     let ch = fx.channel();
     let call = tokio::spawn({
         let ch = ch.clone();
-        async move { ch.unary(path("/test.Svc/Sleep"), Request::new(be(&[300])), BytesCodec).await }
+        async move {
+            ch.unary(
+                path("/test.Svc/Sleep"),
+                Request::new(be(&[300])),
+                BytesCodec,
+            )
+            .await
+        }
     });
     tokio::time::sleep(Duration::from_millis(100)).await;
     let server = fx.server.clone();
@@ -581,12 +744,19 @@ async fn graceful_shutdown_lets_in_flight_calls_finish() {
     let resp = call.await.unwrap().unwrap();
     assert_eq!(resp.into_inner(), "slept");
     assert_eq!(fx.next_event().await, "sleep done");
-    tokio::time::timeout(Duration::from_secs(5), stop).await.unwrap().unwrap();
+    tokio::time::timeout(Duration::from_secs(5), stop)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(fx.server.connection_count(), 0);
     // New calls fail: nothing is listening any more.
     let err = Channel::from_target(&fx.addr.to_string())
         .unwrap()
-        .unary(path("/test.Svc/Unary"), Request::new(Bytes::new()), BytesCodec)
+        .unary(
+            path("/test.Svc/Unary"),
+            Request::new(Bytes::new()),
+            BytesCodec,
+        )
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::Unavailable);
@@ -601,7 +771,13 @@ async fn thousand_concurrent_calls_on_one_channel() {
         let ch = ch.clone();
         tasks.push(tokio::spawn(async move {
             let msg = Bytes::from(i.to_be_bytes().to_vec());
-            let resp = ch.unary(path("/test.Svc/Unary"), Request::new(msg.clone()), BytesCodec).await?;
+            let resp = ch
+                .unary(
+                    path("/test.Svc/Unary"),
+                    Request::new(msg.clone()),
+                    BytesCodec,
+                )
+                .await?;
             assert_eq!(resp.into_inner(), msg);
             Ok::<_, Status>(())
         }));
@@ -620,7 +796,11 @@ async fn connection_failure_is_unavailable_and_channel_reconnects() {
     drop(probe);
     let ch = Channel::from_target(&addr.to_string()).unwrap();
     let err = ch
-        .unary(path("/test.Svc/Unary"), Request::new(Bytes::new()), BytesCodec)
+        .unary(
+            path("/test.Svc/Unary"),
+            Request::new(Bytes::new()),
+            BytesCodec,
+        )
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::Unavailable);
@@ -635,9 +815,13 @@ async fn connection_failure_is_unavailable_and_channel_reconnects() {
     let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
     let s = server.clone();
     tokio::spawn(async move { s.serve_listener(listener).await });
-    ch.unary(path("/test.Svc/Unary"), Request::new(Bytes::new()), BytesCodec)
-        .await
-        .unwrap();
+    ch.unary(
+        path("/test.Svc/Unary"),
+        Request::new(Bytes::new()),
+        BytesCodec,
+    )
+    .await
+    .unwrap();
     // The server goes away: the channel notices and reconnects to a new one.
     server.stop();
     tokio::time::timeout(Duration::from_secs(5), async {
@@ -651,9 +835,13 @@ async fn connection_failure_is_unavailable_and_channel_reconnects() {
     let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
     let s = server.clone();
     tokio::spawn(async move { s.serve_listener(listener).await });
-    ch.unary(path("/test.Svc/Unary"), Request::new(Bytes::new()), BytesCodec)
-        .await
-        .unwrap();
+    ch.unary(
+        path("/test.Svc/Unary"),
+        Request::new(Bytes::new()),
+        BytesCodec,
+    )
+    .await
+    .unwrap();
 }
 
 #[cfg(unix)]
@@ -673,10 +861,17 @@ async fn unix_socket_server_and_channel() {
         .build();
     let s = server.clone();
     tokio::spawn(async move { s.serve_listener(listener).await });
-    for target in [format!("unix:{}", sock.display()), sock.display().to_string()] {
+    for target in [
+        format!("unix:{}", sock.display()),
+        sock.display().to_string(),
+    ] {
         let ch = Channel::from_target(&target).unwrap();
         let resp = ch
-            .unary(path("/test.Svc/Unary"), Request::new(Bytes::from_static(b"unix")), BytesCodec)
+            .unary(
+                path("/test.Svc/Unary"),
+                Request::new(Bytes::from_static(b"unix")),
+                BytesCodec,
+            )
             .await
             .unwrap();
         assert_eq!(resp.into_inner(), "unix");
@@ -690,6 +885,9 @@ fn bad_targets_fail_at_creation() {
     for t in ["", "unix:", "https://x:1", "a/b:1", "host:port:x/y"] {
         assert!(Channel::from_target(t).is_err(), "{t:?}");
     }
-    assert!(Channel::from_target("localhost").is_ok(), "default port 443");
+    assert!(
+        Channel::from_target("localhost").is_ok(),
+        "default port 443"
+    );
     assert!(Channel::from_target("[::1]:50051").is_ok());
 }

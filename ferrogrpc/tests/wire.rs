@@ -22,17 +22,25 @@ impl Service for Echo {
 
     fn call(&self, method: &str, call: ServerCall) -> BoxFuture {
         match method {
-            "Unary" => Box::pin(server::unary(call, BytesCodec, |req: Request<Bytes>| async move {
-                let mut resp = Response::new(req.get_ref().clone());
-                if let Some(v) = req.metadata().get("x-echo") {
-                    resp.metadata_mut().insert("x-echo", v).unwrap();
-                }
-                Ok(resp)
-            })),
-            "Sleep" => Box::pin(server::unary(call, BytesCodec, |_req: Request<Bytes>| async move {
-                tokio::time::sleep(Duration::from_secs(3600)).await;
-                Ok::<_, Status>(Response::new(Bytes::new()))
-            })),
+            "Unary" => Box::pin(server::unary(
+                call,
+                BytesCodec,
+                |req: Request<Bytes>| async move {
+                    let mut resp = Response::new(req.get_ref().clone());
+                    if let Some(v) = req.metadata().get("x-echo") {
+                        resp.metadata_mut().insert("x-echo", v).unwrap();
+                    }
+                    Ok(resp)
+                },
+            )),
+            "Sleep" => Box::pin(server::unary(
+                call,
+                BytesCodec,
+                |_req: Request<Bytes>| async move {
+                    tokio::time::sleep(Duration::from_secs(3600)).await;
+                    Ok::<_, Status>(Response::new(Bytes::new()))
+                },
+            )),
             _ => Box::pin(call.unimplemented()),
         }
     }
@@ -103,7 +111,9 @@ async fn raw_call(
         req = req.header(*k, http::HeaderValue::from_bytes(v).unwrap());
     }
     let mut client = client.ready().await.unwrap();
-    let (resp, mut send) = client.send_request(req.body(()).unwrap(), chunks.is_empty()).unwrap();
+    let (resp, mut send) = client
+        .send_request(req.body(()).unwrap(), chunks.is_empty())
+        .unwrap();
     let n = chunks.len();
     for (i, chunk) in chunks.into_iter().enumerate() {
         send.send_data(Bytes::from(chunk), i + 1 == n).unwrap();
@@ -146,24 +156,53 @@ async fn echo_with_message_split_into_one_byte_frames() {
 async fn content_subtype_is_accepted() {
     let (addr, _server) = start_server().await;
     let headers: &[(&str, &[u8])] = &[("content-type", b"application/grpc+proto")];
-    let resp = raw_call(addr, Method::POST, "/test.Echo/Unary", headers, vec![frame(0, b"x")]).await;
+    let resp = raw_call(
+        addr,
+        Method::POST,
+        "/test.Echo/Unary",
+        headers,
+        vec![frame(0, b"x")],
+    )
+    .await;
     assert_eq!(resp.grpc_status(), Some("0"));
 }
 
 #[tokio::test]
 async fn malformed_prefix_is_internal() {
     let (addr, _server) = start_server().await;
-    let resp = raw_call(addr, Method::POST, "/test.Echo/Unary", GRPC, vec![frame(7, b"abc")]).await;
+    let resp = raw_call(
+        addr,
+        Method::POST,
+        "/test.Echo/Unary",
+        GRPC,
+        vec![frame(7, b"abc")],
+    )
+    .await;
     assert_eq!(resp.grpc_status(), Some("13"));
-    assert!(resp.grpc_message().contains("flag"), "{}", resp.grpc_message());
+    assert!(
+        resp.grpc_message().contains("flag"),
+        "{}",
+        resp.grpc_message()
+    );
 }
 
 #[tokio::test]
 async fn compressed_flag_without_encoding_is_internal() {
     let (addr, _server) = start_server().await;
-    let resp = raw_call(addr, Method::POST, "/test.Echo/Unary", GRPC, vec![frame(1, b"abc")]).await;
+    let resp = raw_call(
+        addr,
+        Method::POST,
+        "/test.Echo/Unary",
+        GRPC,
+        vec![frame(1, b"abc")],
+    )
+    .await;
     assert_eq!(resp.grpc_status(), Some("13"));
-    assert!(resp.grpc_message().contains("grpc-encoding"), "{}", resp.grpc_message());
+    assert!(
+        resp.grpc_message().contains("grpc-encoding"),
+        "{}",
+        resp.grpc_message()
+    );
 }
 
 #[tokio::test]
@@ -173,7 +212,11 @@ async fn length_over_limit_is_resource_exhausted() {
     let prefix = vec![0, 0, 0, 0x07, 0xd0];
     let resp = raw_call(addr, Method::POST, "/test.Echo/Unary", GRPC, vec![prefix]).await;
     assert_eq!(resp.grpc_status(), Some("8"));
-    assert!(resp.grpc_message().contains("2000 vs. 1024"), "{}", resp.grpc_message());
+    assert!(
+        resp.grpc_message().contains("2000 vs. 1024"),
+        "{}",
+        resp.grpc_message()
+    );
 }
 
 #[tokio::test]
@@ -183,7 +226,11 @@ async fn message_cut_off_at_end_of_stream_is_internal() {
     wire.truncate(9);
     let resp = raw_call(addr, Method::POST, "/test.Echo/Unary", GRPC, vec![wire]).await;
     assert_eq!(resp.grpc_status(), Some("13"));
-    assert!(resp.grpc_message().contains("got 4 of 10"), "{}", resp.grpc_message());
+    assert!(
+        resp.grpc_message().contains("got 4 of 10"),
+        "{}",
+        resp.grpc_message()
+    );
 }
 
 #[tokio::test]
@@ -199,7 +246,14 @@ async fn invalid_grpc_timeout_is_internal() {
     for bad in [&b"1x"[..], b"123456789S", b"S", b""] {
         let mut headers = GRPC.to_vec();
         headers.push(("grpc-timeout", bad));
-        let resp = raw_call(addr, Method::POST, "/test.Echo/Unary", &headers, vec![frame(0, b"x")]).await;
+        let resp = raw_call(
+            addr,
+            Method::POST,
+            "/test.Echo/Unary",
+            &headers,
+            vec![frame(0, b"x")],
+        )
+        .await;
         assert_eq!(resp.grpc_status(), Some("13"), "timeout {bad:?}");
         assert!(resp.grpc_message().contains("grpc-timeout"));
     }
@@ -210,7 +264,14 @@ async fn grpc_timeout_expiry_is_deadline_exceeded() {
     let (addr, _server) = start_server().await;
     let mut headers = GRPC.to_vec();
     headers.push(("grpc-timeout", b"50m"));
-    let resp = raw_call(addr, Method::POST, "/test.Echo/Sleep", &headers, vec![frame(0, b"x")]).await;
+    let resp = raw_call(
+        addr,
+        Method::POST,
+        "/test.Echo/Sleep",
+        &headers,
+        vec![frame(0, b"x")],
+    )
+    .await;
     assert_eq!(resp.grpc_status(), Some("4"));
 }
 
@@ -219,9 +280,20 @@ async fn non_ascii_metadata_is_internal() {
     let (addr, _server) = start_server().await;
     let mut headers = GRPC.to_vec();
     headers.push(("x-bad", b"caf\xc3\xa9"));
-    let resp = raw_call(addr, Method::POST, "/test.Echo/Unary", &headers, vec![frame(0, b"x")]).await;
+    let resp = raw_call(
+        addr,
+        Method::POST,
+        "/test.Echo/Unary",
+        &headers,
+        vec![frame(0, b"x")],
+    )
+    .await;
     assert_eq!(resp.grpc_status(), Some("13"));
-    assert!(resp.grpc_message().contains("x-bad"), "{}", resp.grpc_message());
+    assert!(
+        resp.grpc_message().contains("x-bad"),
+        "{}",
+        resp.grpc_message()
+    );
 }
 
 #[tokio::test]
@@ -229,7 +301,14 @@ async fn metadata_is_echoed_in_headers() {
     let (addr, _server) = start_server().await;
     let mut headers = GRPC.to_vec();
     headers.push(("x-echo", b"round trip"));
-    let resp = raw_call(addr, Method::POST, "/test.Echo/Unary", &headers, vec![frame(0, b"x")]).await;
+    let resp = raw_call(
+        addr,
+        Method::POST,
+        "/test.Echo/Unary",
+        &headers,
+        vec![frame(0, b"x")],
+    )
+    .await;
     assert_eq!(resp.headers["x-echo"], "round trip");
 }
 
@@ -245,9 +324,23 @@ async fn non_post_is_405() {
 async fn wrong_content_type_is_415() {
     let (addr, _server) = start_server().await;
     let headers: &[(&str, &[u8])] = &[("content-type", b"application/json")];
-    let resp = raw_call(addr, Method::POST, "/test.Echo/Unary", headers, vec![b"{}".to_vec()]).await;
+    let resp = raw_call(
+        addr,
+        Method::POST,
+        "/test.Echo/Unary",
+        headers,
+        vec![b"{}".to_vec()],
+    )
+    .await;
     assert_eq!(resp.http_status, 415);
-    let resp = raw_call(addr, Method::POST, "/test.Echo/Unary", &[], vec![b"{}".to_vec()]).await;
+    let resp = raw_call(
+        addr,
+        Method::POST,
+        "/test.Echo/Unary",
+        &[],
+        vec![b"{}".to_vec()],
+    )
+    .await;
     assert_eq!(resp.http_status, 415);
 }
 

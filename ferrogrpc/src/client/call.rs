@@ -69,7 +69,11 @@ async fn read_unary<T>(
             "cardinality violation: server sent more than one response message",
         ));
     }
-    Ok(Response::from_parts(recv.take_headers(), reply, recv.take_trailers()))
+    Ok(Response::from_parts(
+        recv.take_headers(),
+        reply,
+        recv.take_trailers(),
+    ))
 }
 
 impl Channel {
@@ -80,8 +84,12 @@ impl Channel {
             metadata,
             timeout,
             deadline: timeout.map(|t| Instant::now() + t),
-            max_recv: options.max_decoding_message_size.unwrap_or(self.inner.max_recv),
-            max_send: options.max_encoding_message_size.unwrap_or(self.inner.max_send),
+            max_recv: options
+                .max_decoding_message_size
+                .unwrap_or(self.inner.max_recv),
+            max_send: options
+                .max_encoding_message_size
+                .unwrap_or(self.inner.max_send),
         };
         (setup, message)
     }
@@ -231,7 +239,7 @@ impl Channel {
 /// `ClientStream.SendMsg` and `CloseSend`).
 pub struct RequestSink<T> {
     send: ClientSend,
-    encode: Box<dyn FnMut(&T) -> Result<Bytes, Status> + Send>,
+    encode: crate::codec::EncodeFn<T>,
     deadline: Option<Instant>,
     timeout: Option<Duration>,
 }
@@ -299,7 +307,8 @@ pub struct ClientStreamingCall<Req, Resp> {
 
 impl<Req, Resp> std::fmt::Debug for ClientStreamingCall<Req, Resp> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ClientStreamingCall").finish_non_exhaustive()
+        f.debug_struct("ClientStreamingCall")
+            .finish_non_exhaustive()
     }
 }
 
@@ -320,7 +329,12 @@ impl<Req: 'static, Resp: 'static> ClientStreamingCall<Req, Resp> {
         // A failed close means the call already ended; its status follows.
         let _ = self.sink.close();
         let (deadline, timeout) = (self.sink.deadline, self.sink.timeout);
-        until(deadline, timeout, read_unary(&mut self.recv, &mut self.decode)).await
+        until(
+            deadline,
+            timeout,
+            read_unary(&mut self.recv, &mut self.decode),
+        )
+        .await
     }
 
     /// Cancels the call (RST_STREAM CANCEL).

@@ -140,7 +140,8 @@ impl ChannelBuilder {
             target: self.target.clone(),
             reason: reason.to_string(),
         };
-        let (endpoint, scheme, default_authority) = parse_target(&self.target).map_err(|r| invalid(&r))?;
+        let (endpoint, scheme, default_authority) =
+            parse_target(&self.target).map_err(|r| invalid(&r))?;
         let authority_text = self.authority.clone().unwrap_or(default_authority);
         let authority = Authority::from_str(&authority_text)
             .map_err(|e| invalid(&format!("bad authority {authority_text:?}: {e}")))?;
@@ -172,10 +173,16 @@ fn parse_target(target: &str) -> Result<(Endpoint, Scheme, String), String> {
         if path.is_empty() {
             return Err("empty unix socket path".into());
         }
-        return Ok((Endpoint::Unix(path.into()), Scheme::HTTP, "localhost".into()));
+        return Ok((
+            Endpoint::Unix(path.into()),
+            Scheme::HTTP,
+            "localhost".into(),
+        ));
     }
     if target.starts_with("https://") {
-        return Err("https targets need TLS credentials, which this build does not have yet".into());
+        return Err(
+            "https targets need TLS credentials, which this build does not have yet".into(),
+        );
     }
     let hostport = target
         .strip_prefix("http://")

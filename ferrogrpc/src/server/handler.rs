@@ -14,8 +14,6 @@ use std::{
     time::Instant,
 };
 
-use bytes::Bytes;
-
 use super::ServerCall;
 use crate::{
     codec::Codec,
@@ -120,7 +118,10 @@ fn finish_unary<C, Resp, Req>(
     if send.send_headers(metadata).is_err() || send.send_message_now(frame).is_err() {
         return;
     }
-    send.send_status(Status::new(crate::Code::Ok, "").with_metadata(trailers), None);
+    send.send_status(
+        Status::new(crate::Code::Ok, "").with_metadata(trailers),
+        None,
+    );
 }
 
 /// Runs a unary handler.
@@ -191,7 +192,11 @@ where
     let codec_ref = &mut codec;
     let work = async move {
         let message = read_one(&mut recv, codec_ref).await?;
-        handler(Request::from_server(metadata, message, deadline, peer), sink).await
+        handler(
+            Request::from_server(metadata, message, deadline, peer),
+            sink,
+        )
+        .await
     };
     let outcome = supervise(work, deadline, |cx| lock(&shared).send.poll_reset(cx)).await;
     finish_stream(&shared, outcome_status(outcome, stream.path.path()));
@@ -261,7 +266,7 @@ fn lock(m: &Mutex<SinkState>) -> std::sync::MutexGuard<'_, SinkState> {
 /// `ServerStream.SendMsg`, `SendHeader`, `SetTrailer`).
 pub struct ResponseSink<T> {
     shared: Arc<Mutex<SinkState>>,
-    encode: Box<dyn FnMut(&T) -> Result<Bytes, Status> + Send>,
+    encode: crate::codec::EncodeFn<T>,
 }
 
 impl<T> std::fmt::Debug for ResponseSink<T> {

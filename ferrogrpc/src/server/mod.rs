@@ -15,13 +15,7 @@
 
 mod handler;
 
-use std::{
-    collections::HashMap,
-    future::Future,
-    io,
-    sync::Arc,
-    time::Duration,
-};
+use std::{collections::HashMap, future::Future, io, sync::Arc, time::Duration};
 
 use tokio::{
     io::{AsyncRead, AsyncWrite},
@@ -222,7 +216,9 @@ impl StreamHandler for Router {
             limits: self.limits,
         };
         let Some((service, method)) = parsed else {
-            call.fail(Status::unimplemented(format!("malformed method name {full:?}")));
+            call.fail(Status::unimplemented(format!(
+                "malformed method name {full:?}"
+            )));
             return;
         };
         match self.services.get(service) {
@@ -285,7 +281,10 @@ pub struct Server {
 impl std::fmt::Debug for Server {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Server")
-            .field("services", &self.inner.router.services.keys().collect::<Vec<_>>())
+            .field(
+                "services",
+                &self.inner.router.services.keys().collect::<Vec<_>>(),
+            )
             .finish_non_exhaustive()
     }
 }

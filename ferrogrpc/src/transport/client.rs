@@ -2,8 +2,8 @@
 //! HTTP/2 handshake, the connection's driver task, and opening streams.
 
 use std::{
-    future::Future,
     future::poll_fn,
+    future::Future,
     path::PathBuf,
     task::{ready, Context, Poll},
     time::Duration,
@@ -147,7 +147,9 @@ impl Http2Client {
         tokio::spawn(async move {
             let reason = match connection.await {
                 Ok(()) => "connection closed".to_string(),
-                Err(e) => http_util::status_from_h2(&e, "server").message().to_string(),
+                Err(e) => http_util::status_from_h2(&e, "server")
+                    .message()
+                    .to_string(),
             };
             tracing::debug!(%what, %reason, "connection ended");
             on_close(reason);
@@ -282,7 +284,10 @@ impl ClientRecv {
     }
 
     /// Polls for the next message (after the headers).
-    pub(crate) fn poll_message(&mut self, cx: &mut Context<'_>) -> Poll<Result<Option<Bytes>, Status>> {
+    pub(crate) fn poll_message(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<Option<Bytes>, Status>> {
         ready!(self.poll_headers(cx))?;
         match &mut self.state {
             ClientRecvState::Open(recv) => recv.poll_message(cx),

@@ -149,7 +149,9 @@ where
         )));
     }
     let len32 = u32::try_from(len).map_err(|_| {
-        Status::resource_exhausted(format!("message of {len} bytes exceeds the 4 GiB frame limit"))
+        Status::resource_exhausted(format!(
+            "message of {len} bytes exceeds the 4 GiB frame limit"
+        ))
     })?;
     buf[1..HEADER_LEN].copy_from_slice(&len32.to_be_bytes());
     Ok(buf.freeze())

@@ -125,7 +125,10 @@ pub(crate) fn status_from_h2(err: &h2::Error, side: &str) -> Status {
             };
             return Status::new(
                 code,
-                format!("connection closed by {side} with GOAWAY {}", describe_reason(reason)),
+                format!(
+                    "connection closed by {side} with GOAWAY {}",
+                    describe_reason(reason)
+                ),
             );
         }
         if err.is_reset() {
@@ -144,7 +147,9 @@ pub(crate) fn status_from_h2(err: &h2::Error, side: &str) -> Status {
 }
 
 fn describe_reason(reason: h2::Reason) -> String {
-    format!("{reason:?}").replace("Reason(", "").replace(')', "")
+    format!("{reason:?}")
+        .replace("Reason(", "")
+        .replace(')', "")
 }
 
 trait MaxUnavailable {
@@ -180,14 +185,10 @@ pub(crate) fn status_from_trailers(mut map: HeaderMap) -> Status {
         .map(|v| crate::status::percent_decode(v.as_bytes()))
         .unwrap_or_default();
     let details = match map.remove("grpc-status-details-bin") {
-        Some(v) => {
-            match crate::metadata::decode_base64(v.as_bytes()) {
-                Ok(d) => bytes::Bytes::from(d),
-                Err(_) => {
-                    return Status::internal("malformed grpc-status-details-bin (not base64)")
-                }
-            }
-        }
+        Some(v) => match crate::metadata::decode_base64(v.as_bytes()) {
+            Ok(d) => bytes::Bytes::from(d),
+            Err(_) => return Status::internal("malformed grpc-status-details-bin (not base64)"),
+        },
         None => bytes::Bytes::new(),
     };
     let metadata = match MetadataMap::from_received(map) {
@@ -228,7 +229,10 @@ mod tests {
         assert_eq!(parse_timeout(b"3S"), Ok(Duration::from_secs(3)));
         assert_eq!(parse_timeout(b"4m"), Ok(Duration::from_millis(4)));
         assert_eq!(parse_timeout(b"5u"), Ok(Duration::from_micros(5)));
-        assert_eq!(parse_timeout(b"99999999n"), Ok(Duration::from_nanos(99_999_999)));
+        assert_eq!(
+            parse_timeout(b"99999999n"),
+            Ok(Duration::from_nanos(99_999_999))
+        );
     }
 
     #[test]
@@ -290,7 +294,10 @@ mod tests {
 
     #[test]
     fn trailers_without_or_with_bad_status() {
-        assert_eq!(status_from_trailers(HeaderMap::new()).code(), Code::Internal);
+        assert_eq!(
+            status_from_trailers(HeaderMap::new()).code(),
+            Code::Internal
+        );
         let mut map = HeaderMap::new();
         map.insert("grpc-status", HeaderValue::from_static("abc"));
         assert_eq!(status_from_trailers(map).code(), Code::Internal);
@@ -302,9 +309,18 @@ mod tests {
     #[test]
     fn reason_and_http_tables() {
         assert_eq!(code_for_reason(h2::Reason::CANCEL), Code::Cancelled);
-        assert_eq!(code_for_reason(h2::Reason::REFUSED_STREAM), Code::Unavailable);
-        assert_eq!(code_for_reason(h2::Reason::ENHANCE_YOUR_CALM), Code::ResourceExhausted);
-        assert_eq!(code_for_reason(h2::Reason::INADEQUATE_SECURITY), Code::PermissionDenied);
+        assert_eq!(
+            code_for_reason(h2::Reason::REFUSED_STREAM),
+            Code::Unavailable
+        );
+        assert_eq!(
+            code_for_reason(h2::Reason::ENHANCE_YOUR_CALM),
+            Code::ResourceExhausted
+        );
+        assert_eq!(
+            code_for_reason(h2::Reason::INADEQUATE_SECURITY),
+            Code::PermissionDenied
+        );
         assert_eq!(code_for_reason(h2::Reason::NO_ERROR), Code::Internal);
         assert_eq!(code_for_reason(h2::Reason::PROTOCOL_ERROR), Code::Internal);
         for (http, code) in [
@@ -319,7 +335,10 @@ mod tests {
             (500, Code::Unknown),
             (418, Code::Unknown),
         ] {
-            assert_eq!(code_for_http_status(StatusCode::from_u16(http).unwrap()), code);
+            assert_eq!(
+                code_for_http_status(StatusCode::from_u16(http).unwrap()),
+                code
+            );
         }
     }
 

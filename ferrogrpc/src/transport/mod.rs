@@ -87,7 +87,10 @@ impl RecvMessages {
 
     /// Polls for the next message. `Ok(None)` is the end of the stream; on
     /// the client that means the call ended with `OK`.
-    pub(crate) fn poll_message(&mut self, cx: &mut Context<'_>) -> Poll<Result<Option<Bytes>, Status>> {
+    pub(crate) fn poll_message(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<Option<Bytes>, Status>> {
         loop {
             match &self.state {
                 RecvState::Body => {}
@@ -297,7 +300,11 @@ impl ServerSend {
     }
 
     /// Waits for flow-control room to send a `len`-byte message.
-    pub(crate) fn poll_capacity(&mut self, cx: &mut Context<'_>, len: usize) -> Poll<Result<(), Status>> {
+    pub(crate) fn poll_capacity(
+        &mut self,
+        cx: &mut Context<'_>,
+        len: usize,
+    ) -> Poll<Result<(), Status>> {
         let stream = self.body()?;
         poll_send_capacity(stream, cx, len).map_err(|err| {
             if err.reason() == Some(h2::Reason::CANCEL) {
@@ -372,7 +379,9 @@ impl ClientSend {
     /// flow control (a unary or server-streaming request).
     pub(crate) fn send_now(&mut self, frame: Bytes, end: bool) -> Result<(), Status> {
         self.closed |= end;
-        self.stream.send_data(frame, end).map_err(|e| ClientSend::error(&e))
+        self.stream
+            .send_data(frame, end)
+            .map_err(|e| ClientSend::error(&e))
     }
 
     /// Sends one message, waiting for flow-control room first.

@@ -1,0 +1,12 @@
+fn main() -> std::io::Result<()> {
+    ferrogrpc_build::compile_protos(
+        &[
+            "proto/routeguide.proto",
+            "proto/edge.proto",
+            "proto/wkt.proto",
+            "proto/nopackage.proto",
+            "proto/a/b/c/nested.proto",
+        ],
+        &["proto"],
+    )
+}
