@@ -33,9 +33,12 @@ pub trait Codec<E, D>: Send + 'static {
     fn decode(&mut self, src: Bytes) -> Result<D, Status>;
 }
 
-/// A boxed encoder of one message into its framed bytes, as held by the
-/// sinks of streaming calls.
-pub(crate) type EncodeFn<T> = Box<dyn FnMut(&T) -> Result<Bytes, Status> + Send>;
+/// A boxed encoder of one message into its framed bytes (compressed when
+/// given a compression), as held by the sinks of streaming calls.
+pub(crate) type EncodeFn<T> = Box<
+    dyn FnMut(&T, Option<&crate::transport::frame::SendCompression>) -> Result<Bytes, Status>
+        + Send,
+>;
 
 /// The protobuf codec, backed by prost.
 #[cfg(feature = "prost")]

@@ -28,6 +28,7 @@
 pub mod client;
 pub mod codec;
 pub mod codes;
+pub mod encoding;
 pub mod metadata;
 pub mod peer;
 pub mod server;

@@ -18,6 +18,7 @@ pub struct Request<T> {
     pub(crate) options: CallOptions,
     pub(crate) deadline: Option<Instant>,
     pub(crate) peer: Option<Arc<Peer>>,
+    pub(crate) compressed: bool,
 }
 
 /// Per-call options of a client call.
@@ -30,6 +31,10 @@ pub struct CallOptions {
     pub max_decoding_message_size: Option<usize>,
     /// Overrides the channel's max size of a sent message.
     pub max_encoding_message_size: Option<usize>,
+    /// Overrides the channel's compression of request messages: a registered
+    /// name such as `"gzip"`, or `"identity"` for none. See
+    /// [`encoding`](crate::encoding).
+    pub compression: Option<&'static str>,
 }
 
 impl<T> Request<T> {
@@ -42,6 +47,7 @@ impl<T> Request<T> {
             options: CallOptions::default(),
             deadline: None,
             peer: None,
+            compressed: false,
         }
     }
 
@@ -84,6 +90,7 @@ impl<T> Request<T> {
             options: self.options,
             deadline: self.deadline,
             peer: self.peer,
+            compressed: self.compressed,
         }
     }
 
@@ -106,6 +113,19 @@ impl<T> Request<T> {
     pub fn with_timeout(mut self, timeout: Duration) -> Request<T> {
         self.set_timeout(timeout);
         self
+    }
+
+    /// Returns the request with its messages compressed by `name` (client);
+    /// `"identity"` turns compression off for this call.
+    pub fn with_compression(mut self, name: &'static str) -> Request<T> {
+        self.options.compression = Some(name);
+        self
+    }
+
+    /// On the server: whether the request message arrived compressed (for a
+    /// stream, see [`Streaming::last_message_compressed`](crate::Streaming::last_message_compressed)).
+    pub fn message_compressed(&self) -> bool {
+        self.compressed
     }
 
     /// The options of this call (client).
@@ -144,6 +164,7 @@ impl<T> Request<T> {
         message: T,
         deadline: Option<Instant>,
         peer: Arc<Peer>,
+        compressed: bool,
     ) -> Request<T> {
         Request {
             metadata,
@@ -152,6 +173,7 @@ impl<T> Request<T> {
             options: CallOptions::default(),
             deadline,
             peer: Some(peer),
+            compressed,
         }
     }
 }

@@ -12,6 +12,8 @@ pub struct Response<T> {
     metadata: MetadataMap,
     message: T,
     trailers: MetadataMap,
+    compression: Option<&'static str>,
+    compressed: bool,
 }
 
 impl<T> Response<T> {
@@ -21,6 +23,8 @@ impl<T> Response<T> {
             metadata: MetadataMap::new(),
             message,
             trailers: MetadataMap::new(),
+            compression: None,
+            compressed: false,
         }
     }
 
@@ -70,6 +74,8 @@ impl<T> Response<T> {
             metadata,
             message,
             trailers,
+            compression: None,
+            compressed: false,
         }
     }
 
@@ -79,6 +85,30 @@ impl<T> Response<T> {
             metadata: self.metadata,
             message: f(self.message),
             trailers: self.trailers,
+            compression: self.compression,
+            compressed: self.compressed,
         }
+    }
+
+    /// On the server: compresses the response with `name` (e.g. `"gzip"`,
+    /// or `"identity"` for none) instead of the server's default, if the
+    /// client accepts it; otherwise the response goes uncompressed. As
+    /// gRPC-Go's `SetSendCompressor`.
+    pub fn set_compression(&mut self, name: &'static str) {
+        self.compression = Some(name);
+    }
+
+    /// The compression the handler asked for.
+    pub(crate) fn compression(&self) -> Option<&'static str> {
+        self.compression
+    }
+
+    /// On the client: whether the response message arrived compressed.
+    pub fn message_compressed(&self) -> bool {
+        self.compressed
+    }
+
+    pub(crate) fn set_compressed(&mut self, compressed: bool) {
+        self.compressed = compressed;
     }
 }

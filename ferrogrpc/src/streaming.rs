@@ -155,6 +155,14 @@ impl<T> Streaming<T> {
         Ok(EMPTY.get_or_init(MetadataMap::new))
     }
 
+    /// Whether the last message returned arrived compressed.
+    pub fn last_message_compressed(&self) -> bool {
+        match &self.source {
+            Source::Client(recv) => recv.last_compressed(),
+            Source::Server(recv) => recv.last_compressed(),
+        }
+    }
+
     /// On the client: the trailer metadata, once the stream has ended with
     /// `OK` (when it ended with an error, the trailers are on the status).
     pub fn trailers(&self) -> Option<&MetadataMap> {

@@ -19,7 +19,8 @@ use crate::{
     streaming::{DecodeWith, Streaming},
     transport::{
         client::{CallHead, ClientRecv},
-        frame, ClientSend,
+        frame::{self, SendCompression},
+        ClientSend,
     },
 };
 
@@ -30,6 +31,7 @@ struct CallSetup {
     deadline: Option<Instant>,
     max_recv: usize,
     max_send: usize,
+    compression: Option<SendCompression>,
 }
 
 fn deadline_exceeded(timeout: Option<Duration>) -> Status {
@@ -63,23 +65,31 @@ async fn read_unary<T>(
     let first = recv.message().await?.ok_or_else(|| {
         Status::internal("server ended the call with OK but sent no response message")
     })?;
+    let compressed = recv.last_compressed();
     let reply = decode(first)?;
     if recv.message().await?.is_some() {
         return Err(Status::internal(
             "cardinality violation: server sent more than one response message",
         ));
     }
-    Ok(Response::from_parts(
-        recv.take_headers(),
-        reply,
-        recv.take_trailers(),
-    ))
+    let mut response = Response::from_parts(recv.take_headers(), reply, recv.take_trailers());
+    response.set_compressed(compressed);
+    Ok(response)
 }
 
 impl Channel {
-    fn setup<T>(&self, request: Request<T>) -> (CallSetup, T) {
+    fn setup<T>(&self, request: Request<T>) -> Result<(CallSetup, T), Status> {
         let (metadata, message, options) = request.into_client_parts();
         let timeout = options.timeout.or(self.inner.default_timeout);
+        let compression = match options.compression.or(self.inner.compression) {
+            None => None,
+            Some(name) => crate::encoding::send_compression(name, self.inner.min_compress_size)
+                .map_err(|name| {
+                    Status::internal(format!(
+                        "compressor {name:?} is not registered (see ferrogrpc::encoding)"
+                    ))
+                })?,
+        };
         let setup = CallSetup {
             metadata,
             timeout,
@@ -90,8 +100,9 @@ impl Channel {
             max_send: options
                 .max_encoding_message_size
                 .unwrap_or(self.inner.max_send),
+            compression,
         };
-        (setup, message)
+        Ok((setup, message))
     }
 
     async fn open(
@@ -111,6 +122,7 @@ impl Channel {
                 .map(|d| d.saturating_duration_since(Instant::now())),
             metadata: std::mem::take(&mut setup.metadata),
             content_subtype,
+            encoding: setup.compression.as_ref().map(|c| c.compressor.name()),
         };
         transport.open_stream(head, setup.max_recv).await
     }
@@ -129,10 +141,15 @@ impl Channel {
     where
         C: Codec<Req, Resp>,
     {
-        let (mut setup, message) = self.setup(request);
+        let (mut setup, message) = self.setup(request)?;
         let (deadline, timeout) = (setup.deadline, setup.timeout);
         until(deadline, timeout, async {
-            let frame = frame::encode(&mut codec, &message, setup.max_send)?;
+            let frame = frame::encode(
+                &mut codec,
+                &message,
+                setup.max_send,
+                setup.compression.as_ref(),
+            )?;
             let subtype = codec.name();
             let (mut recv, mut send) = self.open(path, &mut setup, subtype).await?;
             send.send_now(frame, true)?;
@@ -158,10 +175,15 @@ impl Channel {
         Req: 'static,
         Resp: 'static,
     {
-        let (mut setup, message) = self.setup(request);
+        let (mut setup, message) = self.setup(request)?;
         let (deadline, timeout) = (setup.deadline, setup.timeout);
         until(deadline, timeout, async {
-            let frame = frame::encode(&mut codec, &message, setup.max_send)?;
+            let frame = frame::encode(
+                &mut codec,
+                &message,
+                setup.max_send,
+                setup.compression.as_ref(),
+            )?;
             let subtype = codec.name();
             let (mut recv, mut send) = self.open(path, &mut setup, subtype).await?;
             send.send_now(frame, true)?;
@@ -194,12 +216,12 @@ impl Channel {
         Req: 'static,
         Resp: 'static,
     {
-        let (mut setup, ()) = self.setup(request);
+        let (mut setup, ()) = self.setup(request)?;
         let (deadline, timeout) = (setup.deadline, setup.timeout);
         let subtype = codec.name();
         let (recv, send) = until(deadline, timeout, self.open(path, &mut setup, subtype)).await?;
         Ok(ClientStreamingCall {
-            sink: RequestSink::new(send, codec.clone(), setup.max_send, deadline, timeout),
+            sink: RequestSink::new(send, codec.clone(), &setup, deadline, timeout),
             recv,
             decode: Box::new(move |bytes| {
                 let mut codec = codec.clone();
@@ -225,11 +247,11 @@ impl Channel {
         Req: 'static,
         Resp: 'static,
     {
-        let (mut setup, ()) = self.setup(request);
+        let (mut setup, ()) = self.setup(request)?;
         let (deadline, timeout) = (setup.deadline, setup.timeout);
         let subtype = codec.name();
         let (recv, send) = until(deadline, timeout, self.open(path, &mut setup, subtype)).await?;
-        let sink = RequestSink::new(send, codec.clone(), setup.max_send, deadline, timeout);
+        let sink = RequestSink::new(send, codec.clone(), &setup, deadline, timeout);
         let stream = Streaming::client(recv, DecodeWith::<C, Req>::boxed(codec), deadline);
         Ok((sink, stream))
     }
@@ -240,6 +262,8 @@ impl Channel {
 pub struct RequestSink<T> {
     send: ClientSend,
     encode: crate::codec::EncodeFn<T>,
+    compression: Option<SendCompression>,
+    compress_messages: bool,
     deadline: Option<Instant>,
     timeout: Option<Duration>,
 }
@@ -254,19 +278,30 @@ impl<T: 'static> RequestSink<T> {
     fn new<C, D>(
         send: ClientSend,
         mut codec: C,
-        max_send: usize,
+        setup: &CallSetup,
         deadline: Option<Instant>,
         timeout: Option<Duration>,
     ) -> RequestSink<T>
     where
         C: Codec<T, D>,
     {
+        let max_send = setup.max_send;
         RequestSink {
             send,
-            encode: Box::new(move |item| frame::encode(&mut codec, item, max_send)),
+            encode: Box::new(move |item, compression| {
+                frame::encode(&mut codec, item, max_send, compression)
+            }),
+            compression: setup.compression.clone(),
+            compress_messages: true,
             deadline,
             timeout,
         }
+    }
+
+    /// Turns compression of the following messages off (`false`) or back on
+    /// (`true`, the default), when the call compresses at all.
+    pub fn set_message_compression(&mut self, enabled: bool) {
+        self.compress_messages = enabled;
     }
 
     /// Sends one message, waiting while the server's flow-control window is
@@ -277,7 +312,8 @@ impl<T: 'static> RequestSink<T> {
     /// passed, or the call has ended; the call's own status then comes from
     /// the response side.
     pub async fn send(&mut self, message: T) -> Result<(), Status> {
-        let frame = (self.encode)(&message)?;
+        let compression = self.compression.as_ref().filter(|_| self.compress_messages);
+        let frame = (self.encode)(&message, compression)?;
         let (deadline, timeout) = (self.deadline, self.timeout);
         until(deadline, timeout, self.send.send(frame)).await
     }
@@ -313,6 +349,12 @@ impl<Req, Resp> std::fmt::Debug for ClientStreamingCall<Req, Resp> {
 }
 
 impl<Req: 'static, Resp: 'static> ClientStreamingCall<Req, Resp> {
+    /// Turns compression of the following messages off or back on; see
+    /// [`RequestSink::set_message_compression`].
+    pub fn set_message_compression(&mut self, enabled: bool) {
+        self.sink.set_message_compression(enabled);
+    }
+
     /// Sends one request message.
     ///
     /// # Errors

@@ -63,6 +63,8 @@ struct Inner {
     max_recv: usize,
     max_send: usize,
     default_timeout: Option<Duration>,
+    compression: Option<&'static str>,
+    min_compress_size: usize,
 }
 
 impl fmt::Debug for Channel {
@@ -81,6 +83,8 @@ pub struct ChannelBuilder {
     max_recv: usize,
     max_send: usize,
     default_timeout: Option<Duration>,
+    compression: Option<&'static str>,
+    min_compress_size: usize,
     config: ClientConfig,
 }
 
@@ -103,6 +107,22 @@ impl ChannelBuilder {
     /// `RESOURCE_EXHAUSTED` before anything is sent. Default: no limit.
     pub fn max_encoding_message_size(mut self, limit: usize) -> ChannelBuilder {
         self.max_send = limit;
+        self
+    }
+
+    /// Compresses request messages with `name` (e.g. `"gzip"`) by default;
+    /// calls may choose otherwise ([`Request::with_compression`](crate::Request::with_compression)).
+    /// An unregistered name fails each call with `INTERNAL`. Responses are
+    /// decompressed with any registered algorithm whatever this says.
+    pub fn send_compressed(mut self, name: &'static str) -> ChannelBuilder {
+        self.compression = Some(name);
+        self
+    }
+
+    /// Messages shorter than this are sent uncompressed even when compression
+    /// is on. Default [`DEFAULT_MIN_COMPRESS_SIZE`](crate::encoding::DEFAULT_MIN_COMPRESS_SIZE).
+    pub fn min_compress_size(mut self, size: usize) -> ChannelBuilder {
+        self.min_compress_size = size;
         self
     }
 
@@ -154,6 +174,8 @@ impl ChannelBuilder {
                 max_recv: self.max_recv,
                 max_send: self.max_send,
                 default_timeout: self.default_timeout,
+                compression: self.compression,
+                min_compress_size: self.min_compress_size,
             }),
         })
     }
@@ -231,6 +253,8 @@ impl Channel {
             max_recv: DEFAULT_MAX_RECV_MESSAGE_SIZE,
             max_send: usize::MAX,
             default_timeout: None,
+            compression: None,
+            min_compress_size: crate::encoding::DEFAULT_MIN_COMPRESS_SIZE,
             config: ClientConfig::default(),
         }
     }

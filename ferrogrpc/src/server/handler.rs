@@ -14,15 +14,21 @@ use std::{
     time::Instant,
 };
 
-use super::ServerCall;
+use http::HeaderValue;
+
+use super::{CallSettings, ServerCall};
 use crate::{
     codec::Codec,
+    encoding,
     metadata::MetadataMap,
     request::Request,
     response::Response,
     status::Status,
     streaming::{DecodeWith, Streaming},
-    transport::{frame, RecvMessages, Role, ServerSend},
+    transport::{
+        frame::{self, SendCompression},
+        RecvMessages, Role, ServerSend,
+    },
 };
 
 /// How the handler part of a call ended.
@@ -86,15 +92,37 @@ fn deadline_of(call: &ServerCall) -> Option<Instant> {
     call.stream.timeout.map(|t| Instant::now() + t)
 }
 
-/// Reads the single request message of a unary or server-streaming call.
-async fn read_one<C, Resp, Req>(recv: &mut RecvMessages, codec: &mut C) -> Result<Req, Status>
+/// Reads the single request message of a unary or server-streaming call;
+/// also says whether it arrived compressed.
+async fn read_one<C, Resp, Req>(
+    recv: &mut RecvMessages,
+    codec: &mut C,
+) -> Result<(Req, bool), Status>
 where
     C: Codec<Resp, Req>,
 {
     let msg = recv.message().await?.ok_or_else(|| {
         Status::internal("cardinality violation: the client sent no request message")
     })?;
-    codec.decode(msg)
+    Ok((codec.decode(msg)?, recv.last_compressed()))
+}
+
+/// Chooses how responses are compressed: the handler's choice, else the
+/// server's default; only with an algorithm the client listed in
+/// `grpc-accept-encoding` (otherwise uncompressed, as compression.md says).
+fn response_compression(
+    requested: Option<&'static str>,
+    settings: &CallSettings,
+    accept: Option<&HeaderValue>,
+) -> Option<SendCompression> {
+    let name = requested.or(settings.compression)?;
+    if name == "identity" || !encoding::accepts(accept, name) {
+        return None;
+    }
+    encoding::send_compression(name, settings.min_compress_size).unwrap_or_else(|name| {
+        tracing::warn!("response compression {name:?} is not registered; sending uncompressed");
+        None
+    })
 }
 
 /// Sends a unary-shaped result: headers, the message, trailers; or the error.
@@ -102,7 +130,8 @@ fn finish_unary<C, Resp, Req>(
     send: &mut ServerSend,
     codec: &mut C,
     result: Result<Response<Resp>, Status>,
-    max_send: usize,
+    settings: &CallSettings,
+    accept: Option<&HeaderValue>,
 ) where
     C: Codec<Resp, Req>,
 {
@@ -110,12 +139,14 @@ fn finish_unary<C, Resp, Req>(
         Ok(r) => r,
         Err(status) => return send.send_status(status.into_error(), None),
     };
+    let compression = response_compression(response.compression(), settings, accept);
     let (metadata, message, trailers) = response.into_parts();
-    let frame = match frame::encode(codec, &message, max_send) {
+    let frame = match frame::encode(codec, &message, settings.max_send, compression.as_ref()) {
         Ok(f) => f,
         Err(status) => return send.send_status(status, Some(metadata)),
     };
-    if send.send_headers(metadata).is_err() || send.send_message_now(frame).is_err() {
+    let encoding = compression.as_ref().map(|c| c.compressor.name());
+    if send.send_headers(metadata, encoding).is_err() || send.send_message_now(frame).is_err() {
         return;
     }
     send.send_status(
@@ -132,18 +163,27 @@ where
     Fut: Future<Output = Result<Response<Resp>, Status>>,
 {
     let deadline = deadline_of(&call);
-    let ServerCall { stream, limits } = call;
-    let mut recv = RecvMessages::new(stream.body, limits.max_recv, Role::Server);
+    let ServerCall { stream, settings } = call;
+    let mut recv = RecvMessages::new(
+        stream.body,
+        settings.max_recv,
+        Role::Server,
+        stream.decompressor,
+    );
     let mut send = stream.send;
     let (metadata, peer) = (stream.metadata, stream.peer);
     let codec_ref = &mut codec;
     let work = async move {
-        let message = read_one(&mut recv, codec_ref).await?;
-        handler(Request::from_server(metadata, message, deadline, peer)).await
+        let (message, compressed) = read_one(&mut recv, codec_ref).await?;
+        handler(Request::from_server(
+            metadata, message, deadline, peer, compressed,
+        ))
+        .await
     };
     let outcome = supervise(work, deadline, |cx| send.poll_reset(cx)).await;
+    let accept = stream.accept_encoding.as_ref();
     match outcome_status(outcome, stream.path.path()) {
-        Ok(result) => finish_unary(&mut send, &mut codec, result, limits.max_send),
+        Ok(result) => finish_unary(&mut send, &mut codec, result, &settings, accept),
         Err(Some(status)) => send.send_status(status, None),
         Err(None) => {}
     }
@@ -159,14 +199,20 @@ where
     Fut: Future<Output = Result<Response<Resp>, Status>>,
 {
     let deadline = deadline_of(&call);
-    let ServerCall { stream, limits } = call;
-    let recv = RecvMessages::new(stream.body, limits.max_recv, Role::Server);
+    let ServerCall { stream, settings } = call;
+    let recv = RecvMessages::new(
+        stream.body,
+        settings.max_recv,
+        Role::Server,
+        stream.decompressor,
+    );
     let mut send = stream.send;
     let requests = Streaming::server(recv, DecodeWith::<C, Resp>::boxed(codec.clone()));
-    let request = Request::from_server(stream.metadata, requests, deadline, stream.peer);
+    let request = Request::from_server(stream.metadata, requests, deadline, stream.peer, false);
     let outcome = supervise(handler(request), deadline, |cx| send.poll_reset(cx)).await;
+    let accept = stream.accept_encoding.as_ref();
     match outcome_status(outcome, stream.path.path()) {
-        Ok(result) => finish_unary(&mut send, &mut codec, result, limits.max_send),
+        Ok(result) => finish_unary(&mut send, &mut codec, result, &settings, accept),
         Err(Some(status)) => send.send_status(status, None),
         Err(None) => {}
     }
@@ -181,19 +227,21 @@ where
     Fut: Future<Output = Result<(), Status>>,
 {
     let deadline = deadline_of(&call);
-    let ServerCall { stream, limits } = call;
-    let mut recv = RecvMessages::new(stream.body, limits.max_recv, Role::Server);
-    let shared = Arc::new(Mutex::new(SinkState {
-        send: stream.send,
-        trailers: MetadataMap::new(),
-    }));
-    let sink = ResponseSink::new(Arc::clone(&shared), codec.clone(), limits.max_send);
+    let ServerCall { stream, settings } = call;
+    let mut recv = RecvMessages::new(
+        stream.body,
+        settings.max_recv,
+        Role::Server,
+        stream.decompressor,
+    );
+    let shared = SinkState::shared(stream.send, settings, stream.accept_encoding);
+    let sink = ResponseSink::new(Arc::clone(&shared), codec.clone(), settings.max_send);
     let (metadata, peer) = (stream.metadata, stream.peer);
     let codec_ref = &mut codec;
     let work = async move {
-        let message = read_one(&mut recv, codec_ref).await?;
+        let (message, compressed) = read_one(&mut recv, codec_ref).await?;
         handler(
-            Request::from_server(metadata, message, deadline, peer),
+            Request::from_server(metadata, message, deadline, peer, compressed),
             sink,
         )
         .await
@@ -212,15 +260,17 @@ where
     Fut: Future<Output = Result<(), Status>>,
 {
     let deadline = deadline_of(&call);
-    let ServerCall { stream, limits } = call;
-    let recv = RecvMessages::new(stream.body, limits.max_recv, Role::Server);
+    let ServerCall { stream, settings } = call;
+    let recv = RecvMessages::new(
+        stream.body,
+        settings.max_recv,
+        Role::Server,
+        stream.decompressor,
+    );
     let requests = Streaming::server(recv, DecodeWith::<C, Resp>::boxed(codec.clone()));
-    let shared = Arc::new(Mutex::new(SinkState {
-        send: stream.send,
-        trailers: MetadataMap::new(),
-    }));
-    let sink = ResponseSink::new(Arc::clone(&shared), codec, limits.max_send);
-    let request = Request::from_server(stream.metadata, requests, deadline, stream.peer);
+    let shared = SinkState::shared(stream.send, settings, stream.accept_encoding);
+    let sink = ResponseSink::new(Arc::clone(&shared), codec, settings.max_send);
+    let request = Request::from_server(stream.metadata, requests, deadline, stream.peer, false);
     let outcome = supervise(handler(request, sink), deadline, |cx| {
         lock(&shared).send.poll_reset(cx)
     })
@@ -256,6 +306,43 @@ fn finish_stream(shared: &Mutex<SinkState>, result: Result<Result<(), Status>, O
 struct SinkState {
     send: ServerSend,
     trailers: MetadataMap,
+    settings: CallSettings,
+    accept: Option<HeaderValue>,
+    /// The handler's choice of algorithm, until headers go out.
+    requested: Option<&'static str>,
+    /// The algorithm in use, decided when headers go out.
+    compression: Option<SendCompression>,
+    /// Per-message switch: whether the next messages may be compressed.
+    compress_messages: bool,
+}
+
+impl SinkState {
+    fn shared(
+        send: ServerSend,
+        settings: CallSettings,
+        accept: Option<HeaderValue>,
+    ) -> Arc<Mutex<SinkState>> {
+        Arc::new(Mutex::new(SinkState {
+            send,
+            trailers: MetadataMap::new(),
+            settings,
+            accept,
+            requested: None,
+            compression: None,
+            compress_messages: true,
+        }))
+    }
+
+    /// Sends the headers (deciding the compression) if not yet sent.
+    fn send_headers(&mut self, metadata: MetadataMap) -> Result<(), Status> {
+        if self.send.headers_sent() {
+            return Ok(());
+        }
+        self.compression =
+            response_compression(self.requested, &self.settings, self.accept.as_ref());
+        let encoding = self.compression.as_ref().map(|c| c.compressor.name());
+        self.send.send_headers(metadata, encoding)
+    }
 }
 
 fn lock(m: &Mutex<SinkState>) -> std::sync::MutexGuard<'_, SinkState> {
@@ -263,7 +350,7 @@ fn lock(m: &Mutex<SinkState>) -> std::sync::MutexGuard<'_, SinkState> {
 }
 
 /// Sends the responses of a server-streaming or bidi call (gRPC-Go's
-/// `ServerStream.SendMsg`, `SendHeader`, `SetTrailer`).
+/// `ServerStream.SendMsg`, `SendHeader`, `SetTrailer`, `SetSendCompressor`).
 pub struct ResponseSink<T> {
     shared: Arc<Mutex<SinkState>>,
     encode: crate::codec::EncodeFn<T>,
@@ -282,7 +369,9 @@ impl<T: 'static> ResponseSink<T> {
     {
         ResponseSink {
             shared,
-            encode: Box::new(move |item| frame::encode(&mut codec, item, max_send)),
+            encode: Box::new(move |item, compression| {
+                frame::encode(&mut codec, item, max_send, compression)
+            }),
         }
     }
 
@@ -296,13 +385,36 @@ impl<T: 'static> ResponseSink<T> {
         if state.send.headers_sent() {
             return Err(Status::internal("response headers were already sent"));
         }
-        state.send.send_headers(metadata)
+        state.send_headers(metadata)
     }
 
     /// Sets metadata to send in the trailers when the call ends. Adds to what
     /// was set before.
     pub fn set_trailer(&mut self, metadata: MetadataMap) {
         lock(&self.shared).trailers.extend(metadata);
+    }
+
+    /// Compresses the responses with `name` (or `"identity"` for none)
+    /// instead of the server's default, if the client accepts it; otherwise
+    /// they go uncompressed. Must come before the headers are sent.
+    ///
+    /// # Errors
+    /// When the headers were already sent.
+    pub fn set_compression(&mut self, name: &'static str) -> Result<(), Status> {
+        let mut state = lock(&self.shared);
+        if state.send.headers_sent() {
+            return Err(Status::internal(
+                "set_compression after the response headers were sent",
+            ));
+        }
+        state.requested = Some(name);
+        Ok(())
+    }
+
+    /// Turns compression of the following messages off (`false`) or back on
+    /// (`true`, the default) — the per-message control of compression.md.
+    pub fn set_message_compression(&mut self, enabled: bool) {
+        lock(&self.shared).compress_messages = enabled;
     }
 
     /// Sends one message, waiting while the client's flow-control window is
@@ -320,7 +432,15 @@ impl<T: 'static> ResponseSink<T> {
     /// # Errors
     /// As for [`send`](Self::send).
     pub async fn send_ref(&mut self, message: &T) -> Result<(), Status> {
-        let frame = (self.encode)(message)?;
+        let frame = {
+            let mut state = lock(&self.shared);
+            state.send_headers(MetadataMap::new())?;
+            let compression = state
+                .compression
+                .as_ref()
+                .filter(|_| state.compress_messages);
+            (self.encode)(message, compression)?
+        };
         let len = frame.len();
         // The lock is taken per poll, never held across an await.
         poll_fn(|cx| lock(&self.shared).send.poll_capacity(cx, len)).await?;

@@ -45,11 +45,14 @@ pub trait Service: Send + Sync + 'static {
     fn call(&self, method: &str, call: ServerCall) -> BoxFuture;
 }
 
-/// Message size limits applied to one call.
+/// Server-wide settings applied to each call.
 #[derive(Clone, Copy, Debug)]
-pub(crate) struct Limits {
+pub(crate) struct CallSettings {
     pub(crate) max_recv: usize,
     pub(crate) max_send: usize,
+    /// Default response compression (used when the client accepts it).
+    pub(crate) compression: Option<&'static str>,
+    pub(crate) min_compress_size: usize,
 }
 
 /// An incoming call, handed to a [`Service`] and then to one of the handler
@@ -57,7 +60,7 @@ pub(crate) struct Limits {
 /// [`streaming`]).
 pub struct ServerCall {
     pub(crate) stream: IncomingStream,
-    pub(crate) limits: Limits,
+    pub(crate) settings: CallSettings,
 }
 
 impl std::fmt::Debug for ServerCall {
@@ -92,6 +95,8 @@ pub struct ServerBuilder {
     services: HashMap<&'static str, Arc<dyn Service>>,
     max_recv: Option<usize>,
     max_send: Option<usize>,
+    compression: Option<&'static str>,
+    min_compress_size: Option<usize>,
     config: ServerConfig,
 }
 
@@ -121,6 +126,22 @@ impl ServerBuilder {
     /// `RESOURCE_EXHAUSTED`. Default: no limit (`usize::MAX`).
     pub fn max_encoding_message_size(mut self, limit: usize) -> ServerBuilder {
         self.max_send = Some(limit);
+        self
+    }
+
+    /// Compresses responses with `name` (e.g. `"gzip"`) by default, for
+    /// clients that accept it; handlers may choose otherwise per call. Default:
+    /// no compression. Requests are decompressed with any registered
+    /// algorithm whatever this says.
+    pub fn send_compressed(mut self, name: &'static str) -> ServerBuilder {
+        self.compression = Some(name);
+        self
+    }
+
+    /// Messages shorter than this are sent uncompressed even when compression
+    /// is on. Default [`DEFAULT_MIN_COMPRESS_SIZE`](crate::encoding::DEFAULT_MIN_COMPRESS_SIZE).
+    pub fn min_compress_size(mut self, size: usize) -> ServerBuilder {
+        self.min_compress_size = Some(size);
         self
     }
 
@@ -164,9 +185,13 @@ impl ServerBuilder {
             inner: Arc::new(Inner {
                 router: Router {
                     services: self.services,
-                    limits: Limits {
+                    settings: CallSettings {
                         max_recv: self.max_recv.unwrap_or(DEFAULT_MAX_RECV_MESSAGE_SIZE),
                         max_send: self.max_send.unwrap_or(usize::MAX),
+                        compression: self.compression,
+                        min_compress_size: self
+                            .min_compress_size
+                            .unwrap_or(crate::encoding::DEFAULT_MIN_COMPRESS_SIZE),
                     },
                 },
                 config: self.config,
@@ -200,7 +225,7 @@ impl ServerBuilder {
 
 struct Router {
     services: HashMap<&'static str, Arc<dyn Service>>,
-    limits: Limits,
+    settings: CallSettings,
 }
 
 impl StreamHandler for Router {
@@ -213,7 +238,7 @@ impl StreamHandler for Router {
             .filter(|(svc, method)| !svc.is_empty() && !method.is_empty());
         let call = ServerCall {
             stream,
-            limits: self.limits,
+            settings: self.settings,
         };
         let Some((service, method)) = parsed else {
             call.fail(Status::unimplemented(format!(

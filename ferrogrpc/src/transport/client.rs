@@ -185,6 +185,8 @@ pub(crate) struct CallHead<'a> {
     pub(crate) timeout: Option<Duration>,
     pub(crate) metadata: MetadataMap,
     pub(crate) content_subtype: &'static str,
+    /// The `grpc-encoding` of the request messages, if compressed.
+    pub(crate) encoding: Option<&'static str>,
 }
 
 /// Builds the request headers of a call (PROTOCOL-HTTP2.md "Requests").
@@ -204,6 +206,14 @@ pub(crate) fn request_headers(head: CallHead<'_>) -> http::Request<()> {
     headers.insert(http::header::CONTENT_TYPE, content_type);
     if let Some(timeout) = head.timeout {
         headers.insert("grpc-timeout", http_util::encode_timeout(timeout));
+    }
+    if let Some(name) = head.encoding {
+        headers.insert("grpc-encoding", HeaderValue::from_static(name));
+    }
+    let registry = crate::encoding::registry();
+    let accept = registry.accept_encoding();
+    if !accept.is_empty() {
+        headers.insert("grpc-accept-encoding", accept.clone());
     }
     let user_agent = match head.metadata.get("user-agent") {
         Some(ua) => HeaderValue::from_str(&format!("{ua} {USER_AGENT}"))
@@ -327,6 +337,14 @@ impl ClientRecv {
         }
     }
 
+    /// Whether the last message returned arrived compressed.
+    pub(crate) fn last_compressed(&self) -> bool {
+        match &self.state {
+            ClientRecvState::Open(recv) => recv.last_compressed(),
+            _ => false,
+        }
+    }
+
     /// Whether the call has ended.
     pub(crate) fn is_finished(&self) -> bool {
         match &self.state {
@@ -371,6 +389,15 @@ fn read_response_head(
             content_type.map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
         )));
     }
+    let decompressor =
+        crate::encoding::decompressor_for(parts.headers.get("grpc-encoding")).map_err(|name| {
+            Status::internal(format!(
+                "server compressed the response with grpc-encoding {name:?}, which is not registered here"
+            ))
+        })?;
     let metadata = MetadataMap::from_received(parts.headers)?;
-    Ok((metadata, RecvMessages::new(body, max_len, Role::Client)))
+    Ok((
+        metadata,
+        RecvMessages::new(body, max_len, Role::Client, decompressor),
+    ))
 }

@@ -4,7 +4,9 @@
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 
-use crate::{codec::Codec, status::Status};
+use std::sync::Arc;
+
+use crate::{codec::Codec, encoding::Compressor, status::Status};
 
 /// Length of the prefix before each message.
 pub(crate) const HEADER_LEN: usize = 5;
@@ -134,8 +136,24 @@ impl Deframer {
     }
 }
 
-/// Encodes one message with its prefix, refusing messages over `max_len`.
-pub(crate) fn encode<C, E, D>(codec: &mut C, item: &E, max_len: usize) -> Result<Bytes, Status>
+/// How messages of one call are compressed when sent.
+#[derive(Clone)]
+pub(crate) struct SendCompression {
+    pub(crate) compressor: Arc<dyn Compressor>,
+    /// Messages shorter than this go uncompressed.
+    pub(crate) min_size: usize,
+}
+
+/// Encodes one message with its prefix, refusing messages over `max_len`
+/// (the uncompressed size). With `compression`, the message is compressed
+/// when it is at least `min_size` bytes and compressing makes it smaller;
+/// otherwise it goes with flag 0.
+pub(crate) fn encode<C, E, D>(
+    codec: &mut C,
+    item: &E,
+    max_len: usize,
+    compression: Option<&SendCompression>,
+) -> Result<Bytes, Status>
 where
     C: Codec<E, D>,
 {
@@ -148,6 +166,27 @@ where
             "trying to send message larger than max ({len} vs. {max_len} bytes)"
         )));
     }
+    if let Some(c) = compression.filter(|c| len >= c.min_size.max(1)) {
+        let mut out = BytesMut::with_capacity(HEADER_LEN + len / 2);
+        out.put_bytes(0, HEADER_LEN);
+        c.compressor
+            .compress(&buf[HEADER_LEN..], &mut out)
+            .map_err(|e| {
+                Status::internal(format!(
+                    "failed to compress message with {}: {e}",
+                    c.compressor.name()
+                ))
+            })?;
+        if out.len() < buf.len() {
+            out[0] = 1;
+            return finish_prefix(out);
+        }
+    }
+    finish_prefix(buf)
+}
+
+fn finish_prefix(mut buf: BytesMut) -> Result<Bytes, Status> {
+    let len = buf.len() - HEADER_LEN;
     let len32 = u32::try_from(len).map_err(|_| {
         Status::resource_exhausted(format!(
             "message of {len} bytes exceeds the 4 GiB frame limit"
@@ -155,6 +194,36 @@ where
     })?;
     buf[1..HEADER_LEN].copy_from_slice(&len32.to_be_bytes());
     Ok(buf.freeze())
+}
+
+/// Decompresses a received message, failing with `RESOURCE_EXHAUSTED` as
+/// soon as it inflates past `max_len`.
+pub(crate) fn decompress(
+    compressor: &dyn Compressor,
+    data: &[u8],
+    max_len: usize,
+) -> Result<Bytes, Status> {
+    let mut out =
+        BytesMut::with_capacity((data.len() * 4).min(max_len.saturating_add(1)).min(1 << 20));
+    compressor
+        .decompress(data, &mut out, max_len)
+        .map_err(|e| {
+            Status::internal(format!(
+                "failed to decompress message with {}: {e}",
+                compressor.name()
+            ))
+        })?;
+    if out.len() > max_len {
+        return Err(Status::resource_exhausted(format!(
+            "received message after decompression larger than max ({} vs. {max_len} bytes)",
+            if out.len() == max_len + 1 {
+                format!("more than {max_len}")
+            } else {
+                out.len().to_string()
+            }
+        )));
+    }
+    Ok(out.freeze())
 }
 
 #[cfg(test)]
@@ -229,9 +298,51 @@ mod tests {
     #[test]
     fn encode_prefixes_and_limits() {
         let mut codec = crate::codec::BytesCodec;
-        let b = encode(&mut codec, &Bytes::from_static(b"hey"), 3).unwrap();
+        let b = encode(&mut codec, &Bytes::from_static(b"hey"), 3, None).unwrap();
         assert_eq!(&b[..], &frame(0, b"hey")[..]);
-        let err = encode(&mut codec, &Bytes::from_static(b"hey!"), 3).unwrap_err();
+        let err = encode(&mut codec, &Bytes::from_static(b"hey!"), 3, None).unwrap_err();
+        assert_eq!(err.code(), Code::ResourceExhausted);
+    }
+
+    #[cfg(feature = "gzip")]
+    #[test]
+    fn compression_only_when_it_pays() {
+        let mut codec = crate::codec::BytesCodec;
+        let gzip = SendCompression {
+            compressor: Arc::new(crate::encoding::Gzip),
+            min_size: 16,
+        };
+        // Compressible and large enough: flag 1, smaller.
+        let zeros = Bytes::from(vec![0u8; 1000]);
+        let b = encode(&mut codec, &zeros, usize::MAX, Some(&gzip)).unwrap();
+        assert_eq!(b[0], 1);
+        assert!(b.len() < 100);
+        let back = decompress(&crate::encoding::Gzip, &b[HEADER_LEN..], 1000).unwrap();
+        assert_eq!(back, zeros);
+        // Under the threshold: flag 0.
+        let b = encode(
+            &mut codec,
+            &Bytes::from_static(b"tiny"),
+            usize::MAX,
+            Some(&gzip),
+        )
+        .unwrap();
+        assert_eq!(&b[..], &frame(0, b"tiny")[..]);
+        // Incompressible: flag 0, sent as is.
+        let noise: Vec<u8> = (0..200u32)
+            .map(|i| (i.wrapping_mul(2654435761) >> 24) as u8)
+            .collect();
+        let b = encode(
+            &mut codec,
+            &Bytes::from(noise.clone()),
+            usize::MAX,
+            Some(&gzip),
+        )
+        .unwrap();
+        assert_eq!(&b[..], &frame(0, &noise)[..]);
+        // Inflating past the limit fails.
+        let big = encode(&mut codec, &zeros, usize::MAX, Some(&gzip)).unwrap();
+        let err = decompress(&crate::encoding::Gzip, &big[HEADER_LEN..], 999).unwrap_err();
         assert_eq!(err.code(), Code::ResourceExhausted);
     }
 

@@ -15,13 +15,14 @@ pub(crate) mod server;
 
 use std::{
     future::poll_fn,
+    sync::Arc,
     task::{ready, Context, Poll},
 };
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue};
 
-use crate::{codes::Code, metadata::MetadataMap, status::Status};
+use crate::{codes::Code, encoding::Compressor, metadata::MetadataMap, status::Status};
 use frame::Deframer;
 
 /// Which end of the call this stream is, for error messages and trailers.
@@ -47,6 +48,11 @@ pub(crate) struct RecvMessages {
     deframer: Deframer,
     role: Role,
     state: RecvState,
+    /// The algorithm named by the peer's `grpc-encoding`, if any.
+    decompressor: Option<Arc<dyn Compressor>>,
+    max_len: usize,
+    /// Whether the last message returned had the compressed flag.
+    last_compressed: bool,
 }
 
 enum RecvState {
@@ -61,12 +67,20 @@ enum RecvState {
 }
 
 impl RecvMessages {
-    pub(crate) fn new(body: h2::RecvStream, max_len: usize, role: Role) -> RecvMessages {
+    pub(crate) fn new(
+        body: h2::RecvStream,
+        max_len: usize,
+        role: Role,
+        decompressor: Option<Arc<dyn Compressor>>,
+    ) -> RecvMessages {
         RecvMessages {
             body,
             deframer: Deframer::new(max_len),
             role,
             state: RecvState::Body,
+            decompressor,
+            max_len,
+            last_compressed: false,
         }
     }
 
@@ -77,6 +91,9 @@ impl RecvMessages {
             deframer: Deframer::new(0),
             role: Role::Client,
             state: RecvState::Done(trailers),
+            decompressor: None,
+            max_len: 0,
+            last_compressed: false,
         }
     }
 
@@ -100,12 +117,20 @@ impl RecvMessages {
             }
             match self.deframer.next() {
                 Ok(Some(msg)) => {
-                    if msg.compressed {
-                        return self.fail(Status::internal(
-                            "received a compressed message but no grpc-encoding was negotiated",
-                        ));
+                    self.last_compressed = msg.compressed;
+                    if !msg.compressed {
+                        return Poll::Ready(Ok(Some(msg.data)));
                     }
-                    return Poll::Ready(Ok(Some(msg.data)));
+                    let result = match &self.decompressor {
+                        Some(c) => frame::decompress(&**c, &msg.data, self.max_len),
+                        None => Err(Status::internal(
+                            "received a compressed message but no grpc-encoding was negotiated",
+                        )),
+                    };
+                    return match result {
+                        Ok(data) => Poll::Ready(Ok(Some(data))),
+                        Err(status) => self.fail(status),
+                    };
                 }
                 Ok(None) => {}
                 Err(status) => return self.fail(status),
@@ -185,6 +210,11 @@ impl RecvMessages {
         }
     }
 
+    /// Whether the last message returned arrived compressed.
+    pub(crate) fn last_compressed(&self) -> bool {
+        self.last_compressed
+    }
+
     /// Whether the stream has ended, successfully or not.
     pub(crate) fn is_finished(&self) -> bool {
         matches!(self.state, RecvState::Done(_) | RecvState::Failed(_))
@@ -228,12 +258,19 @@ enum ServerSendState {
     Done,
 }
 
+/// Response headers every gRPC response starts with: the content type and
+/// the encodings this side can decode.
 fn grpc_response_headers(capacity: usize) -> HeaderMap {
-    let mut headers = HeaderMap::with_capacity(capacity + 2);
+    let mut headers = HeaderMap::with_capacity(capacity + 3);
     headers.insert(
         http::header::CONTENT_TYPE,
         HeaderValue::from_static("application/grpc"),
     );
+    let registry = crate::encoding::registry();
+    let accept = registry.accept_encoding();
+    if !accept.is_empty() {
+        headers.insert("grpc-accept-encoding", accept.clone());
+    }
     headers
 }
 
@@ -259,15 +296,22 @@ impl ServerSend {
         !matches!(self.state, ServerSendState::Start(_))
     }
 
-    /// Sends the response headers with `metadata`. Does nothing if they were
-    /// sent already.
-    pub(crate) fn send_headers(&mut self, metadata: MetadataMap) -> Result<(), Status> {
+    /// Sends the response headers with `metadata` and, when messages will be
+    /// compressed, `grpc-encoding`. Does nothing if they were sent already.
+    pub(crate) fn send_headers(
+        &mut self,
+        metadata: MetadataMap,
+        encoding: Option<&'static str>,
+    ) -> Result<(), Status> {
         let respond = match &mut self.state {
             ServerSendState::Start(respond) => respond,
             ServerSendState::Body(_) => return Ok(()),
             ServerSendState::Done => return Err(ServerSend::closed()),
         };
         let mut headers = grpc_response_headers(metadata.len());
+        if let Some(name) = encoding {
+            headers.insert("grpc-encoding", HeaderValue::from_static(name));
+        }
         metadata.write_to(&mut headers);
         match respond.send_response(response(headers), false) {
             Ok(stream) => {
@@ -283,7 +327,7 @@ impl ServerSend {
 
     fn body(&mut self) -> Result<&mut h2::SendStream<Bytes>, Status> {
         if let ServerSendState::Start(_) = self.state {
-            self.send_headers(MetadataMap::new())?;
+            self.send_headers(MetadataMap::new(), None)?;
         }
         match &mut self.state {
             ServerSendState::Body(stream) => Ok(stream),

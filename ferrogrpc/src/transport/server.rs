@@ -49,6 +49,10 @@ pub(crate) enum Shutdown {
 
 /// A gRPC request, checked and parsed, ready for routing.
 pub(crate) struct IncomingStream {
+    /// The algorithm of the request's `grpc-encoding`, if any.
+    pub(crate) decompressor: Option<std::sync::Arc<dyn crate::encoding::Compressor>>,
+    /// The client's `grpc-accept-encoding`.
+    pub(crate) accept_encoding: Option<HeaderValue>,
     /// The `:path`, e.g. `/pkg.Service/Method`.
     pub(crate) path: http::uri::PathAndQuery,
     pub(crate) metadata: MetadataMap,
@@ -184,6 +188,20 @@ fn check_request(
         },
         None => None,
     };
+    let decompressor = match crate::encoding::decompressor_for(headers.get("grpc-encoding")) {
+        Ok(d) => d,
+        Err(name) => {
+            // The response headers list what the server accepts.
+            send.send_status(
+                Status::unimplemented(format!(
+                    "grpc-encoding {name:?} is not supported by this server"
+                )),
+                None,
+            );
+            return None;
+        }
+    };
+    let accept_encoding = headers.get("grpc-accept-encoding").cloned();
     let metadata = match MetadataMap::from_received(headers) {
         Ok(md) => md,
         Err(status) => {
@@ -192,6 +210,8 @@ fn check_request(
         }
     };
     Some(IncomingStream {
+        decompressor,
+        accept_encoding,
         path,
         metadata,
         timeout,
