@@ -251,15 +251,10 @@ mod tests {
     use super::*;
 
     fn all() -> Vec<Arc<dyn Compressor>> {
-        #[allow(unused_mut)]
-        let mut v: Vec<Arc<dyn Compressor>> = Vec::new();
-        #[cfg(feature = "gzip")]
-        v.push(Arc::new(Gzip));
-        #[cfg(feature = "deflate")]
-        v.push(Arc::new(Deflate));
-        #[cfg(feature = "zstd")]
-        v.push(Arc::new(Zstd));
-        v
+        registered_names()
+            .into_iter()
+            .filter_map(get_compressor)
+            .collect()
     }
 
     #[test]
