@@ -20,14 +20,15 @@
 //! metadata (ASCII and binary), message size limits, graceful and hard
 //! server stop, TCP and Unix sockets.
 //!
-//! What it does not do yet: TLS, compression, keepalive, name resolution and
-//! load balancing, interceptors. Those are planned in this order.
+//! What it does not do yet: keepalive, name resolution and load balancing,
+//! interceptors. Those are planned in this order.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod client;
 pub mod codec;
 pub mod codes;
+pub mod credentials;
 pub mod encoding;
 pub mod metadata;
 pub mod peer;

@@ -2,6 +2,8 @@
 
 use std::{fmt, net::SocketAddr, path::PathBuf};
 
+use crate::credentials::AuthInfo;
+
 /// An address of one end of a connection.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
@@ -25,7 +27,8 @@ impl fmt::Display for Addr {
     }
 }
 
-/// The two ends of the connection a call runs on.
+/// The two ends of the connection a call runs on, and how the peer
+/// authenticated.
 #[derive(Clone, Debug)]
 #[non_exhaustive]
 pub struct Peer {
@@ -33,6 +36,9 @@ pub struct Peer {
     pub remote_addr: Addr,
     /// The local end.
     pub local_addr: Addr,
+    /// What the transport credentials established (TLS details, peer
+    /// certificates); `None` on insecure connections.
+    pub auth_info: Option<AuthInfo>,
 }
 
 impl Peer {
@@ -41,6 +47,13 @@ impl Peer {
         Peer {
             remote_addr,
             local_addr,
+            auth_info: None,
         }
+    }
+
+    /// The same peer with `auth_info`.
+    pub fn with_auth_info(mut self, auth_info: AuthInfo) -> Peer {
+        self.auth_info = Some(auth_info);
+        self
     }
 }

@@ -882,7 +882,7 @@ async fn unix_socket_server_and_channel() {
 
 #[test]
 fn bad_targets_fail_at_creation() {
-    for t in ["", "unix:", "https://x:1", "a/b:1", "host:port:x/y"] {
+    for t in ["", "unix:", "http://", "a/b:1", "host:port:x/y"] {
         assert!(Channel::from_target(t).is_err(), "{t:?}");
     }
     assert!(

@@ -112,6 +112,10 @@ impl Channel {
         content_subtype: &'static str,
     ) -> Result<(ClientRecv, ClientSend), Status> {
         let transport = self.pick().await?;
+        if let Some(per_rpc) = &self.inner.per_rpc {
+            self.add_credentials(&**per_rpc, &path, &transport, &mut setup.metadata)
+                .await?;
+        }
         let head = CallHead {
             scheme: &self.inner.scheme,
             authority: &self.inner.authority,
@@ -125,6 +129,35 @@ impl Channel {
             encoding: setup.compression.as_ref().map(|c| c.compressor.name()),
         };
         transport.open_stream(head, setup.max_recv).await
+    }
+
+    /// Adds per-RPC credentials' metadata, if the connection may carry it.
+    async fn add_credentials(
+        &self,
+        per_rpc: &dyn crate::credentials::PerRpcCredentials,
+        path: &PathAndQuery,
+        transport: &crate::transport::client::Http2Client,
+        metadata: &mut MetadataMap,
+    ) -> Result<(), Status> {
+        use crate::credentials::{RequestInfo, SecurityLevel};
+        let level = transport.security_level();
+        if per_rpc.require_transport_security()
+            && level < SecurityLevel::PrivacyAndIntegrity
+            && !self.inner.allow_insecure_per_rpc
+        {
+            return Err(Status::unauthenticated(
+                "per-RPC credentials require transport security, but this connection \
+                 is not protected; the credentials were not sent",
+            ));
+        }
+        let info = RequestInfo {
+            method: path.path(),
+            authority: self.inner.authority.as_str(),
+            security_level: level,
+        };
+        let extra = per_rpc.request_metadata(info).await?;
+        metadata.extend(extra);
+        Ok(())
     }
 
     /// Makes a unary call.

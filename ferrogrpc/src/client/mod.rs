@@ -26,28 +26,34 @@ use http::uri::{Authority, Scheme};
 pub use call::{ClientStreamingCall, RequestSink};
 
 use crate::{
+    credentials::{ChannelCredentials, PerRpcCredentials},
     status::Status,
-    transport::client::{ClientConfig, Endpoint, Http2Client},
+    transport::client::{ClientConfig, Endpoint, Http2Client, TransportSecurity},
 };
 use subchannel::Subchannel;
 
 /// Default max size of a received message: 4 MiB, as in gRPC-Go.
 pub const DEFAULT_MAX_RECV_MESSAGE_SIZE: usize = 4 << 20;
 
-/// The error for a target a channel cannot be built for.
+/// The error for a channel that cannot be built: a bad target, TLS settings
+/// that cannot be loaded, or credentials that do not fit together.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct InvalidTarget {
+pub struct BuildError {
     target: String,
     reason: String,
 }
 
-impl fmt::Display for InvalidTarget {
+impl fmt::Display for BuildError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "invalid target {:?}: {}", self.target, self.reason)
+        write!(
+            f,
+            "cannot build a channel to {:?}: {}",
+            self.target, self.reason
+        )
     }
 }
 
-impl std::error::Error for InvalidTarget {}
+impl std::error::Error for BuildError {}
 
 /// A virtual connection to a target, on which calls are made.
 #[derive(Clone)]
@@ -65,6 +71,8 @@ struct Inner {
     default_timeout: Option<Duration>,
     compression: Option<&'static str>,
     min_compress_size: usize,
+    per_rpc: Option<Arc<dyn PerRpcCredentials>>,
+    allow_insecure_per_rpc: bool,
 }
 
 impl fmt::Debug for Channel {
@@ -76,7 +84,7 @@ impl fmt::Debug for Channel {
 }
 
 /// Builds a [`Channel`].
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ChannelBuilder {
     target: String,
     authority: Option<String>,
@@ -85,10 +93,44 @@ pub struct ChannelBuilder {
     default_timeout: Option<Duration>,
     compression: Option<&'static str>,
     min_compress_size: usize,
+    credentials: Option<ChannelCredentials>,
+    per_rpc: Option<Arc<dyn PerRpcCredentials>>,
+    allow_insecure_per_rpc: bool,
     config: ClientConfig,
 }
 
+impl fmt::Debug for ChannelBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ChannelBuilder")
+            .field("target", &self.target)
+            .field("credentials", &self.credentials)
+            .finish_non_exhaustive()
+    }
+}
+
 impl ChannelBuilder {
+    /// How connections are secured: [`ChannelCredentials::insecure`],
+    /// [`local`](ChannelCredentials::local) or [`tls`](ChannelCredentials::tls).
+    /// Default: TLS with the platform's roots for `https://` targets,
+    /// insecure otherwise.
+    pub fn credentials(mut self, credentials: ChannelCredentials) -> ChannelBuilder {
+        self.credentials = Some(credentials);
+        self
+    }
+
+    /// Credentials that add metadata (e.g. a token) to every call.
+    pub fn per_rpc_credentials(mut self, credentials: impl PerRpcCredentials) -> ChannelBuilder {
+        self.per_rpc = Some(Arc::new(credentials));
+        self
+    }
+
+    /// Lets per-RPC credentials that require transport security travel over
+    /// connections that do not give it (plaintext). Off by default: such
+    /// calls fail with `UNAUTHENTICATED`. For tests and trusted networks only.
+    pub fn allow_insecure_per_rpc_credentials(mut self, allow: bool) -> ChannelBuilder {
+        self.allow_insecure_per_rpc = allow;
+        self
+    }
     /// Overrides the `:authority` sent with calls (default: the target's
     /// `host:port`, or `localhost` for a Unix socket).
     pub fn authority(mut self, authority: impl Into<String>) -> ChannelBuilder {
@@ -154,17 +196,58 @@ impl ChannelBuilder {
     /// [`Channel::connect`]).
     ///
     /// # Errors
-    /// When the target cannot be parsed.
-    pub fn build(self) -> Result<Channel, InvalidTarget> {
-        let invalid = |reason: &str| InvalidTarget {
+    /// When the target cannot be parsed, TLS settings cannot be loaded, or
+    /// per-RPC credentials that require security are set on an insecure
+    /// channel without [`allow_insecure_per_rpc_credentials`](Self::allow_insecure_per_rpc_credentials).
+    pub fn build(mut self) -> Result<Channel, BuildError> {
+        let invalid = |reason: &str| BuildError {
             target: self.target.clone(),
             reason: reason.to_string(),
         };
-        let (endpoint, scheme, default_authority) =
+        let (endpoint, https, default_authority) =
             parse_target(&self.target).map_err(|r| invalid(&r))?;
         let authority_text = self.authority.clone().unwrap_or(default_authority);
         let authority = Authority::from_str(&authority_text)
             .map_err(|e| invalid(&format!("bad authority {authority_text:?}: {e}")))?;
+        let credentials = match self.credentials.take() {
+            Some(c) => c,
+            None if https => {
+                ChannelCredentials::tls(crate::credentials::tls::ClientTlsConfig::new())
+            }
+            None => ChannelCredentials::Insecure,
+        };
+        let (security, scheme) = match &credentials {
+            ChannelCredentials::Insecure => (TransportSecurity::Insecure, Scheme::HTTP),
+            ChannelCredentials::Local => (TransportSecurity::Local, Scheme::HTTP),
+            ChannelCredentials::Tls(tls) => {
+                let config = tls.load().map_err(|e| invalid(&format!("TLS: {e}")))?;
+                let name = tls
+                    .server_name_override()
+                    .map(str::to_string)
+                    .unwrap_or_else(|| authority.host().trim_matches(['[', ']']).to_string());
+                let server_name = rustls::pki_types::ServerName::try_from(name.clone())
+                    .map_err(|e| invalid(&format!("TLS server name {name:?}: {e}")))?;
+                (
+                    TransportSecurity::Tls {
+                        config,
+                        server_name,
+                    },
+                    Scheme::HTTPS,
+                )
+            }
+        };
+        if let Some(per_rpc) = &self.per_rpc {
+            if per_rpc.require_transport_security()
+                && matches!(credentials, ChannelCredentials::Insecure)
+                && !self.allow_insecure_per_rpc
+            {
+                return Err(invalid(
+                    "per-RPC credentials require transport security, but the channel is \
+                     insecure (use TLS or local credentials, or allow_insecure_per_rpc_credentials)",
+                ));
+            }
+        }
+        self.config.security = security;
         Ok(Channel {
             inner: Arc::new(Inner {
                 target: self.target,
@@ -176,14 +259,17 @@ impl ChannelBuilder {
                 default_timeout: self.default_timeout,
                 compression: self.compression,
                 min_compress_size: self.min_compress_size,
+                per_rpc: self.per_rpc,
+                allow_insecure_per_rpc: self.allow_insecure_per_rpc,
             }),
         })
     }
 }
 
-/// Parses a target: `host:port`, `http://host:port`, `dns:///host:port`,
-/// `unix:path`, `unix:///abs/path`, or an absolute socket path.
-fn parse_target(target: &str) -> Result<(Endpoint, Scheme, String), String> {
+/// Parses a target: `host:port`, `http://host:port`, `https://host:port`,
+/// `dns:///host:port`, `unix:path`, `unix:///abs/path`, or an absolute socket
+/// path. Returns the endpoint, whether it was `https`, and the authority.
+fn parse_target(target: &str) -> Result<(Endpoint, bool, String), String> {
     if target.is_empty() {
         return Err("empty target".into());
     }
@@ -195,19 +281,12 @@ fn parse_target(target: &str) -> Result<(Endpoint, Scheme, String), String> {
         if path.is_empty() {
             return Err("empty unix socket path".into());
         }
-        return Ok((
-            Endpoint::Unix(path.into()),
-            Scheme::HTTP,
-            "localhost".into(),
-        ));
+        return Ok((Endpoint::Unix(path.into()), false, "localhost".into()));
     }
-    if target.starts_with("https://") {
-        return Err(
-            "https targets need TLS credentials, which this build does not have yet".into(),
-        );
-    }
+    let https = target.starts_with("https://");
     let hostport = target
-        .strip_prefix("http://")
+        .strip_prefix("https://")
+        .or_else(|| target.strip_prefix("http://"))
         .or_else(|| target.strip_prefix("dns:///"))
         .unwrap_or(target)
         .trim_end_matches('/');
@@ -220,7 +299,7 @@ fn parse_target(target: &str) -> Result<(Endpoint, Scheme, String), String> {
         format!("{hostport}:443")
     };
     Authority::from_str(&with_port).map_err(|e| format!("bad host:port: {e}"))?;
-    Ok((Endpoint::Tcp(with_port.clone()), Scheme::HTTP, with_port))
+    Ok((Endpoint::Tcp(with_port.clone()), https, with_port))
 }
 
 fn has_port(hostport: &str) -> bool {
@@ -241,7 +320,7 @@ impl Channel {
     ///
     /// # Errors
     /// When the target cannot be parsed.
-    pub fn from_target(target: &str) -> Result<Channel, InvalidTarget> {
+    pub fn from_target(target: &str) -> Result<Channel, BuildError> {
         Channel::builder(target).build()
     }
 
@@ -255,6 +334,9 @@ impl Channel {
             default_timeout: None,
             compression: None,
             min_compress_size: crate::encoding::DEFAULT_MIN_COMPRESS_SIZE,
+            credentials: None,
+            per_rpc: None,
+            allow_insecure_per_rpc: false,
             config: ClientConfig::default(),
         }
     }

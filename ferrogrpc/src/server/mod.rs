@@ -26,6 +26,7 @@ use tokio::{
 pub use handler::{client_streaming, server_streaming, streaming, unary, BoxFuture, ResponseSink};
 
 use crate::{
+    credentials::{self, tls::ServerTls, AuthInfo, ServerCredentials},
     peer::{Addr, Peer},
     status::Status,
     transport::server::{serve_connection, IncomingStream, ServerConfig, Shutdown, StreamHandler},
@@ -97,6 +98,7 @@ pub struct ServerBuilder {
     max_send: Option<usize>,
     compression: Option<&'static str>,
     min_compress_size: Option<usize>,
+    credentials: ServerCredentials,
     config: ServerConfig,
 }
 
@@ -126,6 +128,15 @@ impl ServerBuilder {
     /// `RESOURCE_EXHAUSTED`. Default: no limit (`usize::MAX`).
     pub fn max_encoding_message_size(mut self, limit: usize) -> ServerBuilder {
         self.max_send = Some(limit);
+        self
+    }
+
+    /// How connections are secured: [`ServerCredentials::insecure`] (the
+    /// default), [`local`](ServerCredentials::local) or
+    /// [`tls`](ServerCredentials::tls). A TLS configuration that cannot be
+    /// loaded makes the `serve` methods fail with `InvalidInput`.
+    pub fn credentials(mut self, credentials: ServerCredentials) -> ServerBuilder {
+        self.credentials = credentials;
         self
     }
 
@@ -181,6 +192,14 @@ impl ServerBuilder {
     pub fn build(self) -> Server {
         let (shutdown, _) = watch::channel(Shutdown::Running);
         let (connections, _) = watch::channel(0usize);
+        let security = match self.credentials {
+            ServerCredentials::Insecure => Security::Insecure,
+            ServerCredentials::Local => Security::Local,
+            ServerCredentials::Tls(config) => match ServerTls::new(config) {
+                Ok(tls) => Security::Tls(Arc::new(tls)),
+                Err(e) => Security::Invalid(format!("TLS configuration: {e}")),
+            },
+        };
         Server {
             inner: Arc::new(Inner {
                 router: Router {
@@ -197,6 +216,8 @@ impl ServerBuilder {
                 config: self.config,
                 shutdown,
                 connections,
+                security,
+                reloader_started: std::sync::atomic::AtomicBool::new(false),
             }),
         }
     }
@@ -260,6 +281,17 @@ struct Inner {
     config: ServerConfig,
     shutdown: watch::Sender<Shutdown>,
     connections: watch::Sender<usize>,
+    security: Security,
+    reloader_started: std::sync::atomic::AtomicBool,
+}
+
+/// The server's transport security, resolved at build time.
+enum Security {
+    Insecure,
+    Local,
+    Tls(Arc<ServerTls>),
+    /// The TLS configuration could not be loaded; serving fails with this.
+    Invalid(String),
 }
 
 /// A source of connections to serve: a TCP or Unix listener, or your own.
@@ -356,6 +388,10 @@ impl Server {
     /// Never for the listeners built in; a custom listener's accept errors are
     /// logged and retried after a short pause.
     pub async fn serve_listener<L: Listener>(&self, mut listener: L) -> io::Result<()> {
+        if let Security::Invalid(e) = &self.inner.security {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, e.clone()));
+        }
+        self.start_reloader();
         let mut shutdown = self.inner.shutdown.subscribe();
         loop {
             if *shutdown.borrow_and_update() != Shutdown::Running {
@@ -391,9 +427,114 @@ impl Server {
         let shutdown = inner.shutdown.subscribe();
         inner.connections.send_modify(|n| *n += 1);
         tokio::spawn(async move {
-            serve_connection(io, Arc::new(peer), &inner.config, &inner.router, shutdown).await;
+            // The TLS handshake runs here, in the connection's own task, so a
+            // slow or silent client never holds up the accept loop.
+            match &inner.security {
+                Security::Insecure => {
+                    serve_connection(io, Arc::new(peer), &inner.config, &inner.router, shutdown)
+                        .await;
+                }
+                Security::Local => match credentials::is_loopback(&peer.remote_addr) {
+                    Some(security_level) => {
+                        let peer = peer.with_auth_info(AuthInfo::Local { security_level });
+                        serve_connection(
+                            io,
+                            Arc::new(peer),
+                            &inner.config,
+                            &inner.router,
+                            shutdown,
+                        )
+                        .await;
+                    }
+                    None => tracing::warn!(
+                        peer = %peer.remote_addr,
+                        "local credentials: refused a connection from a non-local address"
+                    ),
+                },
+                Security::Tls(tls) => {
+                    let handshake = tls.acceptor().accept(io);
+                    match tokio::time::timeout(inner.config.handshake_timeout, handshake).await {
+                        Ok(Ok(stream)) => {
+                            let conn = stream.get_ref().1;
+                            if conn.alpn_protocol() != Some(credentials::tls::ALPN_H2) {
+                                tracing::debug!(
+                                    peer = %peer.remote_addr,
+                                    "TLS client did not negotiate ALPN h2; closing"
+                                );
+                            } else {
+                                let info = credentials::tls::TlsInfo::from_server(conn);
+                                let peer = peer.with_auth_info(AuthInfo::Tls(info));
+                                serve_connection(
+                                    stream,
+                                    Arc::new(peer),
+                                    &inner.config,
+                                    &inner.router,
+                                    shutdown,
+                                )
+                                .await;
+                            }
+                        }
+                        Ok(Err(e)) => tracing::debug!(
+                            peer = %peer.remote_addr,
+                            "TLS handshake failed: {}",
+                            credentials::tls::describe_handshake_error(&e)
+                        ),
+                        Err(_) => {
+                            tracing::debug!(peer = %peer.remote_addr, "TLS handshake timed out")
+                        }
+                    }
+                }
+                Security::Invalid(_) => {}
+            }
             inner.connections.send_modify(|n| *n -= 1);
         });
+    }
+
+    /// Starts the task that reloads certificate files when they change.
+    fn start_reloader(&self) {
+        let Security::Tls(tls) = &self.inner.security else {
+            return;
+        };
+        if !tls.has_files()
+            || self
+                .inner
+                .reloader_started
+                .swap(true, std::sync::atomic::Ordering::AcqRel)
+        {
+            return;
+        }
+        let tls = Arc::clone(tls);
+        let weak = Arc::downgrade(&self.inner);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(tls.reload_interval());
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                match weak.upgrade() {
+                    Some(inner) if *inner.shutdown.borrow() == Shutdown::Running => {}
+                    _ => return,
+                }
+                tls.reload_if_changed();
+            }
+        });
+    }
+
+    /// Reloads the TLS certificate, key and client CA from their files now.
+    /// New connections use them; live connections go on with the old ones.
+    ///
+    /// # Errors
+    /// When the server has no TLS, or the files cannot be loaded (the old
+    /// certificates then stay in use).
+    pub fn reload_credentials(&self) -> io::Result<()> {
+        match &self.inner.security {
+            Security::Tls(tls) => tls
+                .reload()
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e)),
+            _ => Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "the server has no TLS credentials to reload",
+            )),
+        }
     }
 
     /// Stops gracefully, as gRPC-Go's `GracefulStop`: stops accepting

@@ -5,6 +5,7 @@ use std::{
     future::poll_fn,
     future::Future,
     path::PathBuf,
+    sync::Arc,
     task::{ready, Context, Poll},
     time::Duration,
 };
@@ -18,6 +19,7 @@ use http::{
 use super::{http_util, ClientSend, RecvMessages, Role};
 use crate::{
     codes::Code,
+    credentials::{self, SecurityLevel},
     metadata::MetadataMap,
     peer::{Addr, Peer},
     status::Status,
@@ -35,9 +37,23 @@ pub(crate) enum Endpoint {
     Unix(PathBuf),
 }
 
+/// How a client secures its connections.
+#[derive(Clone, Debug, Default)]
+pub(crate) enum TransportSecurity {
+    #[default]
+    Insecure,
+    /// Plaintext to local addresses only.
+    Local,
+    Tls {
+        config: Arc<rustls::ClientConfig>,
+        server_name: rustls::pki_types::ServerName<'static>,
+    },
+}
+
 /// HTTP/2 settings of a client's connections.
 #[derive(Clone, Debug)]
 pub(crate) struct ClientConfig {
+    pub(crate) security: TransportSecurity,
     pub(crate) connect_timeout: Duration,
     pub(crate) initial_stream_window_size: u32,
     pub(crate) initial_connection_window_size: u32,
@@ -48,6 +64,7 @@ pub(crate) struct ClientConfig {
 impl Default for ClientConfig {
     fn default() -> ClientConfig {
         ClientConfig {
+            security: TransportSecurity::Insecure,
             connect_timeout: Duration::from_secs(20),
             initial_stream_window_size: 1 << 20,
             initial_connection_window_size: 2 << 20,
@@ -100,10 +117,51 @@ async fn dial(endpoint: &Endpoint) -> Result<(Box<dyn Io>, Peer), Status> {
     }
 }
 
+/// Secures a dialled connection as the credentials say.
+async fn secure(
+    io: Box<dyn Io>,
+    peer: &Peer,
+    security: &TransportSecurity,
+    what: &str,
+) -> Result<(Box<dyn Io>, SecurityLevel), Status> {
+    match security {
+        TransportSecurity::Insecure => Ok((io, SecurityLevel::NoSecurity)),
+        TransportSecurity::Local => match credentials::is_loopback(&peer.remote_addr) {
+            Some(level) => Ok((io, level)),
+            None => Err(Status::unavailable(format!(
+                "local credentials: {} is not a local address",
+                peer.remote_addr
+            ))),
+        },
+        TransportSecurity::Tls {
+            config,
+            server_name,
+        } => {
+            let tls = tokio_rustls::TlsConnector::from(Arc::clone(config))
+                .connect(server_name.clone(), io)
+                .await
+                .map_err(|e| {
+                    Status::unavailable(format!(
+                        "TLS handshake with {what} failed: {}",
+                        credentials::tls::describe_handshake_error(&e)
+                    ))
+                })?;
+            if tls.get_ref().1.alpn_protocol() != Some(credentials::tls::ALPN_H2) {
+                return Err(Status::unavailable(format!(
+                    "TLS handshake with {what} succeeded, but the server did not negotiate \
+                     ALPN h2: it does not speak HTTP/2 over TLS"
+                )));
+            }
+            Ok((Box::new(tls), SecurityLevel::PrivacyAndIntegrity))
+        }
+    }
+}
+
 /// One HTTP/2 connection to a server. Cloning shares the connection.
 #[derive(Clone)]
 pub(crate) struct Http2Client {
     send_request: h2::client::SendRequest<Bytes>,
+    security_level: SecurityLevel,
 }
 
 impl Http2Client {
@@ -120,6 +178,7 @@ impl Http2Client {
         };
         let connect = async {
             let (io, peer) = dial(endpoint).await?;
+            let (io, security_level) = secure(io, &peer, &config.security, &what).await?;
             let (send_request, connection) = h2::client::Builder::new()
                 .initial_window_size(config.initial_stream_window_size)
                 .initial_connection_window_size(config.initial_connection_window_size)
@@ -131,9 +190,9 @@ impl Http2Client {
                 .map_err(|e| {
                     Status::unavailable(format!("HTTP/2 handshake with {what} failed: {e}"))
                 })?;
-            Ok::<_, Status>((send_request, connection, peer))
+            Ok::<_, Status>((send_request, connection, security_level))
         };
-        let (send_request, connection, _peer) =
+        let (send_request, connection, security_level) =
             match tokio::time::timeout(config.connect_timeout, connect).await {
                 Ok(res) => res?,
                 Err(_) => {
@@ -154,7 +213,15 @@ impl Http2Client {
             tracing::debug!(%what, %reason, "connection ended");
             on_close(reason);
         });
-        Ok(Http2Client { send_request })
+        Ok(Http2Client {
+            send_request,
+            security_level,
+        })
+    }
+
+    /// How well this connection protects what it carries.
+    pub(crate) fn security_level(&self) -> SecurityLevel {
+        self.security_level
     }
 
     /// Opens a stream by sending the call's request headers.
