@@ -36,7 +36,10 @@ pub trait Codec<E, D>: Send + 'static {
 /// A boxed encoder of one message into its framed bytes (compressed when
 /// given a compression), as held by the sinks of streaming calls.
 pub(crate) type EncodeFn<T> = Box<
-    dyn FnMut(&T, Option<&crate::transport::frame::SendCompression>) -> Result<Bytes, Status>
+    dyn FnMut(
+            &T,
+            Option<&crate::transport::frame::SendCompression>,
+        ) -> Result<crate::transport::frame::Encoded, Status>
         + Send,
 >;
 

@@ -30,11 +30,15 @@ pub mod codec;
 pub mod codes;
 pub mod credentials;
 pub mod encoding;
+pub mod interceptor;
 pub mod metadata;
 pub mod peer;
 pub mod server;
+pub mod stats;
 pub mod status;
+pub mod tap;
 
+mod observe;
 mod request;
 mod response;
 mod streaming;

@@ -94,6 +94,19 @@ impl<T> Request<T> {
         }
     }
 
+    /// Replaces the message with a fallible conversion.
+    pub(crate) fn try_map<U, E>(self, f: impl FnOnce(T) -> Result<U, E>) -> Result<Request<U>, E> {
+        Ok(Request {
+            metadata: self.metadata,
+            message: f(self.message)?,
+            extensions: self.extensions,
+            options: self.options,
+            deadline: self.deadline,
+            peer: self.peer,
+            compressed: self.compressed,
+        })
+    }
+
     /// Extensions: typed values that interceptors and handlers pass along.
     pub fn extensions(&self) -> &http::Extensions {
         &self.extensions

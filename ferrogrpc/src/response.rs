@@ -90,6 +90,17 @@ impl<T> Response<T> {
         }
     }
 
+    /// Replaces the message with a fallible conversion.
+    pub(crate) fn try_map<U, E>(self, f: impl FnOnce(T) -> Result<U, E>) -> Result<Response<U>, E> {
+        Ok(Response {
+            metadata: self.metadata,
+            message: f(self.message)?,
+            trailers: self.trailers,
+            compression: self.compression,
+            compressed: self.compressed,
+        })
+    }
+
     /// On the server: compresses the response with `name` (e.g. `"gzip"`,
     /// or `"identity"` for none) instead of the server's default, if the
     /// client accepts it; otherwise the response goes uncompressed. As

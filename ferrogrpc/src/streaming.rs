@@ -16,6 +16,8 @@ use tokio::time::Sleep;
 use crate::{
     codec::Codec,
     metadata::MetadataMap,
+    observe::Observed,
+    stats::Payload,
     status::Status,
     transport::{client::ClientRecv, RecvMessages},
 };
@@ -65,6 +67,10 @@ pub struct Streaming<T> {
     timed_out: bool,
     /// Set once `poll_next` has yielded the end or an error.
     ended: bool,
+    /// Stats and interceptor hooks, when any are registered.
+    observed: Observed<T>,
+    /// Whether the observer heard about the response headers (client).
+    headers_reported: bool,
 }
 
 impl<T> fmt::Debug for Streaming<T> {
@@ -74,13 +80,19 @@ impl<T> fmt::Debug for Streaming<T> {
 }
 
 impl<T> Streaming<T> {
-    pub(crate) fn server(recv: RecvMessages, decoder: Box<dyn Decode<T>>) -> Streaming<T> {
+    pub(crate) fn server(
+        recv: RecvMessages,
+        decoder: Box<dyn Decode<T>>,
+        observed: Observed<T>,
+    ) -> Streaming<T> {
         Streaming {
             source: Source::Server(recv),
             decoder,
             deadline: None,
             timed_out: false,
             ended: false,
+            observed,
+            headers_reported: true,
         }
     }
 
@@ -88,13 +100,48 @@ impl<T> Streaming<T> {
         recv: ClientRecv,
         decoder: Box<dyn Decode<T>>,
         deadline: Option<Instant>,
+        observed: Observed<T>,
     ) -> Streaming<T> {
+        let headers_reported = recv.headers_received();
         Streaming {
             source: Source::Client(recv),
             decoder,
             deadline: deadline.map(|d| Box::pin(tokio::time::sleep_until(d.into()))),
             timed_out: false,
             ended: false,
+            observed,
+            headers_reported,
+        }
+    }
+
+    /// Tells the observer about the response headers, once.
+    fn report_headers(&mut self) {
+        let (Some((obs, _)), Source::Client(recv)) = (&self.observed, &self.source) else {
+            return;
+        };
+        if !self.headers_reported && recv.headers_received() {
+            self.headers_reported = true;
+            obs.in_header(recv.headers());
+        }
+    }
+
+    /// Tells the observer how a client stream ended.
+    fn report_end(&mut self, result: &Result<Option<T>, Status>) {
+        let (Some((obs, _)), Source::Client(recv)) = (&self.observed, &self.source) else {
+            return;
+        };
+        match result {
+            Ok(Some(_)) => {}
+            Ok(None) => {
+                if let Some(trailers) = recv.trailers() {
+                    obs.in_trailer(trailers);
+                }
+                obs.end(Ok(()));
+            }
+            Err(status) => {
+                obs.in_trailer(status.metadata());
+                obs.end(Err(status));
+            }
         }
     }
 
@@ -127,10 +174,38 @@ impl<T> Streaming<T> {
                 }
             }
         };
-        match ready!(raw)? {
-            Some(bytes) => Poll::Ready(self.decoder.decode(bytes).map(Some)),
-            None => Poll::Ready(Ok(None)),
+        let raw = ready!(raw);
+        let client_observed = matches!(self.source, Source::Client(_)) && self.observed.is_some();
+        if client_observed {
+            self.report_headers();
         }
+        let result = match raw {
+            Ok(Some(bytes)) => self.decode_observed(bytes),
+            Ok(None) => Ok(None),
+            Err(status) => Err(status),
+        };
+        if client_observed {
+            self.report_end(&result);
+        }
+        Poll::Ready(result)
+    }
+
+    fn decode_observed(&mut self, bytes: Bytes) -> Result<Option<T>, Status> {
+        let length = bytes.len();
+        let message = self.decoder.decode(bytes)?;
+        if let Some((obs, as_any)) = &self.observed {
+            let (wire_length, compressed) = match &self.source {
+                Source::Client(recv) => (recv.last_wire_len(), recv.last_compressed()),
+                Source::Server(recv) => (recv.last_wire_len(), recv.last_compressed()),
+            };
+            let payload = Payload {
+                length,
+                wire_length,
+                compressed,
+            };
+            obs.in_payload(as_any(&message), payload)?;
+        }
+        Ok(Some(message))
     }
 
     /// The next message; `Ok(None)` at the end of the stream.
@@ -189,3 +264,14 @@ impl<T> futures_core::Stream for Streaming<T> {
 }
 
 impl<T> Unpin for Streaming<T> {}
+
+impl<T> Drop for Streaming<T> {
+    fn drop(&mut self) {
+        // A client stream dropped before its end cancels the call.
+        if let (Some((obs, _)), Source::Client(_)) = (&self.observed, &self.source) {
+            obs.end(Err(&Status::cancelled(
+                "the response stream was dropped before its end",
+            )));
+        }
+    }
+}

@@ -1,8 +1,13 @@
 //! The call API of a [`Channel`]: one method per RPC kind, used by generated
 //! stubs and usable directly with any [`Codec`].
+//!
+//! With no interceptors and no stats handlers on the channel, a call runs the
+//! plain path below: no boxing, no observer.
 
 use std::{
+    any::Any,
     future::{poll_fn, Future},
+    sync::Arc,
     time::{Duration, Instant},
 };
 
@@ -12,9 +17,12 @@ use http::uri::PathAndQuery;
 use super::Channel;
 use crate::{
     codec::Codec,
+    interceptor::{downcast, AnyMessage, CallInfo, ClientStreamCall, UnaryClientNext},
     metadata::MetadataMap,
+    observe::{as_any, payload_of, Observed, Observer},
     request::Request,
     response::Response,
+    stats::Payload,
     status::Status,
     streaming::{DecodeWith, Streaming},
     transport::{
@@ -56,21 +64,54 @@ async fn until<T>(
     }
 }
 
+/// Tells the observer how a call ended.
+fn report_end<T>(observer: Option<&Observer>, result: &Result<T, Status>) {
+    if let Some(obs) = observer {
+        match result {
+            Ok(_) => obs.end(Ok(())),
+            Err(status) => obs.end(Err(status)),
+        }
+    }
+}
+
 /// Reads the single response message of a unary or client-streaming call,
 /// then the final status.
-async fn read_unary<T>(
+async fn read_unary<T: 'static>(
     recv: &mut ClientRecv,
     mut decode: impl FnMut(Bytes) -> Result<T, Status>,
+    observer: Option<&Observer>,
 ) -> Result<Response<T>, Status> {
-    let first = recv.message().await?.ok_or_else(|| {
+    let first = recv.message().await;
+    if let Some(obs) = observer {
+        if recv.headers_received() {
+            obs.in_header(recv.headers());
+        }
+    }
+    let first = first?.ok_or_else(|| {
         Status::internal("server ended the call with OK but sent no response message")
     })?;
     let compressed = recv.last_compressed();
+    let length = first.len();
     let reply = decode(first)?;
-    if recv.message().await?.is_some() {
+    if let Some(obs) = observer {
+        let payload = Payload {
+            length,
+            wire_length: recv.last_wire_len(),
+            compressed,
+        };
+        obs.in_payload(&reply, payload)?;
+    }
+    let next = recv.message().await;
+    if let (Some(obs), Err(status)) = (observer, &next) {
+        obs.in_trailer(status.metadata());
+    }
+    if next?.is_some() {
         return Err(Status::internal(
             "cardinality violation: server sent more than one response message",
         ));
+    }
+    if let (Some(obs), Some(trailers)) = (observer, recv.trailers()) {
+        obs.in_trailer(trailers);
     }
     let mut response = Response::from_parts(recv.take_headers(), reply, recv.take_trailers());
     response.set_compressed(compressed);
@@ -110,11 +151,15 @@ impl Channel {
         path: PathAndQuery,
         setup: &mut CallSetup,
         content_subtype: &'static str,
+        observer: Option<&Observer>,
     ) -> Result<(ClientRecv, ClientSend), Status> {
         let transport = self.pick().await?;
         if let Some(per_rpc) = &self.inner.per_rpc {
             self.add_credentials(&**per_rpc, &path, &transport, &mut setup.metadata)
                 .await?;
+        }
+        if let Some(obs) = observer {
+            obs.out_header(&setup.metadata);
         }
         let head = CallHead {
             scheme: &self.inner.scheme,
@@ -160,12 +205,89 @@ impl Channel {
         Ok(())
     }
 
+    /// An observer for a call, when stats handlers or hooks need one.
+    fn observer(
+        &self,
+        path: &PathAndQuery,
+        hooks: Vec<Arc<dyn crate::interceptor::StreamHook>>,
+        cs: bool,
+        ss: bool,
+    ) -> Option<Arc<Observer>> {
+        let observer = Observer::new(true, path, self.inner.stats.as_ref(), !hooks.is_empty())?;
+        observer.set_hooks(hooks);
+        observer.begin(cs, ss);
+        Some(observer)
+    }
+
+    /// Runs the channel's stream interceptors; returns the (possibly
+    /// changed) request and the hooks they added.
+    async fn start_stream(
+        &self,
+        path: &PathAndQuery,
+        request: Request<()>,
+        client_stream: bool,
+        server_stream: bool,
+    ) -> Result<(Request<()>, Vec<Arc<dyn crate::interceptor::StreamHook>>), Status> {
+        let Some(chain) = self.inner.chain.as_ref().filter(|c| !c.stream.is_empty()) else {
+            return Ok((request, Vec::new()));
+        };
+        let mut call = ClientStreamCall {
+            request,
+            hooks: Vec::new(),
+        };
+        let info = CallInfo {
+            method: path.path(),
+            client_stream,
+            server_stream,
+        };
+        for interceptor in &chain.stream {
+            interceptor.intercept(&mut call, info).await?;
+        }
+        Ok((call.request, call.hooks))
+    }
+
     /// Makes a unary call.
     ///
     /// # Errors
     /// The call's status when it did not end with `OK`, or the local error
-    /// (`DEADLINE_EXCEEDED`, `UNAVAILABLE`, `RESOURCE_EXHAUSTED`, `INTERNAL`).
+    /// (`DEADLINE_EXCEEDED`, `UNAVAILABLE`, `RESOURCE_EXHAUSTED`, `INTERNAL`),
+    /// or the status an interceptor returned.
     pub async fn unary<Req, Resp, C>(
+        &self,
+        path: PathAndQuery,
+        request: Request<Req>,
+        codec: C,
+    ) -> Result<Response<Resp>, Status>
+    where
+        C: Codec<Req, Resp>,
+        Req: Send + 'static,
+        Resp: Send + 'static,
+    {
+        let Some(chain) = self.inner.chain.as_ref().filter(|c| !c.unary.is_empty()) else {
+            return self.unary_call(path, request, codec).await;
+        };
+        let info = CallInfo {
+            method: path.path(),
+            client_stream: false,
+            server_stream: false,
+        };
+        let invoke_path = path.clone();
+        let next = UnaryClientNext::new(
+            &chain.unary,
+            info,
+            Box::new(move |request: Request<AnyMessage>| {
+                Box::pin(async move {
+                    let request = request.try_map(|m| downcast::<Req>(m, "request"))?;
+                    let response = self.unary_call(invoke_path, request, codec).await?;
+                    Ok(response.map(|m| Box::new(m) as AnyMessage))
+                })
+            }),
+        );
+        let response = next.run(request.map(|m| Box::new(m) as AnyMessage)).await?;
+        response.try_map(|m| downcast::<Resp>(m, "response"))
+    }
+
+    async fn unary_call<Req, Resp, C>(
         &self,
         path: PathAndQuery,
         request: Request<Req>,
@@ -173,22 +295,33 @@ impl Channel {
     ) -> Result<Response<Resp>, Status>
     where
         C: Codec<Req, Resp>,
+        Resp: 'static,
     {
         let (mut setup, message) = self.setup(request)?;
         let (deadline, timeout) = (setup.deadline, setup.timeout);
-        until(deadline, timeout, async {
-            let frame = frame::encode(
-                &mut codec,
-                &message,
-                setup.max_send,
-                setup.compression.as_ref(),
-            )?;
+        let observer = self.observer(&path, Vec::new(), false, false);
+        let obs = observer.as_deref();
+        let encoded = frame::encode(
+            &mut codec,
+            &message,
+            setup.max_send,
+            setup.compression.as_ref(),
+        );
+        drop(message);
+        let result = until(deadline, timeout, async {
+            let encoded = encoded?;
             let subtype = codec.name();
-            let (mut recv, mut send) = self.open(path, &mut setup, subtype).await?;
-            send.send_now(frame, true)?;
-            read_unary(&mut recv, |b| codec.decode(b)).await
+            let (mut recv, mut send) = self.open(path, &mut setup, subtype, obs).await?;
+            let payload = payload_of(&encoded.frame, encoded.plain_len);
+            send.send_now(encoded.frame, true)?;
+            if let Some(o) = obs {
+                o.out_payload(payload);
+            }
+            read_unary(&mut recv, |b| codec.decode(b), obs).await
         })
-        .await
+        .await;
+        report_end(obs, &result);
+        result
     }
 
     /// Makes a server-streaming call; returns once the response headers
@@ -205,31 +338,60 @@ impl Channel {
     ) -> Result<Response<Streaming<Resp>>, Status>
     where
         C: Codec<Req, Resp>,
-        Req: 'static,
-        Resp: 'static,
+        Req: Send + 'static,
+        Resp: Send + 'static,
     {
-        let (mut setup, message) = self.setup(request)?;
+        let mut message = None;
+        let request = request.map(|m| message = Some(m));
+        let (request, hooks) = self.start_stream(&path, request, false, true).await?;
+        let (mut setup, ()) = self.setup(request)?;
+        let message = message.ok_or_else(|| Status::internal("request message missing"))?;
         let (deadline, timeout) = (setup.deadline, setup.timeout);
-        until(deadline, timeout, async {
-            let frame = frame::encode(
+        let observer = self.observer(&path, hooks, false, true);
+        let obs = observer.as_deref();
+        let encoded = match obs.map(|o| o.before_send(&message)) {
+            Some(Err(status)) => Err(status),
+            _ => frame::encode(
                 &mut codec,
                 &message,
                 setup.max_send,
                 setup.compression.as_ref(),
-            )?;
+            ),
+        };
+        drop(message);
+        let result = until(deadline, timeout, async {
+            let encoded = encoded?;
             let subtype = codec.name();
-            let (mut recv, mut send) = self.open(path, &mut setup, subtype).await?;
-            send.send_now(frame, true)?;
+            let (mut recv, mut send) = self.open(path, &mut setup, subtype, obs).await?;
+            let payload = payload_of(&encoded.frame, encoded.plain_len);
+            send.send_now(encoded.frame, true)?;
+            if let Some(o) = obs {
+                o.out_payload(payload);
+            }
             poll_fn(|cx| recv.poll_headers(cx)).await?;
+            if let Some(o) = obs {
+                o.in_header(recv.headers());
+            }
             let headers = recv.take_headers();
-            let stream = Streaming::client(
-                recv.with_send(send),
-                DecodeWith::<C, Req>::boxed(codec),
-                deadline,
-            );
-            Ok(Response::from_parts(headers, stream, MetadataMap::new()))
+            Ok((recv, send, headers))
         })
-        .await
+        .await;
+        let (recv, send, headers) = match result {
+            Ok(parts) => parts,
+            Err(status) => {
+                report_end(obs, &Err::<(), _>(status.clone()));
+                return Err(status);
+            }
+        };
+        let observed: Observed<Resp> =
+            observer.map(|o| (o, as_any::<Resp> as fn(&Resp) -> &dyn Any));
+        let stream = Streaming::client(
+            recv.with_send(send),
+            DecodeWith::<C, Req>::boxed(codec),
+            deadline,
+            observed,
+        );
+        Ok(Response::from_parts(headers, stream, MetadataMap::new()))
     }
 
     /// Starts a client-streaming call: send requests with
@@ -237,7 +399,8 @@ impl Channel {
     /// [`ClientStreamingCall::close_and_recv`].
     ///
     /// # Errors
-    /// When the call cannot be started (e.g. `UNAVAILABLE`).
+    /// When the call cannot be started (e.g. `UNAVAILABLE`), or an
+    /// interceptor refused it.
     pub async fn client_streaming<Req, Resp, C>(
         &self,
         path: PathAndQuery,
@@ -246,20 +409,42 @@ impl Channel {
     ) -> Result<ClientStreamingCall<Req, Resp>, Status>
     where
         C: Codec<Req, Resp> + Clone,
-        Req: 'static,
-        Resp: 'static,
+        Req: Send + 'static,
+        Resp: Send + 'static,
     {
+        let (request, hooks) = self.start_stream(&path, request, true, false).await?;
         let (mut setup, ()) = self.setup(request)?;
         let (deadline, timeout) = (setup.deadline, setup.timeout);
+        let observer = self.observer(&path, hooks, true, false);
         let subtype = codec.name();
-        let (recv, send) = until(deadline, timeout, self.open(path, &mut setup, subtype)).await?;
+        let opened = until(
+            deadline,
+            timeout,
+            self.open(path, &mut setup, subtype, observer.as_deref()),
+        )
+        .await;
+        let (recv, send) = match opened {
+            Ok(parts) => parts,
+            Err(status) => {
+                report_end(observer.as_deref(), &Err::<(), _>(status.clone()));
+                return Err(status);
+            }
+        };
         Ok(ClientStreamingCall {
-            sink: RequestSink::new(send, codec.clone(), &setup, deadline, timeout),
+            sink: RequestSink::new(
+                send,
+                codec.clone(),
+                &setup,
+                deadline,
+                timeout,
+                observer.clone(),
+            ),
             recv,
             decode: Box::new(move |bytes| {
                 let mut codec = codec.clone();
                 codec.decode(bytes)
             }),
+            observer,
         })
     }
 
@@ -268,7 +453,8 @@ impl Channel {
     /// are awaited lazily ([`Streaming::headers`]).
     ///
     /// # Errors
-    /// When the call cannot be started (e.g. `UNAVAILABLE`).
+    /// When the call cannot be started (e.g. `UNAVAILABLE`), or an
+    /// interceptor refused it.
     pub async fn streaming<Req, Resp, C>(
         &self,
         path: PathAndQuery,
@@ -277,15 +463,39 @@ impl Channel {
     ) -> Result<(RequestSink<Req>, Streaming<Resp>), Status>
     where
         C: Codec<Req, Resp> + Clone,
-        Req: 'static,
-        Resp: 'static,
+        Req: Send + 'static,
+        Resp: Send + 'static,
     {
+        let (request, hooks) = self.start_stream(&path, request, true, true).await?;
         let (mut setup, ()) = self.setup(request)?;
         let (deadline, timeout) = (setup.deadline, setup.timeout);
+        let observer = self.observer(&path, hooks, true, true);
         let subtype = codec.name();
-        let (recv, send) = until(deadline, timeout, self.open(path, &mut setup, subtype)).await?;
-        let sink = RequestSink::new(send, codec.clone(), &setup, deadline, timeout);
-        let stream = Streaming::client(recv, DecodeWith::<C, Req>::boxed(codec), deadline);
+        let opened = until(
+            deadline,
+            timeout,
+            self.open(path, &mut setup, subtype, observer.as_deref()),
+        )
+        .await;
+        let (recv, send) = match opened {
+            Ok(parts) => parts,
+            Err(status) => {
+                report_end(observer.as_deref(), &Err::<(), _>(status.clone()));
+                return Err(status);
+            }
+        };
+        let sink = RequestSink::new(
+            send,
+            codec.clone(),
+            &setup,
+            deadline,
+            timeout,
+            observer.clone(),
+        );
+        let observed: Observed<Resp> =
+            observer.map(|o| (o, as_any::<Resp> as fn(&Resp) -> &dyn Any));
+        let stream =
+            Streaming::client(recv, DecodeWith::<C, Req>::boxed(codec), deadline, observed);
         Ok((sink, stream))
     }
 }
@@ -299,6 +509,7 @@ pub struct RequestSink<T> {
     compress_messages: bool,
     deadline: Option<Instant>,
     timeout: Option<Duration>,
+    observed: Observed<T>,
 }
 
 impl<T> std::fmt::Debug for RequestSink<T> {
@@ -314,6 +525,7 @@ impl<T: 'static> RequestSink<T> {
         setup: &CallSetup,
         deadline: Option<Instant>,
         timeout: Option<Duration>,
+        observer: Option<Arc<Observer>>,
     ) -> RequestSink<T>
     where
         C: Codec<T, D>,
@@ -328,6 +540,7 @@ impl<T: 'static> RequestSink<T> {
             compress_messages: true,
             deadline,
             timeout,
+            observed: observer.map(|o| (o, as_any::<T> as fn(&T) -> &dyn Any)),
         }
     }
 
@@ -341,14 +554,22 @@ impl<T: 'static> RequestSink<T> {
     /// full.
     ///
     /// # Errors
-    /// When the message cannot be encoded or is too large, the deadline
-    /// passed, or the call has ended; the call's own status then comes from
-    /// the response side.
+    /// When the message cannot be encoded or is too large, an interceptor's
+    /// hook refuses it, the deadline passed, or the call has ended; the
+    /// call's own status then comes from the response side.
     pub async fn send(&mut self, message: T) -> Result<(), Status> {
+        if let Some((obs, as_any)) = &self.observed {
+            obs.before_send(as_any(&message))?;
+        }
         let compression = self.compression.as_ref().filter(|_| self.compress_messages);
-        let frame = (self.encode)(&message, compression)?;
+        let encoded = (self.encode)(&message, compression)?;
+        let payload = payload_of(&encoded.frame, encoded.plain_len);
         let (deadline, timeout) = (self.deadline, self.timeout);
-        until(deadline, timeout, self.send.send(frame)).await
+        until(deadline, timeout, self.send.send(encoded.frame)).await?;
+        if let Some((obs, _)) = &self.observed {
+            obs.out_payload(payload);
+        }
+        Ok(())
     }
 
     /// Half-closes the request stream: the server sees the end of requests.
@@ -372,6 +593,7 @@ pub struct ClientStreamingCall<Req, Resp> {
     sink: RequestSink<Req>,
     recv: ClientRecv,
     decode: DecodeFn<Resp>,
+    observer: Option<Arc<Observer>>,
 }
 
 impl<Req, Resp> std::fmt::Debug for ClientStreamingCall<Req, Resp> {
@@ -404,16 +626,29 @@ impl<Req: 'static, Resp: 'static> ClientStreamingCall<Req, Resp> {
         // A failed close means the call already ended; its status follows.
         let _ = self.sink.close();
         let (deadline, timeout) = (self.sink.deadline, self.sink.timeout);
-        until(
+        let observer = self.observer.take();
+        let result = until(
             deadline,
             timeout,
-            read_unary(&mut self.recv, &mut self.decode),
+            read_unary(&mut self.recv, &mut self.decode, observer.as_deref()),
         )
-        .await
+        .await;
+        report_end(observer.as_deref(), &result);
+        result
     }
 
     /// Cancels the call (RST_STREAM CANCEL).
     pub fn cancel(&mut self) {
         self.sink.cancel();
+    }
+}
+
+impl<Req, Resp> Drop for ClientStreamingCall<Req, Resp> {
+    fn drop(&mut self) {
+        if let Some(obs) = &self.observer {
+            obs.end(Err(&Status::cancelled(
+                "the call was dropped before its end",
+            )));
+        }
     }
 }

@@ -27,6 +27,8 @@ pub use call::{ClientStreamingCall, RequestSink};
 
 use crate::{
     credentials::{ChannelCredentials, PerRpcCredentials},
+    interceptor::{ClientChain, StreamClientInterceptor, UnaryClientInterceptor},
+    stats,
     status::Status,
     transport::client::{ClientConfig, Endpoint, Http2Client, TransportSecurity},
 };
@@ -73,6 +75,8 @@ struct Inner {
     min_compress_size: usize,
     per_rpc: Option<Arc<dyn PerRpcCredentials>>,
     allow_insecure_per_rpc: bool,
+    chain: Option<Arc<ClientChain>>,
+    stats: Option<stats::Handlers>,
 }
 
 impl fmt::Debug for Channel {
@@ -96,6 +100,8 @@ pub struct ChannelBuilder {
     credentials: Option<ChannelCredentials>,
     per_rpc: Option<Arc<dyn PerRpcCredentials>>,
     allow_insecure_per_rpc: bool,
+    chain: ClientChain,
+    stats: Vec<Arc<dyn stats::Handler>>,
     config: ClientConfig,
 }
 
@@ -115,6 +121,29 @@ impl ChannelBuilder {
     /// insecure otherwise.
     pub fn credentials(mut self, credentials: ChannelCredentials) -> ChannelBuilder {
         self.credentials = Some(credentials);
+        self
+    }
+
+    /// Adds a unary interceptor; interceptors run in the order added, the
+    /// first outermost (see [`interceptor`](crate::interceptor)).
+    pub fn unary_interceptor(mut self, interceptor: impl UnaryClientInterceptor) -> ChannelBuilder {
+        self.chain.unary.push(Arc::new(interceptor));
+        self
+    }
+
+    /// Adds a stream interceptor, run in the order added before each
+    /// streaming call starts.
+    pub fn stream_interceptor(
+        mut self,
+        interceptor: impl StreamClientInterceptor,
+    ) -> ChannelBuilder {
+        self.chain.stream.push(Arc::new(interceptor));
+        self
+    }
+
+    /// Adds a stats handler; each sees every call event.
+    pub fn stats_handler(mut self, handler: impl stats::Handler) -> ChannelBuilder {
+        self.stats.push(Arc::new(handler));
         self
     }
 
@@ -261,6 +290,9 @@ impl ChannelBuilder {
                 min_compress_size: self.min_compress_size,
                 per_rpc: self.per_rpc,
                 allow_insecure_per_rpc: self.allow_insecure_per_rpc,
+                chain: (!self.chain.unary.is_empty() || !self.chain.stream.is_empty())
+                    .then(|| Arc::new(self.chain)),
+                stats: (!self.stats.is_empty()).then(|| self.stats.into()),
             }),
         })
     }
@@ -337,6 +369,8 @@ impl Channel {
             credentials: None,
             per_rpc: None,
             allow_insecure_per_rpc: false,
+            chain: ClientChain::default(),
+            stats: Vec::new(),
             config: ClientConfig::default(),
         }
     }

@@ -1,8 +1,10 @@
 //! Drivers for the four kinds of handlers, used by generated service code.
 //!
-//! Each driver receives the request, runs the handler under the call's
-//! deadline, cancels it when the client resets the stream, turns a panic
-//! into `UNKNOWN`, and sends the response and status.
+//! Each driver receives the request, runs the interceptors and the handler
+//! under the call's deadline, cancels them when the client resets the
+//! stream, turns a panic into `UNKNOWN`, and sends the response and status.
+//! With no interceptor or stats handler registered, none of that machinery
+//! is touched.
 
 use std::{
     any::Any,
@@ -20,7 +22,12 @@ use super::{CallSettings, ServerCall};
 use crate::{
     codec::Codec,
     encoding,
+    interceptor::{
+        downcast, AnyMessage, CallInfo, ServerStreamCall, StreamServerInterceptor,
+        StreamServerNext, UnaryServerInterceptor, UnaryServerNext,
+    },
     metadata::MetadataMap,
+    observe::{as_any, payload_of, Observed, Observer},
     request::Request,
     response::Response,
     status::Status,
@@ -76,6 +83,8 @@ fn panic_message(panic: &(dyn Any + Send)) -> String {
     }
 }
 
+/// The status a call ends with when the handler did not finish by itself;
+/// `None` for a client reset (nothing can be sent).
 fn outcome_status<T>(outcome: Outcome<T>, method: &str) -> Result<T, Option<Status>> {
     match outcome {
         Outcome::Done(v) => Ok(v),
@@ -88,15 +97,58 @@ fn outcome_status<T>(outcome: Outcome<T>, method: &str) -> Result<T, Option<Stat
     }
 }
 
-fn deadline_of(call: &ServerCall) -> Option<Instant> {
-    call.stream.timeout.map(|t| Instant::now() + t)
+/// Per-call state shared by the drivers.
+struct Prepared {
+    deadline: Option<Instant>,
+    observer: Option<Arc<Observer>>,
+    unary_chain: Vec<Arc<dyn UnaryServerInterceptor>>,
+    stream_chain: Vec<Arc<dyn StreamServerInterceptor>>,
+}
+
+fn prepare(call: &mut ServerCall, client_stream: bool, server_stream: bool) -> Prepared {
+    let deadline = call.stream.timeout.map(|t| Instant::now() + t);
+    let mut unary_chain = Vec::new();
+    let mut stream_chain = Vec::new();
+    for chain in [call.server_chain.take(), call.service_chain.take()]
+        .into_iter()
+        .flatten()
+    {
+        unary_chain.extend(chain.unary.iter().cloned());
+        stream_chain.extend(chain.stream.iter().cloned());
+    }
+    let streaming = client_stream || server_stream;
+    let observer = Observer::new(
+        false,
+        &call.stream.path,
+        call.stats.as_ref(),
+        streaming && !stream_chain.is_empty(),
+    );
+    if let Some(obs) = &observer {
+        obs.begin(client_stream, server_stream);
+        obs.in_header(&call.stream.metadata);
+    }
+    Prepared {
+        deadline,
+        observer,
+        unary_chain,
+        stream_chain,
+    }
+}
+
+fn info(path: &http::uri::PathAndQuery, client_stream: bool, server_stream: bool) -> CallInfo<'_> {
+    CallInfo {
+        method: path.path(),
+        client_stream,
+        server_stream,
+    }
 }
 
 /// Reads the single request message of a unary or server-streaming call;
 /// also says whether it arrived compressed.
-async fn read_one<C, Resp, Req>(
+async fn read_one<C, Resp, Req: 'static>(
     recv: &mut RecvMessages,
     codec: &mut C,
+    observer: Option<&Observer>,
 ) -> Result<(Req, bool), Status>
 where
     C: Codec<Resp, Req>,
@@ -104,7 +156,17 @@ where
     let msg = recv.message().await?.ok_or_else(|| {
         Status::internal("cardinality violation: the client sent no request message")
     })?;
-    Ok((codec.decode(msg)?, recv.last_compressed()))
+    let len = msg.len();
+    let message = codec.decode(msg)?;
+    if let Some(obs) = observer {
+        let payload = crate::stats::Payload {
+            length: len,
+            wire_length: recv.last_wire_len(),
+            compressed: recv.last_compressed(),
+        };
+        obs.in_payload(&message, payload)?;
+    }
+    Ok((message, recv.last_compressed()))
 }
 
 /// Chooses how responses are compressed: the handler's choice, else the
@@ -125,45 +187,112 @@ fn response_compression(
     })
 }
 
+/// Ends the call with `status`, telling the observer.
+fn send_status(send: &mut ServerSend, status: Status, observer: Option<&Observer>) {
+    if let Some(obs) = observer {
+        obs.out_trailer(status.metadata());
+        if status.code() == crate::Code::Ok {
+            obs.end(Ok(()));
+        } else {
+            obs.end(Err(&status));
+        }
+    }
+    send.send_status(status, None);
+}
+
 /// Sends a unary-shaped result: headers, the message, trailers; or the error.
-fn finish_unary<C, Resp, Req>(
+fn finish_unary<C, Resp: 'static, Req>(
     send: &mut ServerSend,
     codec: &mut C,
     result: Result<Response<Resp>, Status>,
     settings: &CallSettings,
     accept: Option<&HeaderValue>,
+    observer: Option<&Observer>,
 ) where
     C: Codec<Resp, Req>,
 {
     let response = match result {
         Ok(r) => r,
-        Err(status) => return send.send_status(status.into_error(), None),
+        Err(status) => return send_status(send, status.into_error(), observer),
     };
     let compression = response_compression(response.compression(), settings, accept);
     let (metadata, message, trailers) = response.into_parts();
-    let frame = match frame::encode(codec, &message, settings.max_send, compression.as_ref()) {
-        Ok(f) => f,
-        Err(status) => return send.send_status(status, Some(metadata)),
+    if let Some(Err(status)) = observer.map(|o| o.before_send(&message)) {
+        return send_status(send, status, observer);
+    }
+    let encoded = match frame::encode(codec, &message, settings.max_send, compression.as_ref()) {
+        Ok(e) => e,
+        Err(status) => {
+            if let Some(obs) = observer {
+                obs.end(Err(&status));
+            }
+            return send.send_status(status, Some(metadata));
+        }
     };
     let encoding = compression.as_ref().map(|c| c.compressor.name());
-    if send.send_headers(metadata, encoding).is_err() || send.send_message_now(frame).is_err() {
+    if let Some(obs) = observer {
+        obs.out_header(&metadata);
+    }
+    let payload = payload_of(&encoded.frame, encoded.plain_len);
+    if send.send_headers(metadata, encoding).is_err()
+        || send.send_message_now(encoded.frame).is_err()
+    {
+        if let Some(obs) = observer {
+            obs.end(Err(&Status::cancelled("the client went away")));
+        }
         return;
     }
-    send.send_status(
+    if let Some(obs) = observer {
+        obs.out_payload(payload);
+    }
+    send_status(
+        send,
         Status::new(crate::Code::Ok, "").with_metadata(trailers),
-        None,
+        observer,
     );
 }
 
+/// Runs a unary handler behind the unary interceptors.
+async fn intercepted_unary<Req, Resp, F, Fut>(
+    chain: &[Arc<dyn UnaryServerInterceptor>],
+    info: CallInfo<'_>,
+    request: Request<Req>,
+    handler: F,
+) -> Result<Response<Resp>, Status>
+where
+    Req: Send + 'static,
+    Resp: Send + 'static,
+    F: FnOnce(Request<Req>) -> Fut + Send,
+    Fut: Future<Output = Result<Response<Resp>, Status>> + Send,
+{
+    let next = UnaryServerNext::new(
+        chain,
+        info,
+        Box::new(move |request: Request<AnyMessage>| {
+            Box::pin(async move {
+                let request = request.try_map(|m| downcast::<Req>(m, "request"))?;
+                let response = handler(request).await?;
+                Ok(response.map(|m| Box::new(m) as AnyMessage))
+            })
+        }),
+    );
+    let response = next.run(request.map(|m| Box::new(m) as AnyMessage)).await?;
+    response.try_map(|m| downcast::<Resp>(m, "response"))
+}
+
 /// Runs a unary handler.
-pub async fn unary<C, Req, Resp, F, Fut>(call: ServerCall, mut codec: C, handler: F)
+pub async fn unary<C, Req, Resp, F, Fut>(mut call: ServerCall, mut codec: C, handler: F)
 where
     C: Codec<Resp, Req>,
-    F: FnOnce(Request<Req>) -> Fut,
-    Fut: Future<Output = Result<Response<Resp>, Status>>,
+    Req: Send + 'static,
+    Resp: Send + 'static,
+    F: FnOnce(Request<Req>) -> Fut + Send,
+    Fut: Future<Output = Result<Response<Resp>, Status>> + Send,
 {
-    let deadline = deadline_of(&call);
-    let ServerCall { stream, settings } = call;
+    let p = prepare(&mut call, false, false);
+    let ServerCall {
+        stream, settings, ..
+    } = call;
     let mut recv = RecvMessages::new(
         stream.body,
         settings.max_recv,
@@ -171,35 +300,78 @@ where
         stream.decompressor,
     );
     let mut send = stream.send;
-    let (metadata, peer) = (stream.metadata, stream.peer);
+    let (metadata, peer, path) = (stream.metadata, stream.peer, &stream.path);
+    let (observer, chain, deadline) = (p.observer.as_deref(), &p.unary_chain, p.deadline);
     let codec_ref = &mut codec;
     let work = async move {
-        let (message, compressed) = read_one(&mut recv, codec_ref).await?;
-        handler(Request::from_server(
-            metadata, message, deadline, peer, compressed,
-        ))
-        .await
+        let (message, compressed) = read_one(&mut recv, codec_ref, observer).await?;
+        let request = Request::from_server(metadata, message, deadline, peer, compressed);
+        if chain.is_empty() {
+            handler(request).await
+        } else {
+            intercepted_unary(chain, info(path, false, false), request, handler).await
+        }
     };
     let outcome = supervise(work, deadline, |cx| send.poll_reset(cx)).await;
     let accept = stream.accept_encoding.as_ref();
-    match outcome_status(outcome, stream.path.path()) {
-        Ok(result) => finish_unary(&mut send, &mut codec, result, &settings, accept),
-        Err(Some(status)) => send.send_status(status, None),
-        Err(None) => {}
+    match outcome_status(outcome, path.path()) {
+        Ok(result) => finish_unary(&mut send, &mut codec, result, &settings, accept, observer),
+        Err(Some(status)) => send_status(&mut send, status, observer),
+        Err(None) => {
+            if let Some(obs) = observer {
+                obs.end(Err(&Status::cancelled("call cancelled by the client")));
+            }
+        }
     }
 }
 
+/// Builds the handler's request from the (possibly changed) metadata and
+/// extensions, and runs the handler.
+type RunHandler<'a> = Box<
+    dyn FnOnce(
+            MetadataMap,
+            http::Extensions,
+        ) -> crate::interceptor::BoxFuture<'a, Result<(), Status>>
+        + Send
+        + 'a,
+>;
+
+/// Runs a streaming handler behind the stream interceptors: `run` builds the
+/// handler's request from the (possibly changed) call and runs it.
+async fn intercepted_stream<'a>(
+    chain: &'a [Arc<dyn StreamServerInterceptor>],
+    info: CallInfo<'a>,
+    call: ServerStreamCall,
+    observer: Option<&'a Arc<Observer>>,
+    run: RunHandler<'a>,
+) -> Result<(), Status> {
+    let next = StreamServerNext::new(
+        chain,
+        info,
+        Box::new(move |call: ServerStreamCall| {
+            let (metadata, hooks, extensions) = call.into_parts();
+            if let Some(obs) = observer {
+                obs.set_hooks(hooks);
+            }
+            run(metadata, extensions)
+        }),
+    );
+    next.run(call).await
+}
+
 /// Runs a client-streaming handler.
-pub async fn client_streaming<C, Req, Resp, F, Fut>(call: ServerCall, mut codec: C, handler: F)
+pub async fn client_streaming<C, Req, Resp, F, Fut>(mut call: ServerCall, mut codec: C, handler: F)
 where
     C: Codec<Resp, Req> + Clone,
-    Req: 'static,
-    Resp: 'static,
-    F: FnOnce(Request<Streaming<Req>>) -> Fut,
-    Fut: Future<Output = Result<Response<Resp>, Status>>,
+    Req: Send + 'static,
+    Resp: Send + 'static,
+    F: FnOnce(Request<Streaming<Req>>) -> Fut + Send,
+    Fut: Future<Output = Result<Response<Resp>, Status>> + Send,
 {
-    let deadline = deadline_of(&call);
-    let ServerCall { stream, settings } = call;
+    let p = prepare(&mut call, true, false);
+    let ServerCall {
+        stream, settings, ..
+    } = call;
     let recv = RecvMessages::new(
         stream.body,
         settings.max_recv,
@@ -207,75 +379,176 @@ where
         stream.decompressor,
     );
     let mut send = stream.send;
-    let requests = Streaming::server(recv, DecodeWith::<C, Resp>::boxed(codec.clone()));
-    let request = Request::from_server(stream.metadata, requests, deadline, stream.peer, false);
-    let outcome = supervise(handler(request), deadline, |cx| send.poll_reset(cx)).await;
+    let observed: Observed<Req> = p
+        .observer
+        .clone()
+        .map(|o| (o, as_any::<Req> as fn(&Req) -> &dyn Any));
+    let requests = Streaming::server(recv, DecodeWith::<C, Resp>::boxed(codec.clone()), observed);
+    let (deadline, path, peer) = (p.deadline, &stream.path, stream.peer);
+    let mut slot: Option<Response<Resp>> = None;
+    let slot_ref = &mut slot;
+    let chain = &p.stream_chain;
+    let observer = p.observer.as_ref();
+    let metadata = stream.metadata;
+    let work = async move {
+        let run = move |metadata: MetadataMap,
+                        extensions: http::Extensions|
+              -> crate::interceptor::BoxFuture<'_, Result<(), Status>> {
+            Box::pin(async move {
+                let mut request = Request::from_server(metadata, requests, deadline, peer, false);
+                *request.extensions_mut() = extensions;
+                *slot_ref = Some(handler(request).await?);
+                Ok(())
+            })
+        };
+        if chain.is_empty() {
+            run(metadata, http::Extensions::new()).await
+        } else {
+            let call = ServerStreamCall::new(metadata);
+            intercepted_stream(
+                chain,
+                info(path, true, false),
+                call,
+                observer,
+                Box::new(run),
+            )
+            .await
+        }
+    };
+    let outcome = supervise(work, deadline, |cx| send.poll_reset(cx)).await;
     let accept = stream.accept_encoding.as_ref();
-    match outcome_status(outcome, stream.path.path()) {
-        Ok(result) => finish_unary(&mut send, &mut codec, result, &settings, accept),
-        Err(Some(status)) => send.send_status(status, None),
-        Err(None) => {}
+    let observer = p.observer.as_deref();
+    match outcome_status(outcome, path.path()) {
+        Ok(Ok(())) => {
+            let result = slot.ok_or_else(|| Status::internal("handler returned no response"));
+            finish_unary(&mut send, &mut codec, result, &settings, accept, observer);
+        }
+        Ok(Err(status)) => send_status(&mut send, status.into_error(), observer),
+        Err(Some(status)) => send_status(&mut send, status, observer),
+        Err(None) => {
+            if let Some(obs) = observer {
+                obs.end(Err(&Status::cancelled("call cancelled by the client")));
+            }
+        }
     }
 }
 
 /// Runs a server-streaming handler.
-pub async fn server_streaming<C, Req, Resp, F, Fut>(call: ServerCall, mut codec: C, handler: F)
+pub async fn server_streaming<C, Req, Resp, F, Fut>(mut call: ServerCall, mut codec: C, handler: F)
 where
     C: Codec<Resp, Req> + Clone,
-    Resp: 'static,
-    F: FnOnce(Request<Req>, ResponseSink<Resp>) -> Fut,
-    Fut: Future<Output = Result<(), Status>>,
+    Req: Send + 'static,
+    Resp: Send + 'static,
+    F: FnOnce(Request<Req>, ResponseSink<Resp>) -> Fut + Send,
+    Fut: Future<Output = Result<(), Status>> + Send,
 {
-    let deadline = deadline_of(&call);
-    let ServerCall { stream, settings } = call;
+    let p = prepare(&mut call, false, true);
+    let ServerCall {
+        stream, settings, ..
+    } = call;
     let mut recv = RecvMessages::new(
         stream.body,
         settings.max_recv,
         Role::Server,
         stream.decompressor,
     );
-    let shared = SinkState::shared(stream.send, settings, stream.accept_encoding);
+    let shared = SinkState::shared(
+        stream.send,
+        settings,
+        stream.accept_encoding,
+        p.observer.clone(),
+    );
     let sink = ResponseSink::new(Arc::clone(&shared), codec.clone(), settings.max_send);
-    let (metadata, peer) = (stream.metadata, stream.peer);
+    let (deadline, path, peer) = (p.deadline, &stream.path, stream.peer);
+    let chain = &p.stream_chain;
+    let observer = p.observer.as_ref();
+    let metadata = stream.metadata;
     let codec_ref = &mut codec;
     let work = async move {
-        let (message, compressed) = read_one(&mut recv, codec_ref).await?;
-        handler(
-            Request::from_server(metadata, message, deadline, peer, compressed),
-            sink,
-        )
-        .await
+        let run = move |metadata: MetadataMap,
+                        extensions: http::Extensions|
+              -> crate::interceptor::BoxFuture<'_, Result<(), Status>> {
+            Box::pin(async move {
+                let (message, compressed) =
+                    read_one(&mut recv, codec_ref, observer.map(|o| &**o)).await?;
+                let mut request =
+                    Request::from_server(metadata, message, deadline, peer, compressed);
+                *request.extensions_mut() = extensions;
+                handler(request, sink).await
+            })
+        };
+        if chain.is_empty() {
+            run(metadata, http::Extensions::new()).await
+        } else {
+            let call = ServerStreamCall::new(metadata);
+            intercepted_stream(
+                chain,
+                info(path, false, true),
+                call,
+                observer,
+                Box::new(run),
+            )
+            .await
+        }
     };
     let outcome = supervise(work, deadline, |cx| lock(&shared).send.poll_reset(cx)).await;
-    finish_stream(&shared, outcome_status(outcome, stream.path.path()));
+    finish_stream(&shared, outcome_status(outcome, path.path()));
 }
 
 /// Runs a bidirectional-streaming handler.
-pub async fn streaming<C, Req, Resp, F, Fut>(call: ServerCall, codec: C, handler: F)
+pub async fn streaming<C, Req, Resp, F, Fut>(mut call: ServerCall, codec: C, handler: F)
 where
     C: Codec<Resp, Req> + Clone,
-    Req: 'static,
-    Resp: 'static,
-    F: FnOnce(Request<Streaming<Req>>, ResponseSink<Resp>) -> Fut,
-    Fut: Future<Output = Result<(), Status>>,
+    Req: Send + 'static,
+    Resp: Send + 'static,
+    F: FnOnce(Request<Streaming<Req>>, ResponseSink<Resp>) -> Fut + Send,
+    Fut: Future<Output = Result<(), Status>> + Send,
 {
-    let deadline = deadline_of(&call);
-    let ServerCall { stream, settings } = call;
+    let p = prepare(&mut call, true, true);
+    let ServerCall {
+        stream, settings, ..
+    } = call;
     let recv = RecvMessages::new(
         stream.body,
         settings.max_recv,
         Role::Server,
         stream.decompressor,
     );
-    let requests = Streaming::server(recv, DecodeWith::<C, Resp>::boxed(codec.clone()));
-    let shared = SinkState::shared(stream.send, settings, stream.accept_encoding);
+    let observed: Observed<Req> = p
+        .observer
+        .clone()
+        .map(|o| (o, as_any::<Req> as fn(&Req) -> &dyn Any));
+    let requests = Streaming::server(recv, DecodeWith::<C, Resp>::boxed(codec.clone()), observed);
+    let shared = SinkState::shared(
+        stream.send,
+        settings,
+        stream.accept_encoding,
+        p.observer.clone(),
+    );
     let sink = ResponseSink::new(Arc::clone(&shared), codec, settings.max_send);
-    let request = Request::from_server(stream.metadata, requests, deadline, stream.peer, false);
-    let outcome = supervise(handler(request, sink), deadline, |cx| {
-        lock(&shared).send.poll_reset(cx)
-    })
-    .await;
-    finish_stream(&shared, outcome_status(outcome, stream.path.path()));
+    let (deadline, path, peer) = (p.deadline, &stream.path, stream.peer);
+    let chain = &p.stream_chain;
+    let observer = p.observer.as_ref();
+    let metadata = stream.metadata;
+    let work = async move {
+        let run = move |metadata: MetadataMap,
+                        extensions: http::Extensions|
+              -> crate::interceptor::BoxFuture<'_, Result<(), Status>> {
+            Box::pin(async move {
+                let mut request = Request::from_server(metadata, requests, deadline, peer, false);
+                *request.extensions_mut() = extensions;
+                handler(request, sink).await
+            })
+        };
+        if chain.is_empty() {
+            run(metadata, http::Extensions::new()).await
+        } else {
+            let call = ServerStreamCall::new(metadata);
+            intercepted_stream(chain, info(path, true, true), call, observer, Box::new(run)).await
+        }
+    };
+    let outcome = supervise(work, deadline, |cx| lock(&shared).send.poll_reset(cx)).await;
+    finish_stream(&shared, outcome_status(outcome, path.path()));
 }
 
 fn finish_stream(shared: &Mutex<SinkState>, result: Result<Result<(), Status>, Option<Status>>) {
@@ -296,9 +569,15 @@ fn finish_stream(shared: &Mutex<SinkState>, result: Result<Result<(), Status>, O
             status
         }
         Err(Some(status)) => status,
-        Err(None) => return,
+        Err(None) => {
+            if let Some(obs) = &state.observer {
+                obs.end(Err(&Status::cancelled("call cancelled by the client")));
+            }
+            return;
+        }
     };
-    state.send.send_status(status, None);
+    let observer = state.observer.clone();
+    send_status(&mut state.send, status, observer.as_deref());
 }
 
 /// What a [`ResponseSink`] shares with the driver that supervises it. The
@@ -314,6 +593,7 @@ struct SinkState {
     compression: Option<SendCompression>,
     /// Per-message switch: whether the next messages may be compressed.
     compress_messages: bool,
+    observer: Option<Arc<Observer>>,
 }
 
 impl SinkState {
@@ -321,6 +601,7 @@ impl SinkState {
         send: ServerSend,
         settings: CallSettings,
         accept: Option<HeaderValue>,
+        observer: Option<Arc<Observer>>,
     ) -> Arc<Mutex<SinkState>> {
         Arc::new(Mutex::new(SinkState {
             send,
@@ -330,6 +611,7 @@ impl SinkState {
             requested: None,
             compression: None,
             compress_messages: true,
+            observer,
         }))
     }
 
@@ -341,6 +623,9 @@ impl SinkState {
         self.compression =
             response_compression(self.requested, &self.settings, self.accept.as_ref());
         let encoding = self.compression.as_ref().map(|c| c.compressor.name());
+        if let Some(obs) = &self.observer {
+            obs.out_header(&metadata);
+        }
         self.send.send_headers(metadata, encoding)
     }
 }
@@ -354,6 +639,7 @@ fn lock(m: &Mutex<SinkState>) -> std::sync::MutexGuard<'_, SinkState> {
 pub struct ResponseSink<T> {
     shared: Arc<Mutex<SinkState>>,
     encode: crate::codec::EncodeFn<T>,
+    as_any: fn(&T) -> &dyn Any,
 }
 
 impl<T> std::fmt::Debug for ResponseSink<T> {
@@ -372,6 +658,7 @@ impl<T: 'static> ResponseSink<T> {
             encode: Box::new(move |item, compression| {
                 frame::encode(&mut codec, item, max_send, compression)
             }),
+            as_any: as_any::<T>,
         }
     }
 
@@ -422,7 +709,8 @@ impl<T: 'static> ResponseSink<T> {
     ///
     /// # Errors
     /// When the message cannot be encoded or is over the max send size
-    /// (`RESOURCE_EXHAUSTED`), or the call has ended (e.g. `CANCELLED`).
+    /// (`RESOURCE_EXHAUSTED`), an interceptor's hook refuses it, or the call
+    /// has ended (e.g. `CANCELLED`).
     pub async fn send(&mut self, message: T) -> Result<(), Status> {
         self.send_ref(&message).await
     }
@@ -432,19 +720,27 @@ impl<T: 'static> ResponseSink<T> {
     /// # Errors
     /// As for [`send`](Self::send).
     pub async fn send_ref(&mut self, message: &T) -> Result<(), Status> {
-        let frame = {
+        let (encoded, observer) = {
             let mut state = lock(&self.shared);
+            if let Some(obs) = &state.observer {
+                obs.before_send((self.as_any)(message))?;
+            }
             state.send_headers(MetadataMap::new())?;
             let compression = state
                 .compression
                 .as_ref()
                 .filter(|_| state.compress_messages);
-            (self.encode)(message, compression)?
+            ((self.encode)(message, compression)?, state.observer.clone())
         };
-        let len = frame.len();
+        let len = encoded.frame.len();
+        let payload = payload_of(&encoded.frame, encoded.plain_len);
         // The lock is taken per poll, never held across an await.
         poll_fn(|cx| lock(&self.shared).send.poll_capacity(cx, len)).await?;
-        lock(&self.shared).send.send_message_now(frame)
+        lock(&self.shared).send.send_message_now(encoded.frame)?;
+        if let Some(obs) = observer {
+            obs.out_payload(payload);
+        }
+        Ok(())
     }
 }
 

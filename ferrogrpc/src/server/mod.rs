@@ -27,8 +27,11 @@ pub use handler::{client_streaming, server_streaming, streaming, unary, BoxFutur
 
 use crate::{
     credentials::{self, tls::ServerTls, AuthInfo, ServerCredentials},
+    interceptor::{ServerChain, StreamServerInterceptor, UnaryServerInterceptor},
     peer::{Addr, Peer},
+    stats,
     status::Status,
+    tap::{ServerInHandle, TapInfo},
     transport::server::{serve_connection, IncomingStream, ServerConfig, Shutdown, StreamHandler},
 };
 
@@ -62,6 +65,9 @@ pub(crate) struct CallSettings {
 pub struct ServerCall {
     pub(crate) stream: IncomingStream,
     pub(crate) settings: CallSettings,
+    pub(crate) server_chain: Option<Arc<ServerChain>>,
+    pub(crate) service_chain: Option<Arc<ServerChain>>,
+    pub(crate) stats: Option<stats::Handlers>,
 }
 
 impl std::fmt::Debug for ServerCall {
@@ -99,6 +105,9 @@ pub struct ServerBuilder {
     compression: Option<&'static str>,
     min_compress_size: Option<usize>,
     credentials: ServerCredentials,
+    chain: ServerChain,
+    stats: Vec<Arc<dyn stats::Handler>>,
+    tap: Option<Arc<dyn ServerInHandle>>,
     config: ServerConfig,
 }
 
@@ -137,6 +146,36 @@ impl ServerBuilder {
     /// loaded makes the `serve` methods fail with `InvalidInput`.
     pub fn credentials(mut self, credentials: ServerCredentials) -> ServerBuilder {
         self.credentials = credentials;
+        self
+    }
+
+    /// Adds a server-wide unary interceptor; interceptors run in the order
+    /// added, the first outermost (see [`interceptor`](crate::interceptor)).
+    pub fn unary_interceptor(mut self, interceptor: impl UnaryServerInterceptor) -> ServerBuilder {
+        self.chain.unary.push(Arc::new(interceptor));
+        self
+    }
+
+    /// Adds a server-wide stream interceptor (client-, server- and
+    /// bidi-streaming calls), after those already added.
+    pub fn stream_interceptor(
+        mut self,
+        interceptor: impl StreamServerInterceptor,
+    ) -> ServerBuilder {
+        self.chain.stream.push(Arc::new(interceptor));
+        self
+    }
+
+    /// Adds a stats handler; each sees every call and connection event.
+    pub fn stats_handler(mut self, handler: impl stats::Handler) -> ServerBuilder {
+        self.stats.push(Arc::new(handler));
+        self
+    }
+
+    /// Sets the tap: a check run for each new call before its task is
+    /// created, which can refuse it with a status (see [`tap`](crate::tap)).
+    pub fn tap(mut self, handle: impl ServerInHandle) -> ServerBuilder {
+        self.tap = Some(Arc::new(handle));
         self
     }
 
@@ -203,6 +242,9 @@ impl ServerBuilder {
         Server {
             inner: Arc::new(Inner {
                 router: Router {
+                    chain: (!self.chain.is_empty()).then(|| Arc::new(self.chain)),
+                    stats: (!self.stats.is_empty()).then(|| self.stats.into()),
+                    tap: self.tap,
                     services: self.services,
                     settings: CallSettings {
                         max_recv: self.max_recv.unwrap_or(DEFAULT_MAX_RECV_MESSAGE_SIZE),
@@ -247,6 +289,9 @@ impl ServerBuilder {
 struct Router {
     services: HashMap<&'static str, Arc<dyn Service>>,
     settings: CallSettings,
+    chain: Option<Arc<ServerChain>>,
+    stats: Option<stats::Handlers>,
+    tap: Option<Arc<dyn ServerInHandle>>,
 }
 
 impl StreamHandler for Router {
@@ -257,9 +302,24 @@ impl StreamHandler for Router {
             .strip_prefix('/')
             .and_then(|rest| rest.rsplit_once('/'))
             .filter(|(svc, method)| !svc.is_empty() && !method.is_empty());
+        if let Some(tap) = &self.tap {
+            let info = TapInfo {
+                method: full,
+                metadata: &stream.metadata,
+                peer: &stream.peer,
+            };
+            if let Err(status) = tap.handle(&info) {
+                let mut send = stream.send;
+                send.send_status(status, None);
+                return;
+            }
+        }
         let call = ServerCall {
             stream,
             settings: self.settings,
+            server_chain: self.chain.clone(),
+            service_chain: None,
+            stats: self.stats.clone(),
         };
         let Some((service, method)) = parsed else {
             call.fail(Status::unimplemented(format!(
@@ -427,6 +487,15 @@ impl Server {
         let shutdown = inner.shutdown.subscribe();
         inner.connections.send_modify(|n| *n += 1);
         tokio::spawn(async move {
+            let remote = peer.remote_addr.clone();
+            let stats = &inner.router.stats;
+            stats::conn_event(
+                stats,
+                &stats::ConnEvent::Begin {
+                    client: false,
+                    remote_addr: &remote,
+                },
+            );
             // The TLS handshake runs here, in the connection's own task, so a
             // slow or silent client never holds up the accept loop.
             match &inner.security {
@@ -486,6 +555,13 @@ impl Server {
                 }
                 Security::Invalid(_) => {}
             }
+            stats::conn_event(
+                stats,
+                &stats::ConnEvent::End {
+                    client: false,
+                    remote_addr: &remote,
+                },
+            );
             inner.connections.send_modify(|n| *n -= 1);
         });
     }

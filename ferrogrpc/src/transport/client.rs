@@ -304,6 +304,9 @@ pub(crate) struct ClientRecv {
     send: Option<ClientSend>,
 }
 
+// The `Open` state is the common one; boxing it would cost an allocation
+// per call, so the size difference is accepted.
+#[allow(clippy::large_enum_variant)]
 enum ClientRecvState {
     Waiting {
         response: h2::client::ResponseFuture,
@@ -378,6 +381,11 @@ impl ClientRecv {
         poll_fn(|cx| self.poll_message(cx)).await
     }
 
+    /// Whether the response headers (or a Trailers-Only response) arrived.
+    pub(crate) fn headers_received(&self) -> bool {
+        !matches!(self.state, ClientRecvState::Waiting { .. })
+    }
+
     /// The response header metadata (empty before the headers arrive).
     pub(crate) fn headers(&self) -> &MetadataMap {
         &self.headers
@@ -409,6 +417,14 @@ impl ClientRecv {
         match &self.state {
             ClientRecvState::Open(recv) => recv.last_compressed(),
             _ => false,
+        }
+    }
+
+    /// The wire size of the last message returned.
+    pub(crate) fn last_wire_len(&self) -> usize {
+        match &self.state {
+            ClientRecvState::Open(recv) => recv.last_wire_len(),
+            _ => 0,
         }
     }
 

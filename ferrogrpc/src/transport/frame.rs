@@ -153,7 +153,7 @@ pub(crate) fn encode<C, E, D>(
     item: &E,
     max_len: usize,
     compression: Option<&SendCompression>,
-) -> Result<Bytes, Status>
+) -> Result<Encoded, Status>
 where
     C: Codec<E, D>,
 {
@@ -179,13 +179,22 @@ where
             })?;
         if out.len() < buf.len() {
             out[0] = 1;
-            return finish_prefix(out);
+            return finish_prefix(out, len);
         }
     }
-    finish_prefix(buf)
+    finish_prefix(buf, len)
 }
 
-fn finish_prefix(mut buf: BytesMut) -> Result<Bytes, Status> {
+/// An encoded message, ready for the wire.
+#[derive(Debug)]
+pub(crate) struct Encoded {
+    /// Prefix and (possibly compressed) message.
+    pub(crate) frame: Bytes,
+    /// The message's length before compression.
+    pub(crate) plain_len: usize,
+}
+
+fn finish_prefix(mut buf: BytesMut, plain_len: usize) -> Result<Encoded, Status> {
     let len = buf.len() - HEADER_LEN;
     let len32 = u32::try_from(len).map_err(|_| {
         Status::resource_exhausted(format!(
@@ -193,7 +202,10 @@ fn finish_prefix(mut buf: BytesMut) -> Result<Bytes, Status> {
         ))
     })?;
     buf[1..HEADER_LEN].copy_from_slice(&len32.to_be_bytes());
-    Ok(buf.freeze())
+    Ok(Encoded {
+        frame: buf.freeze(),
+        plain_len,
+    })
 }
 
 /// Decompresses a received message, failing with `RESOURCE_EXHAUSTED` as
@@ -298,7 +310,9 @@ mod tests {
     #[test]
     fn encode_prefixes_and_limits() {
         let mut codec = crate::codec::BytesCodec;
-        let b = encode(&mut codec, &Bytes::from_static(b"hey"), 3, None).unwrap();
+        let b = encode(&mut codec, &Bytes::from_static(b"hey"), 3, None)
+            .unwrap()
+            .frame;
         assert_eq!(&b[..], &frame(0, b"hey")[..]);
         let err = encode(&mut codec, &Bytes::from_static(b"hey!"), 3, None).unwrap_err();
         assert_eq!(err.code(), Code::ResourceExhausted);
@@ -314,7 +328,9 @@ mod tests {
         };
         // Compressible and large enough: flag 1, smaller.
         let zeros = Bytes::from(vec![0u8; 1000]);
-        let b = encode(&mut codec, &zeros, usize::MAX, Some(&gzip)).unwrap();
+        let b = encode(&mut codec, &zeros, usize::MAX, Some(&gzip))
+            .unwrap()
+            .frame;
         assert_eq!(b[0], 1);
         assert!(b.len() < 100);
         let back = decompress(&crate::encoding::Gzip, &b[HEADER_LEN..], 1000).unwrap();
@@ -326,7 +342,8 @@ mod tests {
             usize::MAX,
             Some(&gzip),
         )
-        .unwrap();
+        .unwrap()
+        .frame;
         assert_eq!(&b[..], &frame(0, b"tiny")[..]);
         // Incompressible: flag 0, sent as is.
         let noise: Vec<u8> = (0..200u32)
@@ -338,10 +355,13 @@ mod tests {
             usize::MAX,
             Some(&gzip),
         )
-        .unwrap();
+        .unwrap()
+        .frame;
         assert_eq!(&b[..], &frame(0, &noise)[..]);
         // Inflating past the limit fails.
-        let big = encode(&mut codec, &zeros, usize::MAX, Some(&gzip)).unwrap();
+        let big = encode(&mut codec, &zeros, usize::MAX, Some(&gzip))
+            .unwrap()
+            .frame;
         let err = decompress(&crate::encoding::Gzip, &big[HEADER_LEN..], 999).unwrap_err();
         assert_eq!(err.code(), Code::ResourceExhausted);
     }

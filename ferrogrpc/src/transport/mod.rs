@@ -53,6 +53,8 @@ pub(crate) struct RecvMessages {
     max_len: usize,
     /// Whether the last message returned had the compressed flag.
     last_compressed: bool,
+    /// Wire size (prefix included) of the last message returned.
+    last_wire_len: usize,
 }
 
 enum RecvState {
@@ -81,6 +83,7 @@ impl RecvMessages {
             decompressor,
             max_len,
             last_compressed: false,
+            last_wire_len: 0,
         }
     }
 
@@ -94,6 +97,7 @@ impl RecvMessages {
             decompressor: None,
             max_len: 0,
             last_compressed: false,
+            last_wire_len: 0,
         }
     }
 
@@ -118,6 +122,7 @@ impl RecvMessages {
             match self.deframer.next() {
                 Ok(Some(msg)) => {
                     self.last_compressed = msg.compressed;
+                    self.last_wire_len = frame::HEADER_LEN + msg.data.len();
                     if !msg.compressed {
                         return Poll::Ready(Ok(Some(msg.data)));
                     }
@@ -213,6 +218,11 @@ impl RecvMessages {
     /// Whether the last message returned arrived compressed.
     pub(crate) fn last_compressed(&self) -> bool {
         self.last_compressed
+    }
+
+    /// The wire size (prefix included) of the last message returned.
+    pub(crate) fn last_wire_len(&self) -> usize {
+        self.last_wire_len
     }
 
     /// Whether the stream has ended, successfully or not.

@@ -1,0 +1,153 @@
+//! The per-call observer: feeds stats handlers and interceptors' stream hooks
+//! from one place. A call has one only when a stats handler or a stream
+//! interceptor is registered; otherwise none of this code runs.
+
+use std::{
+    any::Any,
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc, OnceLock,
+    },
+    time::Instant,
+};
+
+use http::uri::PathAndQuery;
+
+use crate::{
+    interceptor::StreamHook,
+    metadata::MetadataMap,
+    stats::{Handlers, Payload, RpcEvent, RpcEventKind},
+    status::Status,
+};
+
+pub(crate) struct Observer {
+    call_id: u64,
+    client: bool,
+    method: PathAndQuery,
+    begin: Instant,
+    stats: Option<Handlers>,
+    hooks: OnceLock<Vec<Arc<dyn StreamHook>>>,
+    ended: AtomicBool,
+}
+
+/// Lets typed code hand its messages to the observer as `&dyn Any`.
+pub(crate) fn as_any<T: 'static>(message: &T) -> &dyn Any {
+    message
+}
+
+/// An observer with the function that erases the message type.
+pub(crate) type Observed<T> = Option<(Arc<Observer>, fn(&T) -> &dyn Any)>;
+
+impl Observer {
+    /// An observer, or `None` when there is nothing to observe for.
+    pub(crate) fn new(
+        client: bool,
+        method: &PathAndQuery,
+        stats: Option<&Handlers>,
+        hooks_possible: bool,
+    ) -> Option<Arc<Observer>> {
+        if stats.is_none() && !hooks_possible {
+            return None;
+        }
+        Some(Arc::new(Observer {
+            call_id: crate::stats::next_call_id(),
+            client,
+            method: method.clone(),
+            begin: Instant::now(),
+            stats: stats.cloned(),
+            hooks: OnceLock::new(),
+            ended: AtomicBool::new(false),
+        }))
+    }
+
+    fn emit(&self, kind: RpcEventKind<'_>) {
+        if let Some(handlers) = &self.stats {
+            let event = RpcEvent {
+                call_id: self.call_id,
+                client: self.client,
+                method: self.method.path(),
+                time: Instant::now(),
+                kind,
+            };
+            for h in handlers.iter() {
+                h.handle_rpc(&event);
+            }
+        }
+    }
+
+    fn hooks(&self) -> &[Arc<dyn StreamHook>] {
+        self.hooks.get().map_or(&[], Vec::as_slice)
+    }
+
+    pub(crate) fn set_hooks(&self, hooks: Vec<Arc<dyn StreamHook>>) {
+        let _ = self.hooks.set(hooks);
+    }
+
+    pub(crate) fn begin(&self, client_stream: bool, server_stream: bool) {
+        self.emit(RpcEventKind::Begin {
+            client_stream,
+            server_stream,
+        });
+    }
+
+    pub(crate) fn in_header(&self, metadata: &MetadataMap) {
+        self.emit(RpcEventKind::InHeader { metadata });
+    }
+
+    pub(crate) fn out_header(&self, metadata: &MetadataMap) {
+        self.emit(RpcEventKind::OutHeader { metadata });
+    }
+
+    pub(crate) fn in_trailer(&self, metadata: &MetadataMap) {
+        self.emit(RpcEventKind::InTrailer { metadata });
+    }
+
+    pub(crate) fn out_trailer(&self, metadata: &MetadataMap) {
+        self.emit(RpcEventKind::OutTrailer { metadata });
+    }
+
+    /// A message arrived; hooks may refuse it.
+    pub(crate) fn in_payload(&self, message: &dyn Any, payload: Payload) -> Result<(), Status> {
+        self.emit(RpcEventKind::InPayload(payload));
+        for hook in self.hooks() {
+            hook.on_recv(message)?;
+        }
+        Ok(())
+    }
+
+    /// A message is about to go out; hooks may refuse it.
+    pub(crate) fn before_send(&self, message: &dyn Any) -> Result<(), Status> {
+        for hook in self.hooks() {
+            hook.on_send(message)?;
+        }
+        Ok(())
+    }
+
+    /// A message went out.
+    pub(crate) fn out_payload(&self, payload: Payload) {
+        self.emit(RpcEventKind::OutPayload(payload));
+    }
+
+    /// The call ended. Only the first report counts.
+    pub(crate) fn end(&self, result: Result<(), &Status>) {
+        if self.ended.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        for hook in self.hooks() {
+            hook.on_finish(result);
+        }
+        self.emit(RpcEventKind::End {
+            result,
+            begin: self.begin,
+        });
+    }
+}
+
+/// The sizes of an encoded frame.
+pub(crate) fn payload_of(frame: &[u8], plain_len: usize) -> Payload {
+    Payload {
+        length: plain_len,
+        wire_length: frame.len(),
+        compressed: frame.first() == Some(&1),
+    }
+}
