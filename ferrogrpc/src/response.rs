@@ -14,6 +14,7 @@ pub struct Response<T> {
     trailers: MetadataMap,
     compression: Option<&'static str>,
     compressed: bool,
+    peer: Option<std::sync::Arc<crate::peer::Peer>>,
 }
 
 impl<T> Response<T> {
@@ -25,6 +26,7 @@ impl<T> Response<T> {
             trailers: MetadataMap::new(),
             compression: None,
             compressed: false,
+            peer: None,
         }
     }
 
@@ -76,6 +78,7 @@ impl<T> Response<T> {
             trailers,
             compression: None,
             compressed: false,
+            peer: None,
         }
     }
 
@@ -87,6 +90,7 @@ impl<T> Response<T> {
             trailers: self.trailers,
             compression: self.compression,
             compressed: self.compressed,
+            peer: self.peer,
         }
     }
 
@@ -98,6 +102,7 @@ impl<T> Response<T> {
             trailers: self.trailers,
             compression: self.compression,
             compressed: self.compressed,
+            peer: self.peer,
         })
     }
 
@@ -117,6 +122,16 @@ impl<T> Response<T> {
     /// On the client: whether the response message arrived compressed.
     pub fn message_compressed(&self) -> bool {
         self.compressed
+    }
+
+    /// On the client: the two ends of the connection the call ran on, and
+    /// what TLS established (the server's certificates).
+    pub fn peer(&self) -> Option<&crate::peer::Peer> {
+        self.peer.as_deref()
+    }
+
+    pub(crate) fn set_peer(&mut self, peer: std::sync::Arc<crate::peer::Peer>) {
+        self.peer = Some(peer);
     }
 
     pub(crate) fn set_compressed(&mut self, compressed: bool) {

@@ -230,6 +230,15 @@ impl<T> Streaming<T> {
         Ok(EMPTY.get_or_init(MetadataMap::new))
     }
 
+    /// On the client: the two ends of the connection the call runs on, and
+    /// what TLS established.
+    pub fn peer(&self) -> Option<&crate::peer::Peer> {
+        match &self.source {
+            Source::Client(recv) => Some(recv.peer()),
+            Source::Server(_) => None,
+        }
+    }
+
     /// Whether the last message returned arrived compressed.
     pub fn last_message_compressed(&self) -> bool {
         match &self.source {

@@ -134,6 +134,18 @@ async fn tls_round_trip_with_auth_info() {
             .server_name("localhost"),
     );
     let resp = call(&ch).await.unwrap();
+    // The client sees the server's side too.
+    let peer = resp.peer().expect("client responses carry the peer");
+    assert_eq!(peer.remote_addr, ferrogrpc::peer::Addr::Tcp(addr));
+    let tls = peer
+        .auth_info
+        .as_ref()
+        .and_then(AuthInfo::tls)
+        .expect("TLS auth info");
+    assert_eq!(tls.peer_certificates.len(), 1, "the server's chain");
+    assert!(tls
+        .peer_sans()
+        .contains(&SubjectAltName::Dns("localhost".into())));
     assert_eq!(resp.metadata().get("x-tls-version"), Some("TLSv1.3"));
     assert!(resp
         .metadata()

@@ -115,6 +115,7 @@ async fn read_unary<T: 'static>(
     }
     let mut response = Response::from_parts(recv.take_headers(), reply, recv.take_trailers());
     response.set_compressed(compressed);
+    response.set_peer(std::sync::Arc::clone(recv.peer()));
     Ok(response)
 }
 

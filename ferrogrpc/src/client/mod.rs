@@ -358,6 +358,7 @@ impl Channel {
 
     /// A builder for a channel to `target`.
     pub fn builder(target: impl Into<String>) -> ChannelBuilder {
+        crate::logging::init_from_env();
         ChannelBuilder {
             target: target.into(),
             authority: None,

@@ -449,6 +449,22 @@ impl TlsInfo {
         }
     }
 
+    pub(crate) fn from_client(conn: &rustls::ClientConnection) -> TlsInfo {
+        TlsInfo {
+            protocol_version: conn
+                .protocol_version()
+                .map_or_else(String::new, version_name),
+            cipher_suite: conn
+                .negotiated_cipher_suite()
+                .map_or_else(String::new, |s| format!("{:?}", s.suite())),
+            peer_certificates: conn
+                .peer_certificates()
+                .map(|c| c.iter().map(|c| c.clone().into_owned()).collect())
+                .unwrap_or_default(),
+            server_name: None,
+        }
+    }
+
     /// The subject alternative names of the peer's leaf certificate.
     pub fn peer_sans(&self) -> Vec<SubjectAltName> {
         let Some(leaf) = self.peer_certificates.first() else {

@@ -409,6 +409,7 @@ impl std::fmt::Debug for Server {
 impl Server {
     /// A builder.
     pub fn builder() -> ServerBuilder {
+        crate::logging::init_from_env();
         ServerBuilder::default()
     }
 
@@ -488,6 +489,7 @@ impl Server {
         inner.connections.send_modify(|n| *n += 1);
         tokio::spawn(async move {
             let remote = peer.remote_addr.clone();
+            tracing::debug!(peer = %remote, "accepted connection");
             let stats = &inner.router.stats;
             stats::conn_event(
                 stats,
@@ -620,6 +622,7 @@ impl Server {
     /// # Cancel safety
     /// Dropping the future does not undo the stop.
     pub async fn graceful_stop(&self) {
+        tracing::info!("graceful stop: GOAWAY to every connection, waiting for calls to finish");
         self.inner.shutdown.send_if_modified(|s| {
             if *s == Shutdown::Running {
                 *s = Shutdown::Graceful;
@@ -635,6 +638,7 @@ impl Server {
     /// Stops now, as gRPC-Go's `Stop`: closes every connection; calls under
     /// way fail on the client and their handlers are cancelled.
     pub fn stop(&self) {
+        tracing::info!("stop: closing every connection");
         self.inner.shutdown.send_replace(Shutdown::Hard);
     }
 

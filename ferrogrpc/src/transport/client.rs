@@ -120,14 +120,19 @@ async fn dial(endpoint: &Endpoint) -> Result<(Box<dyn Io>, Peer), Status> {
 /// Secures a dialled connection as the credentials say.
 async fn secure(
     io: Box<dyn Io>,
-    peer: &Peer,
+    peer: &mut Peer,
     security: &TransportSecurity,
     what: &str,
 ) -> Result<(Box<dyn Io>, SecurityLevel), Status> {
     match security {
         TransportSecurity::Insecure => Ok((io, SecurityLevel::NoSecurity)),
         TransportSecurity::Local => match credentials::is_loopback(&peer.remote_addr) {
-            Some(level) => Ok((io, level)),
+            Some(level) => {
+                peer.auth_info = Some(credentials::AuthInfo::Local {
+                    security_level: level,
+                });
+                Ok((io, level))
+            }
             None => Err(Status::unavailable(format!(
                 "local credentials: {} is not a local address",
                 peer.remote_addr
@@ -152,6 +157,8 @@ async fn secure(
                      ALPN h2: it does not speak HTTP/2 over TLS"
                 )));
             }
+            let info = credentials::tls::TlsInfo::from_client(tls.get_ref().1);
+            peer.auth_info = Some(credentials::AuthInfo::Tls(info));
             Ok((Box::new(tls), SecurityLevel::PrivacyAndIntegrity))
         }
     }
@@ -162,6 +169,7 @@ async fn secure(
 pub(crate) struct Http2Client {
     send_request: h2::client::SendRequest<Bytes>,
     security_level: SecurityLevel,
+    peer: Arc<Peer>,
 }
 
 impl Http2Client {
@@ -177,8 +185,8 @@ impl Http2Client {
             Endpoint::Unix(path) => format!("unix:{}", path.display()),
         };
         let connect = async {
-            let (io, peer) = dial(endpoint).await?;
-            let (io, security_level) = secure(io, &peer, &config.security, &what).await?;
+            let (io, mut peer) = dial(endpoint).await?;
+            let (io, security_level) = secure(io, &mut peer, &config.security, &what).await?;
             let (send_request, connection) = h2::client::Builder::new()
                 .initial_window_size(config.initial_stream_window_size)
                 .initial_connection_window_size(config.initial_connection_window_size)
@@ -190,11 +198,15 @@ impl Http2Client {
                 .map_err(|e| {
                     Status::unavailable(format!("HTTP/2 handshake with {what} failed: {e}"))
                 })?;
-            Ok::<_, Status>((send_request, connection, security_level))
+            Ok::<_, Status>((send_request, connection, security_level, peer))
         };
-        let (send_request, connection, security_level) =
+        let (send_request, connection, security_level, peer) =
             match tokio::time::timeout(config.connect_timeout, connect).await {
-                Ok(res) => res?,
+                Ok(Ok(parts)) => parts,
+                Ok(Err(status)) => {
+                    tracing::debug!(%what, "connect failed: {}", status.message());
+                    return Err(status);
+                }
                 Err(_) => {
                     return Err(Status::unavailable(format!(
                         "connecting to {what} timed out after {:?}",
@@ -216,6 +228,7 @@ impl Http2Client {
         Ok(Http2Client {
             send_request,
             security_level,
+            peer: Arc::new(peer),
         })
     }
 
@@ -240,7 +253,10 @@ impl Http2Client {
         let (response, send) = sender
             .send_request(request, false)
             .map_err(|e| http_util::status_from_h2(&e, "server"))?;
-        Ok((ClientRecv::new(response, max_recv), ClientSend::new(send)))
+        Ok((
+            ClientRecv::new(response, max_recv, Arc::clone(&self.peer)),
+            ClientSend::new(send),
+        ))
     }
 }
 
@@ -302,6 +318,7 @@ pub(crate) struct ClientRecv {
     state: ClientRecvState,
     headers: MetadataMap,
     send: Option<ClientSend>,
+    peer: Arc<Peer>,
 }
 
 // The `Open` state is the common one; boxing it would cost an allocation
@@ -317,12 +334,22 @@ enum ClientRecvState {
 }
 
 impl ClientRecv {
-    pub(crate) fn new(response: h2::client::ResponseFuture, max_len: usize) -> ClientRecv {
+    pub(crate) fn new(
+        response: h2::client::ResponseFuture,
+        max_len: usize,
+        peer: Arc<Peer>,
+    ) -> ClientRecv {
         ClientRecv {
             state: ClientRecvState::Waiting { response, max_len },
             headers: MetadataMap::new(),
             send: None,
+            peer,
         }
+    }
+
+    /// The connection's two ends.
+    pub(crate) fn peer(&self) -> &Arc<Peer> {
+        &self.peer
     }
 
     /// Keeps the sending half so the call can be cancelled from here (e.g. on

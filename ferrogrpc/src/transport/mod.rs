@@ -188,6 +188,7 @@ impl RecvMessages {
     }
 
     fn stream_error(&self, err: &h2::Error) -> Status {
+        tracing::debug!(peer = self.role.peer(), "stream error: {err}");
         if self.role == Role::Server && err.reason() == Some(h2::Reason::CANCEL) {
             return Status::cancelled("call cancelled by the client");
         }
