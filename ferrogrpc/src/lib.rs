@@ -31,6 +31,7 @@ pub mod codes;
 pub mod credentials;
 pub mod encoding;
 pub mod interceptor;
+pub mod keepalive;
 pub mod logging;
 pub mod metadata;
 pub mod peer;

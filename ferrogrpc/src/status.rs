@@ -23,6 +23,9 @@ struct Inner {
     message: String,
     details: Bytes,
     metadata: MetadataMap,
+    /// The call never reached the server's application, so the library may
+    /// retry it at once on another connection (gRFC A6 transparent retry).
+    transparent_retry: bool,
 }
 
 macro_rules! constructors {
@@ -44,6 +47,7 @@ impl Status {
             message: message.into(),
             details: Bytes::new(),
             metadata: MetadataMap::new(),
+            transparent_retry: false,
         }))
     }
 
@@ -134,7 +138,19 @@ impl Status {
             message,
             details,
             metadata,
+            transparent_retry: false,
         }))
+    }
+
+    /// Marks the call as never processed by the server (safe to retry).
+    pub(crate) fn with_transparent_retry(mut self) -> Status {
+        self.0.transparent_retry = true;
+        self
+    }
+
+    /// Whether the call never reached the server's application.
+    pub(crate) fn is_transparent_retry(&self) -> bool {
+        self.0.transparent_retry
     }
 
     /// The status a server sends for a handler error: `OK` is not an error,

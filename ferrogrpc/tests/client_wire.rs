@@ -206,10 +206,8 @@ async fn goaway_is_unavailable_with_its_code() {
     let addr = raw_server(Answer::GoAway(h2::Reason::INTERNAL_ERROR)).await;
     let err = call(addr).await.unwrap_err();
     assert_eq!(err.code(), Code::Unavailable, "{err}");
-    // The message names the socket closing; carrying the GOAWAY's code and
-    // debug data into stream errors is part of the connection-management
-    // work (issue 6).
-    assert!(err.message().contains("connection"), "{err}");
+    // The message names the GOAWAY and its code, not just a closed socket.
+    assert!(err.message().contains("GOAWAY INTERNAL_ERROR"), "{err}");
 }
 
 #[tokio::test]

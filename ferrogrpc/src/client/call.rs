@@ -40,6 +40,9 @@ struct CallSetup {
     max_recv: usize,
     max_send: usize,
     compression: Option<SendCompression>,
+    /// Whether per-RPC credentials' metadata was added already (a
+    /// transparent retry must not add it twice).
+    credentials_added: bool,
 }
 
 fn deadline_exceeded(timeout: Option<Duration>) -> Status {
@@ -143,6 +146,7 @@ impl Channel {
                 .max_encoding_message_size
                 .unwrap_or(self.inner.max_send),
             compression,
+            credentials_added: false,
         };
         Ok((setup, message))
     }
@@ -155,9 +159,15 @@ impl Channel {
         observer: Option<&Observer>,
     ) -> Result<(ClientRecv, ClientSend), Status> {
         let transport = self.pick().await?;
-        if let Some(per_rpc) = &self.inner.per_rpc {
+        if let Some(per_rpc) = self
+            .inner
+            .per_rpc
+            .as_ref()
+            .filter(|_| !setup.credentials_added)
+        {
             self.add_credentials(&**per_rpc, &path, &transport, &mut setup.metadata)
                 .await?;
+            setup.credentials_added = true;
         }
         if let Some(obs) = observer {
             obs.out_header(&setup.metadata);
@@ -170,7 +180,7 @@ impl Channel {
             timeout: setup
                 .deadline
                 .map(|d| d.saturating_duration_since(Instant::now())),
-            metadata: std::mem::take(&mut setup.metadata),
+            metadata: &setup.metadata,
             content_subtype,
             encoding: setup.compression.as_ref().map(|c| c.compressor.name()),
         };
@@ -312,13 +322,33 @@ impl Channel {
         let result = until(deadline, timeout, async {
             let encoded = encoded?;
             let subtype = codec.name();
-            let (mut recv, mut send) = self.open(path, &mut setup, subtype, obs).await?;
             let payload = payload_of(&encoded.frame, encoded.plain_len);
-            send.send_now(encoded.frame, true)?;
-            if let Some(o) = obs {
-                o.out_payload(payload);
+            let mut retried = false;
+            loop {
+                let attempt = async {
+                    let (mut recv, mut send) =
+                        self.open(path.clone(), &mut setup, subtype, obs).await?;
+                    send.send_now(encoded.frame.clone(), true)?;
+                    if let Some(o) = obs {
+                        o.out_payload(payload);
+                    }
+                    read_unary(&mut recv, |b| codec.decode(b), obs).await
+                }
+                .await;
+                match attempt {
+                    // The server never saw the call (GOAWAY, REFUSED_STREAM):
+                    // once, go again on a fresh connection (gRFC A6).
+                    Err(status) if status.is_transparent_retry() && !retried => {
+                        tracing::debug!(
+                            method = path.path(),
+                            "transparent retry: {}",
+                            status.message()
+                        );
+                        retried = true;
+                    }
+                    other => break other,
+                }
             }
-            read_unary(&mut recv, |b| codec.decode(b), obs).await
         })
         .await;
         report_end(obs, &result);

@@ -203,6 +203,27 @@ impl ChannelBuilder {
         self
     }
 
+    /// Client keepalive (gRPC-Go's `keepalive.ClientParameters`; see
+    /// [`keepalive`](crate::keepalive)). Default: off. A time under 10 s is
+    /// raised to 10 s.
+    pub fn keepalive_params(
+        mut self,
+        params: crate::keepalive::ClientParameters,
+    ) -> ChannelBuilder {
+        self.config.keepalive = params.clamped();
+        self
+    }
+
+    #[doc(hidden)]
+    /// Keepalive without the 10 s floor, for tests with short timings.
+    pub fn keepalive_params_unclamped_for_tests(
+        mut self,
+        params: crate::keepalive::ClientParameters,
+    ) -> ChannelBuilder {
+        self.config.keepalive = params;
+        self
+    }
+
     /// How long one connection attempt may take. Default 20 s.
     pub fn connect_timeout(mut self, timeout: Duration) -> ChannelBuilder {
         self.config.connect_timeout = timeout;
@@ -387,6 +408,13 @@ impl Channel {
     /// `UNAVAILABLE` when the connection cannot be made.
     pub async fn connect(&self) -> Result<(), Status> {
         self.pick().await.map(drop)
+    }
+
+    /// The client keepalive time in use, if keepalive is on. It starts at the
+    /// configured time and doubles each time a server answers with GOAWAY
+    /// `too_many_pings` (gRFC A8).
+    pub fn keepalive_time(&self) -> Option<Duration> {
+        self.inner.subchannel.keepalive_time()
     }
 
     /// Whether a connection is currently up.

@@ -15,7 +15,7 @@ use arc_swap::ArcSwapOption;
 
 use crate::{
     status::Status,
-    transport::client::{ClientConfig, Endpoint, Http2Client},
+    transport::client::{ClientConfig, ConnEvent, Endpoint, Http2Client},
 };
 
 struct Current {
@@ -30,25 +30,42 @@ pub(crate) struct Subchannel {
     /// Count of finished connect attempts; lets waiters see a fresh result.
     attempts: AtomicU64,
     connect: tokio::sync::Mutex<Option<Status>>,
+    /// The keepalive time in use, in nanoseconds (0: off); doubled when a
+    /// server says `too_many_pings`.
+    keepalive_nanos: AtomicU64,
 }
 
 impl Subchannel {
     pub(crate) fn new(endpoint: Endpoint, config: ClientConfig) -> Arc<Subchannel> {
+        let keepalive_nanos = config.keepalive.time.map_or(0, |t| t.as_nanos() as u64);
         Arc::new(Subchannel {
             endpoint,
             config,
             current: ArcSwapOption::empty(),
             attempts: AtomicU64::new(0),
             connect: tokio::sync::Mutex::new(None),
+            keepalive_nanos: AtomicU64::new(keepalive_nanos),
         })
     }
 
-    /// The connected transport, connecting first if there is none.
+    /// The connected transport, connecting first if there is none (or the
+    /// current one is draining after a GOAWAY).
     pub(crate) async fn transport(self: &Arc<Self>) -> Result<Http2Client, Status> {
         if let Some(current) = &*self.current.load() {
-            return Ok(current.client.clone());
+            if !current.client.is_draining() {
+                return Ok(current.client.clone());
+            }
+            self.forget(current.id, "draining");
         }
         self.connect().await
+    }
+
+    /// The keepalive time currently in use (after any doubling).
+    pub(crate) fn keepalive_time(&self) -> Option<std::time::Duration> {
+        match self.keepalive_nanos.load(Ordering::Relaxed) {
+            0 => None,
+            n => Some(std::time::Duration::from_nanos(n)),
+        }
     }
 
     /// Whether a connection is up.
@@ -70,9 +87,11 @@ impl Subchannel {
         }
         let id = self.attempts.load(Ordering::Relaxed) + 1;
         let weak: Weak<Subchannel> = Arc::downgrade(self);
-        let result = Http2Client::connect(&self.endpoint, &self.config, move |reason| {
+        let mut config = self.config.clone();
+        config.keepalive.time = self.keepalive_time();
+        let result = Http2Client::connect(&self.endpoint, &config, move |event| {
             if let Some(sub) = weak.upgrade() {
-                sub.closed(id, &reason);
+                sub.on_event(id, event);
             }
         })
         .await;
@@ -94,11 +113,35 @@ impl Subchannel {
         result
     }
 
-    /// The connection `id` ended: forget it, so the next call reconnects.
-    fn closed(&self, id: u64, reason: &str) {
+    fn on_event(&self, id: u64, event: ConnEvent) {
+        match event {
+            ConnEvent::GoAway(goaway) => {
+                if goaway.too_many_pings() {
+                    // gRFC A8: the server thinks we ping too often.
+                    let now = self.keepalive_nanos.load(Ordering::Relaxed);
+                    let doubled = now.saturating_mul(2).min(i64::MAX as u64);
+                    if now != 0 {
+                        self.keepalive_nanos.store(doubled, Ordering::Relaxed);
+                        tracing::warn!(
+                            endpoint = ?self.endpoint,
+                            "server sent GOAWAY too_many_pings; keepalive time doubled to {:?}",
+                            std::time::Duration::from_nanos(doubled)
+                        );
+                    }
+                }
+                // Calls under way finish on the old connection; new calls
+                // go to a new one.
+                self.forget(id, &goaway.describe());
+            }
+            ConnEvent::Closed(reason) => self.forget(id, &reason),
+        }
+    }
+
+    /// Forgets connection `id`, so the next call makes a new one.
+    fn forget(&self, id: u64, reason: &str) {
         let current = self.current.load();
         if current.as_ref().is_some_and(|c| c.id == id) {
-            tracing::debug!(endpoint = ?self.endpoint, %reason, "transport closed");
+            tracing::debug!(endpoint = ?self.endpoint, %reason, "transport no longer used");
             self.current
                 .compare_and_swap(&*current, None::<Arc<Current>>);
         }

@@ -220,6 +220,32 @@ impl ServerBuilder {
         self
     }
 
+    /// Keepalive pings to clients and connection lifetime limits (gRPC-Go's
+    /// `keepalive.ServerParameters`; see [`keepalive`](crate::keepalive)).
+    pub fn keepalive_params(mut self, params: crate::keepalive::ServerParameters) -> ServerBuilder {
+        self.config.keepalive = params;
+        self
+    }
+
+    /// How often clients may ping before they get GOAWAY `ENHANCE_YOUR_CALM`
+    /// (gRPC-Go's `keepalive.EnforcementPolicy`). Default: at most every 5
+    /// minutes, and not at all without active calls.
+    pub fn keepalive_enforcement_policy(
+        mut self,
+        policy: crate::keepalive::EnforcementPolicy,
+    ) -> ServerBuilder {
+        self.config.enforcement = policy;
+        self
+    }
+
+    /// A client that resets more than `count` streams within `per` gets
+    /// GOAWAY `ENHANCE_YOUR_CALM` and its connection is closed (HTTP/2
+    /// rapid reset, CVE-2023-44487). Default 400 per second.
+    pub fn max_client_resets(mut self, count: u32, per: Duration) -> ServerBuilder {
+        self.config.reset_limit = Some((count, per));
+        self
+    }
+
     /// How long a new connection may take to complete the HTTP/2 handshake
     /// before it is dropped. Default 20 s.
     pub fn handshake_timeout(mut self, timeout: Duration) -> ServerBuilder {
@@ -633,6 +659,20 @@ impl Server {
         });
         let mut connections = self.inner.connections.subscribe();
         let _ = connections.wait_for(|n| *n == 0).await;
+    }
+
+    /// Stops gracefully, but for at most `grace`: calls still running then
+    /// are cut off by a hard stop. Returns once every connection has closed.
+    pub async fn graceful_stop_timeout(&self, grace: Duration) {
+        if tokio::time::timeout(grace, self.graceful_stop())
+            .await
+            .is_err()
+        {
+            tracing::info!("graceful stop did not finish within {grace:?}; stopping hard");
+            self.stop();
+            let mut connections = self.inner.connections.subscribe();
+            let _ = connections.wait_for(|n| *n == 0).await;
+        }
     }
 
     /// Stops now, as gRPC-Go's `Stop`: closes every connection; calls under

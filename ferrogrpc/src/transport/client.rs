@@ -16,10 +16,16 @@ use http::{
     HeaderMap, HeaderValue, StatusCode,
 };
 
-use super::{http_util, ClientSend, RecvMessages, Role};
+use super::{
+    http_util,
+    inspect::{ConnSignals, GoAway, Inspect, StreamGuard},
+    server::{Keepalive, KeepaliveEvent},
+    ClientSend, RecvMessages, Role,
+};
 use crate::{
     codes::Code,
     credentials::{self, SecurityLevel},
+    keepalive::ClientParameters,
     metadata::MetadataMap,
     peer::{Addr, Peer},
     status::Status,
@@ -50,10 +56,20 @@ pub(crate) enum TransportSecurity {
     },
 }
 
+/// What a connection's driver tells its owner.
+#[derive(Debug)]
+pub(crate) enum ConnEvent {
+    /// The server sent GOAWAY: new calls must go to another connection.
+    GoAway(GoAway),
+    /// The connection ended, for this reason.
+    Closed(String),
+}
+
 /// HTTP/2 settings of a client's connections.
 #[derive(Clone, Debug)]
 pub(crate) struct ClientConfig {
     pub(crate) security: TransportSecurity,
+    pub(crate) keepalive: ClientParameters,
     pub(crate) connect_timeout: Duration,
     pub(crate) initial_stream_window_size: u32,
     pub(crate) initial_connection_window_size: u32,
@@ -65,6 +81,7 @@ impl Default for ClientConfig {
     fn default() -> ClientConfig {
         ClientConfig {
             security: TransportSecurity::Insecure,
+            keepalive: ClientParameters::default(),
             connect_timeout: Duration::from_secs(20),
             initial_stream_window_size: 1 << 20,
             initial_connection_window_size: 2 << 20,
@@ -170,23 +187,27 @@ pub(crate) struct Http2Client {
     send_request: h2::client::SendRequest<Bytes>,
     security_level: SecurityLevel,
     peer: Arc<Peer>,
+    signals: Arc<ConnSignals>,
 }
 
 impl Http2Client {
     /// Connects and runs the HTTP/2 handshake. The connection is driven by a
-    /// spawned task; `on_close` runs when it ends, with the reason.
+    /// spawned task, which also sends keepalive pings; `on_event` hears when
+    /// the server sends GOAWAY and when the connection ends.
     pub(crate) async fn connect(
         endpoint: &Endpoint,
         config: &ClientConfig,
-        on_close: impl FnOnce(String) + Send + 'static,
+        on_event: impl Fn(ConnEvent) + Send + Sync + 'static,
     ) -> Result<Http2Client, Status> {
         let what = match endpoint {
             Endpoint::Tcp(hostport) => hostport.clone(),
             Endpoint::Unix(path) => format!("unix:{}", path.display()),
         };
+        let signals = ConnSignals::client();
         let connect = async {
             let (io, mut peer) = dial(endpoint).await?;
             let (io, security_level) = secure(io, &mut peer, &config.security, &what).await?;
+            let io = Inspect::new(io, false, Arc::clone(&signals));
             let (send_request, connection) = h2::client::Builder::new()
                 .initial_window_size(config.initial_stream_window_size)
                 .initial_connection_window_size(config.initial_connection_window_size)
@@ -200,7 +221,7 @@ impl Http2Client {
                 })?;
             Ok::<_, Status>((send_request, connection, security_level, peer))
         };
-        let (send_request, connection, security_level, peer) =
+        let (send_request, mut connection, security_level, peer) =
             match tokio::time::timeout(config.connect_timeout, connect).await {
                 Ok(Ok(parts)) => parts,
                 Ok(Err(status)) => {
@@ -215,21 +236,73 @@ impl Http2Client {
                 }
             };
         tracing::debug!(%what, "connected");
+        let params = config.keepalive;
+        let mut keepalive = params
+            .time
+            .map(|time| Keepalive::new(time, params.timeout, connection.ping_pong()));
+        let driver_signals = Arc::clone(&signals);
         tokio::spawn(async move {
-            let reason = match connection.await {
-                Ok(()) => "connection closed".to_string(),
-                Err(e) => http_util::status_from_h2(&e, "server")
-                    .message()
-                    .to_string(),
+            use tokio::time::{sleep_until, Instant};
+            let signals = driver_signals;
+            let far = Instant::now() + Duration::from_secs(100 * 365 * 86400);
+            let mut goaway_told = false;
+            let reason = loop {
+                let deadline = keepalive.as_ref().map_or(far, Keepalive::deadline);
+                tokio::select! {
+                    res = &mut connection => {
+                        break match (res, signals.goaway()) {
+                            (_, Some(goaway)) => format!("the server sent {}", goaway.describe()),
+                            (Ok(()), None) => "connection closed".to_string(),
+                            (Err(e), None) => http_util::status_from_h2(&e, "server").message().to_string(),
+                        };
+                    }
+                    () = signals.notify.notified() => {
+                        if let (false, Some(goaway)) = (goaway_told, signals.goaway()) {
+                            goaway_told = true;
+                            on_event(ConnEvent::GoAway(goaway.clone()));
+                        }
+                    }
+                    () = poll_fn(|cx| match keepalive.as_mut() {
+                        Some(k) => k.poll_ping(cx),
+                        None => Poll::Pending,
+                    }) => {}
+                    () = sleep_until(deadline) => {
+                        let Some(k) = keepalive.as_mut() else { continue };
+                        let may_ping = params.permit_without_calls
+                            || signals.active_streams.load(std::sync::atomic::Ordering::Acquire) > 0;
+                        if let KeepaliveEvent::Dead = k.on_deadline(&signals, may_ping) {
+                            let reason = format!(
+                                "keepalive ping to {what} not acknowledged within {:?}",
+                                params.timeout
+                            );
+                            let _ = signals.close_reason.set(reason.clone());
+                            break reason;
+                        }
+                    }
+                }
             };
+            // Dropping the connection closes it; calls on it fail with `reason`.
+            drop(connection);
+            // A GOAWAY read in the same poll that ended the connection is
+            // reported too (it may carry too_many_pings).
+            if let (false, Some(goaway)) = (goaway_told, signals.goaway()) {
+                on_event(ConnEvent::GoAway(goaway.clone()));
+            }
             tracing::debug!(%what, %reason, "connection ended");
-            on_close(reason);
+            on_event(ConnEvent::Closed(reason));
         });
         Ok(Http2Client {
             send_request,
             security_level,
             peer: Arc::new(peer),
+            signals,
         })
+    }
+
+    /// Whether new calls should go to another connection (GOAWAY received,
+    /// or this side is closing it).
+    pub(crate) fn is_draining(&self) -> bool {
+        self.signals.is_draining()
     }
 
     /// How well this connection protects what it carries.
@@ -244,18 +317,18 @@ impl Http2Client {
         max_recv: usize,
     ) -> Result<(ClientRecv, ClientSend), Status> {
         let request = request_headers(head);
-        let mut sender = self
-            .send_request
-            .clone()
-            .ready()
-            .await
-            .map_err(|e| http_util::status_from_h2(&e, "server"))?;
-        let (response, send) = sender
-            .send_request(request, false)
-            .map_err(|e| http_util::status_from_h2(&e, "server"))?;
+        // Nothing has reached the server if opening fails: safe to retry.
+        let refused = |e: h2::Error| {
+            self.signals
+                .stream_error(&e, "server")
+                .with_transparent_retry()
+        };
+        let mut sender = self.send_request.clone().ready().await.map_err(refused)?;
+        let (response, send) = sender.send_request(request, false).map_err(refused)?;
+        let guard = StreamGuard::new(&self.signals);
         Ok((
-            ClientRecv::new(response, max_recv, Arc::clone(&self.peer)),
-            ClientSend::new(send),
+            ClientRecv::new(response, max_recv, Arc::clone(&self.peer), guard),
+            ClientSend::new(send, Arc::clone(&self.signals)),
         ))
     }
 }
@@ -266,7 +339,7 @@ pub(crate) struct CallHead<'a> {
     pub(crate) authority: &'a Authority,
     pub(crate) path: PathAndQuery,
     pub(crate) timeout: Option<Duration>,
-    pub(crate) metadata: MetadataMap,
+    pub(crate) metadata: &'a MetadataMap,
     pub(crate) content_subtype: &'static str,
     /// The `grpc-encoding` of the request messages, if compressed.
     pub(crate) encoding: Option<&'static str>,
@@ -319,6 +392,8 @@ pub(crate) struct ClientRecv {
     headers: MetadataMap,
     send: Option<ClientSend>,
     peer: Arc<Peer>,
+    /// Counts the call as active on its connection (for keepalive).
+    guard: StreamGuard,
 }
 
 // The `Open` state is the common one; boxing it would cost an allocation
@@ -338,12 +413,14 @@ impl ClientRecv {
         response: h2::client::ResponseFuture,
         max_len: usize,
         peer: Arc<Peer>,
+        guard: StreamGuard,
     ) -> ClientRecv {
         ClientRecv {
             state: ClientRecvState::Waiting { response, max_len },
             headers: MetadataMap::new(),
             send: None,
             peer,
+            guard,
         }
     }
 
@@ -374,8 +451,8 @@ impl ClientRecv {
             ClientRecvState::Failed(status) => return Poll::Ready(Err(status.clone())),
         };
         let result = match ready!(std::pin::Pin::new(response).poll(cx)) {
-            Ok(resp) => read_response_head(resp, max_len),
-            Err(err) => Err(http_util::status_from_h2(&err, "server")),
+            Ok(resp) => read_response_head(resp, max_len, &self.guard),
+            Err(err) => Err(self.guard.signals().stream_error(&err, "server")),
         };
         match result {
             Ok((headers, recv)) => {
@@ -469,6 +546,7 @@ impl ClientRecv {
 fn read_response_head(
     resp: http::Response<h2::RecvStream>,
     max_len: usize,
+    guard: &StreamGuard,
 ) -> Result<(MetadataMap, RecvMessages), Status> {
     let (parts, body) = resp.into_parts();
     let has_status = parts.headers.contains_key("grpc-status");
@@ -506,8 +584,9 @@ fn read_response_head(
             ))
         })?;
     let metadata = MetadataMap::from_received(parts.headers)?;
+    let conn = Arc::clone(&guard.0);
     Ok((
         metadata,
-        RecvMessages::new(body, max_len, Role::Client, decompressor),
+        RecvMessages::new(body, max_len, Role::Client, decompressor).with_conn(conn),
     ))
 }

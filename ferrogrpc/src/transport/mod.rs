@@ -11,6 +11,7 @@
 pub(crate) mod client;
 pub(crate) mod frame;
 pub(crate) mod http_util;
+pub(crate) mod inspect;
 pub(crate) mod server;
 
 use std::{
@@ -55,6 +56,8 @@ pub(crate) struct RecvMessages {
     last_compressed: bool,
     /// Wire size (prefix included) of the last message returned.
     last_wire_len: usize,
+    /// The connection's signals (client side), to name why it failed.
+    conn: Option<Arc<inspect::ConnSignals>>,
 }
 
 enum RecvState {
@@ -84,6 +87,7 @@ impl RecvMessages {
             max_len,
             last_compressed: false,
             last_wire_len: 0,
+            conn: None,
         }
     }
 
@@ -98,6 +102,7 @@ impl RecvMessages {
             max_len: 0,
             last_compressed: false,
             last_wire_len: 0,
+            conn: None,
         }
     }
 
@@ -187,8 +192,17 @@ impl RecvMessages {
         }
     }
 
+    /// Lets errors name the connection's end (client side).
+    pub(crate) fn with_conn(mut self, conn: Arc<inspect::ConnSignals>) -> RecvMessages {
+        self.conn = Some(conn);
+        self
+    }
+
     fn stream_error(&self, err: &h2::Error) -> Status {
         tracing::debug!(peer = self.role.peer(), "stream error: {err}");
+        if let Some(conn) = &self.conn {
+            return conn.stream_error(err, self.role.peer());
+        }
         if self.role == Role::Server && err.reason() == Some(h2::Reason::CANCEL) {
             return Status::cancelled("call cancelled by the client");
         }
@@ -416,27 +430,31 @@ impl ServerSend {
 pub(crate) struct ClientSend {
     stream: h2::SendStream<Bytes>,
     closed: bool,
+    conn: Arc<inspect::ConnSignals>,
 }
 
 impl ClientSend {
-    pub(crate) fn new(stream: h2::SendStream<Bytes>) -> ClientSend {
+    pub(crate) fn new(
+        stream: h2::SendStream<Bytes>,
+        conn: Arc<inspect::ConnSignals>,
+    ) -> ClientSend {
         ClientSend {
             stream,
             closed: false,
+            conn,
         }
     }
 
-    fn error(err: &h2::Error) -> Status {
-        http_util::status_from_h2(err, "server")
+    fn error(&self, err: &h2::Error) -> Status {
+        self.conn.stream_error(err, "server")
     }
 
     /// Sends one message and, with `end`, half-closes, without waiting for
     /// flow control (a unary or server-streaming request).
     pub(crate) fn send_now(&mut self, frame: Bytes, end: bool) -> Result<(), Status> {
         self.closed |= end;
-        self.stream
-            .send_data(frame, end)
-            .map_err(|e| ClientSend::error(&e))
+        let result = self.stream.send_data(frame, end);
+        result.map_err(|e| self.error(&e))
     }
 
     /// Sends one message, waiting for flow-control room first.
@@ -445,12 +463,10 @@ impl ClientSend {
             return Err(Status::internal("send after the request stream was closed"));
         }
         let len = frame.len();
-        poll_fn(|cx| poll_send_capacity(&mut self.stream, cx, len))
-            .await
-            .map_err(|e| ClientSend::error(&e))?;
-        self.stream
-            .send_data(frame, false)
-            .map_err(|e| ClientSend::error(&e))
+        let ready = poll_fn(|cx| poll_send_capacity(&mut self.stream, cx, len)).await;
+        ready.map_err(|e| self.error(&e))?;
+        let result = self.stream.send_data(frame, false);
+        result.map_err(|e| self.error(&e))
     }
 
     /// Half-closes the request stream. Idempotent.
@@ -459,9 +475,8 @@ impl ClientSend {
             return Ok(());
         }
         self.closed = true;
-        self.stream
-            .send_data(Bytes::new(), true)
-            .map_err(|e| ClientSend::error(&e))
+        let result = self.stream.send_data(Bytes::new(), true);
+        result.map_err(|e| self.error(&e))
     }
 
     /// Cancels the call: RST_STREAM(CANCEL).

@@ -10,8 +10,17 @@ use tokio::{
     sync::watch,
 };
 
-use super::{http_util, ServerSend};
-use crate::{metadata::MetadataMap, peer::Peer, status::Status};
+use super::{
+    http_util,
+    inspect::{ConnSignals, Inspect, StreamGuard},
+    ServerSend,
+};
+use crate::{
+    keepalive::{self, EnforcementPolicy, ServerParameters},
+    metadata::MetadataMap,
+    peer::Peer,
+    status::Status,
+};
 
 /// HTTP/2 settings and limits of a server's connections.
 #[derive(Clone, Debug)]
@@ -22,6 +31,10 @@ pub(crate) struct ServerConfig {
     pub(crate) max_frame_size: u32,
     pub(crate) max_header_list_size: u32,
     pub(crate) handshake_timeout: Duration,
+    pub(crate) keepalive: ServerParameters,
+    pub(crate) enforcement: EnforcementPolicy,
+    /// At most this many client resets per period (rapid reset).
+    pub(crate) reset_limit: Option<(u32, Duration)>,
 }
 
 impl Default for ServerConfig {
@@ -33,6 +46,9 @@ impl Default for ServerConfig {
             max_frame_size: 16 << 10,
             max_header_list_size: 16 << 20,
             handshake_timeout: Duration::from_secs(20),
+            keepalive: ServerParameters::default(),
+            enforcement: EnforcementPolicy::default(),
+            reset_limit: Some((400, Duration::from_secs(1))),
         }
     }
 }
@@ -60,6 +76,8 @@ pub(crate) struct IncomingStream {
     pub(crate) body: h2::RecvStream,
     pub(crate) send: ServerSend,
     pub(crate) peer: Arc<Peer>,
+    /// Counts the call as active on its connection until dropped.
+    pub(crate) _active: StreamGuard,
 }
 
 /// Receives each accepted stream; it must not block (spawn the work).
@@ -67,8 +85,95 @@ pub(crate) trait StreamHandler: Send + Sync + 'static {
     fn handle(&self, stream: IncomingStream);
 }
 
-/// Serves one connection until the peer closes it, an error ends it, or the
-/// server shuts down.
+/// Keepalive pinging state of one connection (used by both sides).
+pub(crate) struct Keepalive {
+    time: Duration,
+    timeout: Duration,
+    ping_pong: Option<h2::PingPong>,
+    /// The ping in flight, with the ping-pong handle it borrowed.
+    in_flight: Option<std::pin::Pin<Box<dyn std::future::Future<Output = h2::PingPong> + Send>>>,
+    deadline: tokio::time::Instant,
+    seen_frames: u64,
+}
+
+/// What the keepalive timer decided.
+pub(crate) enum KeepaliveEvent {
+    /// Nothing to do yet.
+    Wait,
+    /// No acknowledgement in time: the connection is dead.
+    Dead,
+}
+
+impl Keepalive {
+    pub(crate) fn new(
+        time: Duration,
+        timeout: Duration,
+        ping_pong: Option<h2::PingPong>,
+    ) -> Keepalive {
+        Keepalive {
+            time,
+            timeout,
+            ping_pong,
+            in_flight: None,
+            deadline: tokio::time::Instant::now() + time,
+            seen_frames: 0,
+        }
+    }
+
+    pub(crate) fn deadline(&self) -> tokio::time::Instant {
+        self.deadline
+    }
+
+    /// Called at the deadline (or when the ping completes): pings if the
+    /// peer was quiet for `time`, declares it dead if a ping went
+    /// unanswered for `timeout`. `may_ping` is false when pinging is not
+    /// allowed now (a client with no calls).
+    pub(crate) fn on_deadline(&mut self, signals: &ConnSignals, may_ping: bool) -> KeepaliveEvent {
+        let frames = signals
+            .inbound_frames
+            .load(std::sync::atomic::Ordering::Relaxed);
+        let now = tokio::time::Instant::now();
+        if self.in_flight.is_some() {
+            if frames != self.seen_frames {
+                // The peer answered (the ACK or anything else counts).
+                self.in_flight = None;
+                self.seen_frames = frames;
+                self.deadline = now + self.time;
+                return KeepaliveEvent::Wait;
+            }
+            return KeepaliveEvent::Dead;
+        }
+        if frames != self.seen_frames || !may_ping {
+            self.seen_frames = frames;
+            self.deadline = now + self.time;
+            return KeepaliveEvent::Wait;
+        }
+        if let Some(mut pp) = self.ping_pong.take() {
+            self.in_flight = Some(Box::pin(async move {
+                let _ = pp.ping(h2::Ping::opaque()).await;
+                pp
+            }));
+        }
+        self.deadline = now + self.timeout;
+        KeepaliveEvent::Wait
+    }
+
+    /// Drives the ping in flight. When its acknowledgement arrives the peer
+    /// is alive: the next ping waits a full `time`.
+    pub(crate) fn poll_ping(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<()> {
+        let Some(fut) = self.in_flight.as_mut() else {
+            return std::task::Poll::Pending;
+        };
+        let pp = std::task::ready!(fut.as_mut().poll(cx));
+        self.in_flight = None;
+        self.ping_pong = Some(pp);
+        self.deadline = tokio::time::Instant::now() + self.time;
+        std::task::Poll::Ready(())
+    }
+}
+
+/// Serves one connection until the peer closes it, an error ends it, the
+/// server shuts down, or its keepalive and lifetime settings end it.
 pub(crate) async fn serve_connection<IO, H>(
     io: IO,
     peer: Arc<Peer>,
@@ -79,6 +184,11 @@ pub(crate) async fn serve_connection<IO, H>(
     IO: AsyncRead + AsyncWrite + Unpin,
     H: StreamHandler + ?Sized,
 {
+    use std::future::poll_fn;
+    use tokio::time::{sleep_until, Instant};
+
+    let signals = ConnSignals::server(config.enforcement, config.reset_limit);
+    let io = Inspect::new(io, true, Arc::clone(&signals));
     let mut builder = h2::server::Builder::new();
     builder
         .initial_window_size(config.initial_stream_window_size)
@@ -100,6 +210,15 @@ pub(crate) async fn serve_connection<IO, H>(
             return;
         }
     };
+    let params = config.keepalive;
+    let mut keepalive = Keepalive::new(params.time, params.timeout, conn.ping_pong());
+    let far = Instant::now() + Duration::from_secs(100 * 365 * 86400);
+    let born = Instant::now();
+    let mut age_deadline = params
+        .max_connection_age
+        .map_or(far, |age| born + keepalive::jitter(age));
+    let mut grace_deadline = far;
+    let mut idle_check = params.max_connection_idle.map_or(far, |idle| born + idle);
     let mut graceful = false;
     let mut changed = true;
     loop {
@@ -116,6 +235,8 @@ pub(crate) async fn serve_connection<IO, H>(
                 Shutdown::Hard => return,
             }
         }
+        changed = false;
+        let keepalive_deadline = keepalive.deadline();
         let accepted = tokio::select! {
             biased;
             res = shutdown.changed() => {
@@ -126,12 +247,58 @@ pub(crate) async fn serve_connection<IO, H>(
                 changed = true;
                 continue;
             }
+            () = signals.notify.notified() => {
+                if let Some(v) = signals.violation() {
+                    tracing::debug!(peer = %peer.remote_addr, "closing connection: {}", v.what);
+                    conn.abrupt_shutdown(h2::Reason::ENHANCE_YOUR_CALM);
+                    graceful = true;
+                    grace_deadline = grace_deadline.min(Instant::now() + Duration::from_secs(1));
+                }
+                continue;
+            }
+            () = poll_fn(|cx| keepalive.poll_ping(cx)) => continue,
+            () = sleep_until(keepalive_deadline) => {
+                if let KeepaliveEvent::Dead = keepalive.on_deadline(&signals, true) {
+                    tracing::debug!(peer = %peer.remote_addr, "keepalive ping not acknowledged within {:?}; closing", params.timeout);
+                    return;
+                }
+                continue;
+            }
+            () = sleep_until(idle_check) => {
+                let idle = params.max_connection_idle.unwrap_or_default();
+                idle_check = match signals.idle_since() {
+                    Some(since) if Instant::from_std(since) + idle <= Instant::now() && !graceful => {
+                        tracing::debug!(peer = %peer.remote_addr, "connection idle for {idle:?}; GOAWAY");
+                        conn.graceful_shutdown();
+                        graceful = true;
+                        far
+                    }
+                    Some(since) => Instant::from_std(since) + idle,
+                    None => Instant::now() + idle,
+                };
+                continue;
+            }
+            () = sleep_until(age_deadline) => {
+                age_deadline = far;
+                if !graceful {
+                    tracing::debug!(peer = %peer.remote_addr, "connection reached max age; GOAWAY");
+                    conn.graceful_shutdown();
+                    graceful = true;
+                }
+                if let Some(grace) = params.max_connection_age_grace {
+                    grace_deadline = Instant::now() + grace;
+                }
+                continue;
+            }
+            () = sleep_until(grace_deadline) => {
+                tracing::debug!(peer = %peer.remote_addr, "grace period over; closing");
+                return;
+            }
             accepted = conn.accept() => accepted,
         };
-        changed = false;
         match accepted {
             Some(Ok((request, respond))) => {
-                if let Some(stream) = check_request(request, respond, &peer) {
+                if let Some(stream) = check_request(request, respond, &peer, &signals) {
                     handler.handle(stream);
                 }
             }
@@ -149,6 +316,7 @@ fn check_request(
     request: http::Request<h2::RecvStream>,
     mut respond: h2::server::SendResponse<Bytes>,
     peer: &Arc<Peer>,
+    signals: &Arc<ConnSignals>,
 ) -> Option<IncomingStream> {
     let (parts, body) = request.into_parts();
     if parts.method != Method::POST {
@@ -218,6 +386,7 @@ fn check_request(
         body,
         send,
         peer: Arc::clone(peer),
+        _active: StreamGuard::new(signals),
     })
 }
 

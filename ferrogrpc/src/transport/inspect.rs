@@ -1,0 +1,571 @@
+//! A window on the HTTP/2 frames crossing a connection. h2 answers PINGs by
+//! itself and keeps received RST_STREAMs and GOAWAY debug data to itself;
+//! gRPC needs them (ping enforcement, rapid-reset limits, `too_many_pings`).
+//! [`Inspect`] sits between the socket (or TLS) and h2 and notes frame
+//! headers as the bytes pass, without changing a byte.
+
+use std::{
+    io,
+    pin::Pin,
+    sync::{
+        atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering},
+        Arc, Mutex, OnceLock,
+    },
+    task::{ready, Context, Poll},
+    time::{Duration, Instant},
+};
+
+use bytes::Bytes;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+use crate::keepalive::{EnforcementPolicy, IDLE_PING_INTERVAL, MAX_PING_STRIKES};
+
+const FRAME_DATA: u8 = 0x0;
+const FRAME_HEADERS: u8 = 0x1;
+const FRAME_RST_STREAM: u8 = 0x3;
+const FRAME_PING: u8 = 0x6;
+const FRAME_GOAWAY: u8 = 0x7;
+const FLAG_ACK: u8 = 0x1;
+/// The client connection preface.
+const PREFACE_LEN: usize = 24;
+/// How much GOAWAY debug data is kept.
+const MAX_DEBUG_DATA: usize = 256;
+
+/// Incremental parser of frame headers in a byte stream.
+#[derive(Default)]
+struct Scanner {
+    preface_left: usize,
+    head: [u8; 9],
+    head_len: usize,
+    payload_left: usize,
+    kind: u8,
+    flags: u8,
+    capture: Vec<u8>,
+    capture_left: usize,
+}
+
+impl Scanner {
+    fn new(preface: bool) -> Scanner {
+        Scanner {
+            preface_left: if preface { PREFACE_LEN } else { 0 },
+            ..Scanner::default()
+        }
+    }
+
+    fn feed(&mut self, mut buf: &[u8], mut on_frame: impl FnMut(u8, u8, &[u8])) {
+        while !buf.is_empty() {
+            if self.preface_left > 0 {
+                let n = self.preface_left.min(buf.len());
+                self.preface_left -= n;
+                buf = &buf[n..];
+                continue;
+            }
+            if self.head_len < 9 {
+                let n = (9 - self.head_len).min(buf.len());
+                self.head[self.head_len..self.head_len + n].copy_from_slice(&buf[..n]);
+                self.head_len += n;
+                buf = &buf[n..];
+                if self.head_len < 9 {
+                    return;
+                }
+                let len =
+                    u32::from_be_bytes([0, self.head[0], self.head[1], self.head[2]]) as usize;
+                self.kind = self.head[3];
+                self.flags = self.head[4];
+                self.payload_left = len;
+                self.capture.clear();
+                self.capture_left = match self.kind {
+                    FRAME_GOAWAY => len.min(8 + MAX_DEBUG_DATA),
+                    FRAME_RST_STREAM => len.min(4),
+                    _ => 0,
+                };
+                if len == 0 {
+                    on_frame(self.kind, self.flags, &[]);
+                    self.head_len = 0;
+                }
+                continue;
+            }
+            let n = self.payload_left.min(buf.len());
+            let keep = self.capture_left.min(n);
+            if keep > 0 {
+                self.capture.extend_from_slice(&buf[..keep]);
+                self.capture_left -= keep;
+            }
+            self.payload_left -= n;
+            buf = &buf[n..];
+            if self.payload_left == 0 {
+                on_frame(self.kind, self.flags, &self.capture);
+                self.head_len = 0;
+            }
+        }
+    }
+}
+
+/// A GOAWAY received from the peer.
+#[derive(Clone, Debug)]
+pub(crate) struct GoAway {
+    pub(crate) last_stream_id: u32,
+    pub(crate) code: u32,
+    pub(crate) debug_data: Bytes,
+}
+
+impl GoAway {
+    /// Words for error messages.
+    pub(crate) fn describe(&self) -> String {
+        let reason = format!("{:?}", h2::Reason::from(self.code));
+        let last = self.last_stream_id;
+        if self.debug_data.is_empty() {
+            format!("GOAWAY {reason} (last stream {last})")
+        } else {
+            format!(
+                "GOAWAY {reason} (last stream {last}, debug data {:?})",
+                String::from_utf8_lossy(&self.debug_data)
+            )
+        }
+    }
+
+    pub(crate) fn too_many_pings(&self) -> bool {
+        self.code == u32::from(h2::Reason::ENHANCE_YOUR_CALM)
+            && &self.debug_data[..] == b"too_many_pings"
+    }
+}
+
+/// Why the server wants a connection gone.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Violation {
+    pub(crate) what: &'static str,
+}
+
+struct PingState {
+    last_ping: Option<Instant>,
+    strikes: u32,
+}
+
+struct ResetWindow {
+    start: Instant,
+    count: u32,
+}
+
+/// What the connection's tasks and its inspector share.
+pub(crate) struct ConnSignals {
+    /// Frames received; a change means the peer is alive.
+    pub(crate) inbound_frames: AtomicU64,
+    /// Server: calls under way on this connection.
+    pub(crate) active_streams: AtomicUsize,
+    /// Server: when the last call ended (for max idle), as nanos since `epoch`.
+    pub(crate) idle_since: AtomicU64,
+    epoch: Instant,
+    enforcement: Option<EnforcementPolicy>,
+    ping: Mutex<PingState>,
+    reset_strikes: AtomicBool,
+    reset_limit: Option<(u32, Duration)>,
+    resets: Mutex<ResetWindow>,
+    violation: OnceLock<Violation>,
+    goaway: OnceLock<GoAway>,
+    /// Why the connection ended, when this side decided it.
+    pub(crate) close_reason: OnceLock<String>,
+    /// Wakes the connection's task: a violation or a GOAWAY.
+    pub(crate) notify: tokio::sync::Notify,
+}
+
+impl ConnSignals {
+    pub(crate) fn server(
+        enforcement: EnforcementPolicy,
+        reset_limit: Option<(u32, Duration)>,
+    ) -> Arc<ConnSignals> {
+        Arc::new(ConnSignals::new(Some(enforcement), reset_limit))
+    }
+
+    pub(crate) fn client() -> Arc<ConnSignals> {
+        Arc::new(ConnSignals::new(None, None))
+    }
+
+    fn new(
+        enforcement: Option<EnforcementPolicy>,
+        reset_limit: Option<(u32, Duration)>,
+    ) -> ConnSignals {
+        let now = Instant::now();
+        ConnSignals {
+            inbound_frames: AtomicU64::new(0),
+            active_streams: AtomicUsize::new(0),
+            idle_since: AtomicU64::new(0),
+            epoch: now,
+            enforcement,
+            ping: Mutex::new(PingState {
+                last_ping: None,
+                strikes: 0,
+            }),
+            reset_strikes: AtomicBool::new(false),
+            reset_limit,
+            resets: Mutex::new(ResetWindow {
+                start: now,
+                count: 0,
+            }),
+            violation: OnceLock::new(),
+            goaway: OnceLock::new(),
+            close_reason: OnceLock::new(),
+            notify: tokio::sync::Notify::new(),
+        }
+    }
+
+    /// The violation that should end the connection, if any.
+    pub(crate) fn violation(&self) -> Option<Violation> {
+        self.violation.get().copied()
+    }
+
+    /// The GOAWAY the peer sent, if any.
+    pub(crate) fn goaway(&self) -> Option<&GoAway> {
+        self.goaway.get()
+    }
+
+    fn violate(&self, what: &'static str) {
+        if self.violation.set(Violation { what }).is_ok() {
+            self.notify.notify_one();
+        }
+    }
+
+    /// A call started (server).
+    pub(crate) fn stream_started(&self) {
+        self.active_streams.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// A call ended (server).
+    pub(crate) fn stream_ended(&self) {
+        if self.active_streams.fetch_sub(1, Ordering::AcqRel) == 1 {
+            let nanos = self.epoch.elapsed().as_nanos() as u64;
+            self.idle_since.store(nanos, Ordering::Release);
+        }
+    }
+
+    /// When the connection last became idle, if it is idle now.
+    pub(crate) fn idle_since(&self) -> Option<Instant> {
+        if self.active_streams.load(Ordering::Acquire) != 0 {
+            return None;
+        }
+        let nanos = self.idle_since.load(Ordering::Acquire);
+        Some(self.epoch + Duration::from_nanos(nanos))
+    }
+
+    fn on_inbound(&self, kind: u8, flags: u8, payload: &[u8]) {
+        self.inbound_frames.fetch_add(1, Ordering::Relaxed);
+        match kind {
+            FRAME_PING if flags & FLAG_ACK == 0 => self.on_ping(),
+            FRAME_RST_STREAM => self.on_reset(),
+            FRAME_GOAWAY if payload.len() >= 8 => {
+                let last_stream_id =
+                    u32::from_be_bytes([payload[0], payload[1], payload[2], payload[3]])
+                        & 0x7fff_ffff;
+                let code = u32::from_be_bytes([payload[4], payload[5], payload[6], payload[7]]);
+                let goaway = GoAway {
+                    last_stream_id,
+                    code,
+                    debug_data: Bytes::copy_from_slice(&payload[8..]),
+                };
+                tracing::debug!("received {}", goaway.describe());
+                // Only the first GOAWAY's reason is kept; a later one only
+                // lowers the last stream id, which h2 handles.
+                if self.goaway.set(goaway).is_ok() {
+                    self.notify.notify_one();
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn on_outbound(&self, kind: u8) {
+        if matches!(kind, FRAME_HEADERS | FRAME_DATA) && self.enforcement.is_some() {
+            self.reset_strikes.store(true, Ordering::Release);
+        }
+    }
+
+    /// A client's PING (gRFC A8, as gRPC-Go counts strikes).
+    fn on_ping(&self) {
+        let Some(policy) = self.enforcement else {
+            return;
+        };
+        let now = Instant::now();
+        let mut state = self.ping.lock().unwrap_or_else(|e| e.into_inner());
+        if self.reset_strikes.swap(false, Ordering::AcqRel) {
+            state.strikes = 0;
+            state.last_ping = Some(now);
+            return;
+        }
+        let idle = self.active_streams.load(Ordering::Acquire) == 0;
+        let allowed = if idle && !policy.permit_without_stream {
+            IDLE_PING_INTERVAL
+        } else {
+            policy.min_time
+        };
+        if state
+            .last_ping
+            .is_some_and(|last| now.duration_since(last) < allowed)
+        {
+            state.strikes += 1;
+            if state.strikes > MAX_PING_STRIKES {
+                drop(state);
+                tracing::debug!("client pings too often; closing with GOAWAY ENHANCE_YOUR_CALM");
+                self.violate("too_many_pings");
+                return;
+            }
+        }
+        state.last_ping = Some(now);
+    }
+
+    /// A client's RST_STREAM: bounded per time window (rapid reset).
+    fn on_reset(&self) {
+        let Some((limit, per)) = self.reset_limit else {
+            return;
+        };
+        let now = Instant::now();
+        let mut window = self.resets.lock().unwrap_or_else(|e| e.into_inner());
+        if now.duration_since(window.start) > per {
+            window.start = now;
+            window.count = 0;
+        }
+        window.count += 1;
+        if window.count > limit {
+            drop(window);
+            tracing::debug!(
+                "client resets streams too fast; closing with GOAWAY ENHANCE_YOUR_CALM"
+            );
+            self.violate("too_many_resets");
+        }
+    }
+}
+
+/// Counts a call as active on its connection while it lives.
+pub(crate) struct StreamGuard(pub(crate) Arc<ConnSignals>);
+
+impl StreamGuard {
+    pub(crate) fn new(signals: &Arc<ConnSignals>) -> StreamGuard {
+        signals.stream_started();
+        StreamGuard(Arc::clone(signals))
+    }
+
+    pub(crate) fn signals(&self) -> &ConnSignals {
+        &self.0
+    }
+}
+
+impl Drop for StreamGuard {
+    fn drop(&mut self) {
+        self.0.stream_ended();
+    }
+}
+
+impl ConnSignals {
+    /// Whether new calls should go elsewhere: the peer sent GOAWAY or this
+    /// side closed the connection.
+    pub(crate) fn is_draining(&self) -> bool {
+        self.goaway.get().is_some() || self.close_reason.get().is_some()
+    }
+
+    /// The status for an h2 error on a stream of this connection: names the
+    /// connection's end when it is why the stream failed, and marks streams
+    /// the peer never processed as safe to retry.
+    pub(crate) fn stream_error(&self, err: &h2::Error, side: &str) -> crate::status::Status {
+        use crate::status::Status;
+        let unprocessed = err.is_go_away() || err.reason() == Some(h2::Reason::REFUSED_STREAM);
+        let connection_gone = err.is_go_away() || err.is_io() || err.reason().is_none();
+        let status = if let Some(reason) = self.close_reason.get().filter(|_| connection_gone) {
+            Status::unavailable(format!("connection to {side} closed: {reason}"))
+        } else if let Some(goaway) = self.goaway.get().filter(|_| connection_gone) {
+            Status::unavailable(format!(
+                "connection closed by {side} with {}",
+                goaway.describe()
+            ))
+        } else {
+            super::http_util::status_from_h2(err, side)
+        };
+        if unprocessed {
+            status.with_transparent_retry()
+        } else {
+            status
+        }
+    }
+}
+
+/// An I/O stream whose HTTP/2 frames are noted in [`ConnSignals`].
+pub(crate) struct Inspect<IO> {
+    io: IO,
+    inbound: Scanner,
+    outbound: Scanner,
+    signals: Arc<ConnSignals>,
+}
+
+impl<IO> Inspect<IO> {
+    /// `server`: this side accepts the connection (the client sends the
+    /// preface).
+    pub(crate) fn new(io: IO, server: bool, signals: Arc<ConnSignals>) -> Inspect<IO> {
+        Inspect {
+            io,
+            inbound: Scanner::new(server),
+            outbound: Scanner::new(!server),
+            signals,
+        }
+    }
+}
+
+impl<IO: AsyncRead + Unpin> AsyncRead for Inspect<IO> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        ready!(Pin::new(&mut this.io).poll_read(cx, buf))?;
+        let signals = &this.signals;
+        this.inbound.feed(&buf.filled()[before..], |k, f, p| {
+            signals.on_inbound(k, f, p)
+        });
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl<IO: AsyncWrite + Unpin> AsyncWrite for Inspect<IO> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let n = ready!(Pin::new(&mut this.io).poll_write(cx, buf))?;
+        let signals = &this.signals;
+        this.outbound
+            .feed(&buf[..n], |k, _, _| signals.on_outbound(k));
+        Poll::Ready(Ok(n))
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let n = ready!(Pin::new(&mut this.io).poll_write_vectored(cx, bufs))?;
+        let signals = &this.signals;
+        let mut left = n;
+        for b in bufs {
+            if left == 0 {
+                break;
+            }
+            let take = left.min(b.len());
+            this.outbound
+                .feed(&b[..take], |k, _, _| signals.on_outbound(k));
+            left -= take;
+        }
+        Poll::Ready(Ok(n))
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(kind: u8, flags: u8, payload: &[u8]) -> Vec<u8> {
+        let len = payload.len() as u32;
+        let mut v = len.to_be_bytes()[1..].to_vec();
+        v.extend_from_slice(&[kind, flags, 0, 0, 0, 1]);
+        v.extend_from_slice(payload);
+        v
+    }
+
+    #[test]
+    fn scanner_finds_frames_across_any_split() {
+        let mut wire = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+        wire.extend(frame(0x4, 0, &[0; 6]));
+        wire.extend(frame(FRAME_PING, 0, &[1; 8]));
+        let mut goaway = 5u32.to_be_bytes().to_vec();
+        goaway.extend(11u32.to_be_bytes());
+        goaway.extend(b"too_many_pings");
+        wire.extend(frame(FRAME_GOAWAY, 0, &goaway));
+        wire.extend(frame(FRAME_DATA, 0, &[9; 100]));
+        for chunk in [1, 2, 3, 7, 9, 10, 64, wire.len()] {
+            let mut s = Scanner::new(true);
+            let mut seen = Vec::new();
+            for piece in wire.chunks(chunk) {
+                s.feed(piece, |k, _, p| seen.push((k, p.to_vec())));
+            }
+            assert_eq!(seen.len(), 4, "chunk {chunk}");
+            assert_eq!(seen[1].0, FRAME_PING);
+            assert_eq!(seen[2], (FRAME_GOAWAY, goaway.clone()));
+            assert_eq!(seen[3].0, FRAME_DATA);
+        }
+    }
+
+    #[test]
+    fn goaway_is_recorded_with_debug_data() {
+        let s = ConnSignals::client();
+        let mut payload = 3u32.to_be_bytes().to_vec();
+        payload.extend(11u32.to_be_bytes());
+        payload.extend(b"too_many_pings");
+        s.on_inbound(FRAME_GOAWAY, 0, &payload);
+        let g = s.goaway().unwrap();
+        assert_eq!(g.last_stream_id, 3);
+        assert!(g.too_many_pings());
+        assert!(
+            g.describe().contains("ENHANCE_YOUR_CALM"),
+            "{}",
+            g.describe()
+        );
+    }
+
+    #[test]
+    fn ping_strikes_follow_the_policy() {
+        let policy = EnforcementPolicy::default().with_min_time(Duration::from_secs(60));
+        let s = ConnSignals::server(policy, None);
+        s.stream_started();
+        // Three quick pings are two strikes: allowed; the fourth is one too many.
+        for _ in 0..3 {
+            s.on_inbound(FRAME_PING, 0, &[]);
+        }
+        assert!(s.violation().is_none());
+        s.on_inbound(FRAME_PING, 0, &[]);
+        assert_eq!(s.violation().map(|v| v.what), Some("too_many_pings"));
+        // ACKs never count.
+        let s = ConnSignals::server(policy, None);
+        for _ in 0..10 {
+            s.on_inbound(FRAME_PING, FLAG_ACK, &[]);
+        }
+        assert!(s.violation().is_none());
+    }
+
+    #[test]
+    fn sending_data_resets_strikes() {
+        let policy = EnforcementPolicy::default().with_min_time(Duration::from_secs(60));
+        let s = ConnSignals::server(policy, None);
+        s.stream_started();
+        for _ in 0..20 {
+            s.on_inbound(FRAME_PING, 0, &[]);
+            s.on_outbound(FRAME_DATA);
+        }
+        assert!(s.violation().is_none());
+    }
+
+    #[test]
+    fn resets_over_the_limit_are_a_violation() {
+        let s = ConnSignals::server(
+            EnforcementPolicy::default(),
+            Some((5, Duration::from_secs(60))),
+        );
+        for _ in 0..5 {
+            s.on_inbound(FRAME_RST_STREAM, 0, &[0, 0, 0, 8]);
+        }
+        assert!(s.violation().is_none());
+        s.on_inbound(FRAME_RST_STREAM, 0, &[0, 0, 0, 8]);
+        assert_eq!(s.violation().map(|v| v.what), Some("too_many_resets"));
+    }
+}
