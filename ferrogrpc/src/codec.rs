@@ -20,6 +20,13 @@ pub trait Codec<E, D>: Send + 'static {
         "proto"
     }
 
+    /// The exact encoded length of `item`, if cheap to know; lets the
+    /// library size buffers exactly. Default: unknown.
+    fn encoded_len(&mut self, item: &E) -> Option<usize> {
+        let _ = item;
+        None
+    }
+
     /// Appends the encoding of `item` to `dst`.
     ///
     /// # Errors
@@ -54,6 +61,10 @@ where
     E: prost::Message,
     D: prost::Message + Default,
 {
+    fn encoded_len(&mut self, item: &E) -> Option<usize> {
+        Some(item.encoded_len())
+    }
+
     fn encode(&mut self, item: &E, dst: &mut BytesMut) -> Result<(), Status> {
         item.encode(dst)
             .map_err(|e| Status::internal(format!("failed to encode message: {e}")))
@@ -70,6 +81,10 @@ where
 pub struct BytesCodec;
 
 impl Codec<Bytes, Bytes> for BytesCodec {
+    fn encoded_len(&mut self, item: &Bytes) -> Option<usize> {
+        Some(item.len())
+    }
+
     fn encode(&mut self, item: &Bytes, dst: &mut BytesMut) -> Result<(), Status> {
         dst.extend_from_slice(item);
         Ok(())

@@ -30,6 +30,19 @@ const RESERVED_RECEIVED: &[&str] = &[
     "grpc-message-type",
 ];
 
+/// `RESERVED_RECEIVED` as header names, for removal without parsing.
+static RESERVED_NAMES: [HeaderName; 9] = [
+    HeaderName::from_static("te"),
+    HeaderName::from_static("content-type"),
+    HeaderName::from_static("grpc-encoding"),
+    HeaderName::from_static("grpc-accept-encoding"),
+    HeaderName::from_static("grpc-message"),
+    HeaderName::from_static("grpc-status"),
+    HeaderName::from_static("grpc-status-details-bin"),
+    HeaderName::from_static("grpc-timeout"),
+    HeaderName::from_static("grpc-message-type"),
+];
+
 /// A multimap of gRPC metadata.
 #[derive(Clone, Default, PartialEq)]
 pub struct MetadataMap {
@@ -301,13 +314,15 @@ impl MetadataMap {
     /// Takes received headers as metadata: removes the protocol's reserved
     /// headers and checks that values are well-formed.
     pub(crate) fn from_received(mut headers: HeaderMap) -> Result<MetadataMap, Status> {
-        for name in RESERVED_RECEIVED {
-            if headers.contains_key(*name) {
-                headers.remove(*name);
-            }
-        }
+        // One pass: note which reserved headers are present and check the
+        // rest; then remove only those present.
+        let mut present = 0u16;
         for (name, value) in &headers {
             let key = name.as_str();
+            if let Some(i) = RESERVED_RECEIVED.iter().position(|r| *r == key) {
+                present |= 1 << i;
+                continue;
+            }
             let ok = if is_binary_key(key) {
                 engine().decode(value.as_bytes()).is_ok()
             } else {
@@ -322,6 +337,11 @@ impl MetadataMap {
                 return Err(Status::internal(format!(
                     "received invalid metadata: value of {key:?} {what}"
                 )));
+            }
+        }
+        for (i, name) in RESERVED_NAMES.iter().enumerate() {
+            if present & (1 << i) != 0 {
+                headers.remove(name);
             }
         }
         Ok(MetadataMap { headers })
@@ -376,6 +396,12 @@ mod tests {
         assert_eq!(md.len(), 4);
         assert!(md.remove("key-one"));
         assert_eq!(md.len(), 2);
+    }
+
+    #[test]
+    fn reserved_tables_agree() {
+        let names: Vec<&str> = RESERVED_NAMES.iter().map(HeaderName::as_str).collect();
+        assert_eq!(names, RESERVED_RECEIVED);
     }
 
     #[test]

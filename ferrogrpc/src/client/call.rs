@@ -562,10 +562,11 @@ impl<T: 'static> RequestSink<T> {
         C: Codec<T, D>,
     {
         let max_send = setup.max_send;
+        let mut scratch = bytes::BytesMut::new();
         RequestSink {
             send,
             encode: Box::new(move |item, compression| {
-                frame::encode(&mut codec, item, max_send, compression)
+                frame::encode_into(&mut codec, item, max_send, compression, &mut scratch)
             }),
             compression: setup.compression.clone(),
             compress_messages: true,
@@ -600,6 +601,9 @@ impl<T: 'static> RequestSink<T> {
         if let Some((obs, _)) = &self.observed {
             obs.out_payload(payload);
         }
+        // A loop of sends with window to spare never waits: give the rest of
+        // the task (and the runtime) a turn now and then.
+        tokio::task::consume_budget().await;
         Ok(())
     }
 

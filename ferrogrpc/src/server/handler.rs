@@ -653,10 +653,11 @@ impl<T: 'static> ResponseSink<T> {
     where
         C: Codec<T, D>,
     {
+        let mut scratch = bytes::BytesMut::new();
         ResponseSink {
             shared,
             encode: Box::new(move |item, compression| {
-                frame::encode(&mut codec, item, max_send, compression)
+                frame::encode_into(&mut codec, item, max_send, compression, &mut scratch)
             }),
             as_any: as_any::<T>,
         }
@@ -740,6 +741,9 @@ impl<T: 'static> ResponseSink<T> {
         if let Some(obs) = observer {
             obs.out_payload(payload);
         }
+        // A loop of sends with window to spare never waits: give the rest of
+        // the task (and the runtime) a turn now and then.
+        tokio::task::consume_budget().await;
         Ok(())
     }
 }

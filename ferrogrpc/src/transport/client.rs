@@ -361,15 +361,15 @@ pub(crate) fn request_headers(head: CallHead<'_>) -> http::Request<()> {
     };
     headers.insert(http::header::CONTENT_TYPE, content_type);
     if let Some(timeout) = head.timeout {
-        headers.insert("grpc-timeout", http_util::encode_timeout(timeout));
+        headers.insert(http_util::GRPC_TIMEOUT, http_util::encode_timeout(timeout));
     }
     if let Some(name) = head.encoding {
-        headers.insert("grpc-encoding", HeaderValue::from_static(name));
+        headers.insert(http_util::GRPC_ENCODING, HeaderValue::from_static(name));
     }
     let registry = crate::encoding::registry();
     let accept = registry.accept_encoding();
     if !accept.is_empty() {
-        headers.insert("grpc-accept-encoding", accept.clone());
+        headers.insert(http_util::GRPC_ACCEPT_ENCODING, accept.clone());
     }
     let user_agent = match head.metadata.get("user-agent") {
         Some(ua) => HeaderValue::from_str(&format!("{ua} {USER_AGENT}"))
@@ -549,7 +549,7 @@ fn read_response_head(
     guard: &StreamGuard,
 ) -> Result<(MetadataMap, RecvMessages), Status> {
     let (parts, body) = resp.into_parts();
-    let has_status = parts.headers.contains_key("grpc-status");
+    let has_status = parts.headers.contains_key(http_util::GRPC_STATUS);
     if parts.status != StatusCode::OK && !has_status {
         let code = http_util::code_for_http_status(parts.status);
         return Err(Status::new(
@@ -578,7 +578,7 @@ fn read_response_head(
         )));
     }
     let decompressor =
-        crate::encoding::decompressor_for(parts.headers.get("grpc-encoding")).map_err(|name| {
+        crate::encoding::decompressor_for(parts.headers.get(http_util::GRPC_ENCODING)).map_err(|name| {
             Status::internal(format!(
                 "server compressed the response with grpc-encoding {name:?}, which is not registered here"
             ))

@@ -157,9 +157,28 @@ pub(crate) fn encode<C, E, D>(
 where
     C: Codec<E, D>,
 {
-    let mut buf = BytesMut::with_capacity(HEADER_LEN + 64);
+    let mut buf = BytesMut::new();
+    encode_into(codec, item, max_len, compression, &mut buf)
+}
+
+/// As [`encode`], writing into `buf`, whose spare capacity is reused from
+/// call to call (a stream's messages then cost no allocation once the
+/// earlier frames have been sent and dropped).
+pub(crate) fn encode_into<C, E, D>(
+    codec: &mut C,
+    item: &E,
+    max_len: usize,
+    compression: Option<&SendCompression>,
+    buf: &mut BytesMut,
+) -> Result<Encoded, Status>
+where
+    C: Codec<E, D>,
+{
+    let hint = codec.encoded_len(item);
+    buf.clear();
+    buf.reserve(HEADER_LEN + hint.unwrap_or(64));
     buf.put_bytes(0, HEADER_LEN);
-    codec.encode(item, &mut buf)?;
+    codec.encode(item, buf)?;
     let len = buf.len() - HEADER_LEN;
     if len > max_len {
         return Err(Status::resource_exhausted(format!(
@@ -179,10 +198,11 @@ where
             })?;
         if out.len() < buf.len() {
             out[0] = 1;
+            buf.clear();
             return finish_prefix(out, len);
         }
     }
-    finish_prefix(buf, len)
+    finish_prefix(buf.split(), len)
 }
 
 /// An encoded message, ready for the wire.

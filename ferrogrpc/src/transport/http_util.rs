@@ -4,9 +4,18 @@
 
 use std::time::Duration;
 
-use http::{HeaderMap, HeaderValue, StatusCode};
+use http::{header::HeaderName, HeaderMap, HeaderValue, StatusCode};
 
 use crate::{codes::Code, metadata::MetadataMap, status::Status};
+
+/// Header names, built at compile time so lookups skip parsing.
+pub(crate) const GRPC_STATUS: HeaderName = HeaderName::from_static("grpc-status");
+pub(crate) const GRPC_MESSAGE: HeaderName = HeaderName::from_static("grpc-message");
+pub(crate) const GRPC_STATUS_DETAILS: HeaderName =
+    HeaderName::from_static("grpc-status-details-bin");
+pub(crate) const GRPC_TIMEOUT: HeaderName = HeaderName::from_static("grpc-timeout");
+pub(crate) const GRPC_ENCODING: HeaderName = HeaderName::from_static("grpc-encoding");
+pub(crate) const GRPC_ACCEPT_ENCODING: HeaderName = HeaderName::from_static("grpc-accept-encoding");
 
 /// The longest `grpc-timeout` value: at most 8 digits.
 const MAX_TIMEOUT_VALUE: u64 = 99_999_999;
@@ -171,7 +180,7 @@ impl MaxUnavailable for Code {
 /// Reads a status from headers or trailers that carry `grpc-status`.
 /// The rest of the map becomes the status's trailing metadata.
 pub(crate) fn status_from_trailers(mut map: HeaderMap) -> Status {
-    let Some(raw_code) = map.remove("grpc-status") else {
+    let Some(raw_code) = map.remove(GRPC_STATUS) else {
         return Status::internal("server closed the stream without a grpc-status");
     };
     let Some(code) = Code::from_ascii(raw_code.as_bytes()) else {
@@ -181,10 +190,10 @@ pub(crate) fn status_from_trailers(mut map: HeaderMap) -> Status {
         ));
     };
     let message = map
-        .remove("grpc-message")
+        .remove(GRPC_MESSAGE)
         .map(|v| crate::status::percent_decode(v.as_bytes()))
         .unwrap_or_default();
-    let details = match map.remove("grpc-status-details-bin") {
+    let details = match map.remove(GRPC_STATUS_DETAILS) {
         Some(v) => match crate::metadata::decode_base64(v.as_bytes()) {
             Ok(d) => bytes::Bytes::from(d),
             Err(_) => return Status::internal("malformed grpc-status-details-bin (not base64)"),
@@ -202,16 +211,16 @@ pub(crate) fn status_from_trailers(mut map: HeaderMap) -> Status {
 pub(crate) fn write_status(status: Status, out: &mut HeaderMap) {
     let (code, message, details, metadata) = status.into_parts();
     metadata.write_to(out);
-    out.insert("grpc-status", HeaderValue::from_static(code.as_ascii()));
+    out.insert(GRPC_STATUS, HeaderValue::from_static(code.as_ascii()));
     if !message.is_empty() {
         let encoded = crate::status::percent_encode(&message);
         if let Ok(v) = HeaderValue::from_str(&encoded) {
-            out.insert("grpc-message", v);
+            out.insert(GRPC_MESSAGE, v);
         }
     }
     if !details.is_empty() {
         out.insert(
-            "grpc-status-details-bin",
+            GRPC_STATUS_DETAILS,
             crate::metadata::encode_base64(&details),
         );
     }

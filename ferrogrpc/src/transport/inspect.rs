@@ -23,6 +23,7 @@ use crate::keepalive::{EnforcementPolicy, IDLE_PING_INTERVAL, MAX_PING_STRIKES};
 const FRAME_DATA: u8 = 0x0;
 const FRAME_HEADERS: u8 = 0x1;
 const FRAME_RST_STREAM: u8 = 0x3;
+const FRAME_SETTINGS: u8 = 0x4;
 const FRAME_PING: u8 = 0x6;
 const FRAME_GOAWAY: u8 = 0x7;
 const FLAG_ACK: u8 = 0x1;
@@ -52,7 +53,11 @@ impl Scanner {
         }
     }
 
-    fn feed(&mut self, mut buf: &[u8], mut on_frame: impl FnMut(u8, u8, &[u8])) {
+    fn stream_id(&self) -> u32 {
+        u32::from_be_bytes([self.head[5], self.head[6], self.head[7], self.head[8]]) & 0x7fff_ffff
+    }
+
+    fn feed(&mut self, mut buf: &[u8], mut on_frame: impl FnMut(u8, u8, u32, &[u8])) {
         while !buf.is_empty() {
             if self.preface_left > 0 {
                 let n = self.preface_left.min(buf.len());
@@ -80,7 +85,7 @@ impl Scanner {
                     _ => 0,
                 };
                 if len == 0 {
-                    on_frame(self.kind, self.flags, &[]);
+                    on_frame(self.kind, self.flags, self.stream_id(), &[]);
                     self.head_len = 0;
                 }
                 continue;
@@ -94,7 +99,7 @@ impl Scanner {
             self.payload_left -= n;
             buf = &buf[n..];
             if self.payload_left == 0 {
-                on_frame(self.kind, self.flags, &self.capture);
+                on_frame(self.kind, self.flags, self.stream_id(), &self.capture);
                 self.head_len = 0;
             }
         }
@@ -164,6 +169,13 @@ pub(crate) struct ConnSignals {
     goaway: OnceLock<GoAway>,
     /// Why the connection ended, when this side decided it.
     pub(crate) close_reason: OnceLock<String>,
+    /// Whether the peer's first SETTINGS frame arrived.
+    pub(crate) settings_received: AtomicBool,
+    /// The highest stream id the peer opened (server side).
+    max_peer_stream: std::sync::atomic::AtomicU32,
+    /// A frame to write before h2's next frame (a GOAWAY with debug data,
+    /// which h2 cannot send itself).
+    inject: Mutex<Option<Bytes>>,
     /// Wakes the connection's task: a violation or a GOAWAY.
     pub(crate) notify: tokio::sync::Notify,
 }
@@ -204,6 +216,9 @@ impl ConnSignals {
             violation: OnceLock::new(),
             goaway: OnceLock::new(),
             close_reason: OnceLock::new(),
+            settings_received: AtomicBool::new(false),
+            max_peer_stream: std::sync::atomic::AtomicU32::new(0),
+            inject: Mutex::new(None),
             notify: tokio::sync::Notify::new(),
         }
     }
@@ -246,9 +261,33 @@ impl ConnSignals {
         Some(self.epoch + Duration::from_nanos(nanos))
     }
 
-    fn on_inbound(&self, kind: u8, flags: u8, payload: &[u8]) {
+    /// Queues a GOAWAY with `debug_data`, written just before h2's next
+    /// frame (call h2's own shutdown right after, which writes one too: the
+    /// peer keeps the first reason and the lower last stream id).
+    pub(crate) fn inject_goaway(&self, reason: h2::Reason, debug_data: &[u8]) {
+        let len = 8 + debug_data.len();
+        let mut frame = Vec::with_capacity(9 + len);
+        frame.extend_from_slice(&(len as u32).to_be_bytes()[1..]);
+        frame.extend_from_slice(&[FRAME_GOAWAY, 0, 0, 0, 0, 0]);
+        // The last stream the peer opened: it may have been processed.
+        let last = self.max_peer_stream.load(Ordering::Acquire);
+        frame.extend_from_slice(&last.to_be_bytes());
+        frame.extend_from_slice(&u32::from(reason).to_be_bytes());
+        frame.extend_from_slice(debug_data);
+        *self.inject.lock().unwrap_or_else(|e| e.into_inner()) = Some(Bytes::from(frame));
+    }
+
+    fn take_inject(&self) -> Option<Bytes> {
+        self.inject.lock().unwrap_or_else(|e| e.into_inner()).take()
+    }
+
+    fn on_inbound(&self, kind: u8, flags: u8, stream_id: u32, payload: &[u8]) {
         self.inbound_frames.fetch_add(1, Ordering::Relaxed);
         match kind {
+            FRAME_SETTINGS => self.settings_received.store(true, Ordering::Release),
+            FRAME_HEADERS => {
+                self.max_peer_stream.fetch_max(stream_id, Ordering::AcqRel);
+            }
             FRAME_PING if flags & FLAG_ACK == 0 => self.on_ping(),
             FRAME_RST_STREAM => self.on_reset(),
             FRAME_GOAWAY if payload.len() >= 8 => {
@@ -391,6 +430,8 @@ pub(crate) struct Inspect<IO> {
     inbound: Scanner,
     outbound: Scanner,
     signals: Arc<ConnSignals>,
+    /// An injected frame being written, and how much of it is out.
+    injecting: Option<(Bytes, usize)>,
 }
 
 impl<IO> Inspect<IO> {
@@ -402,7 +443,35 @@ impl<IO> Inspect<IO> {
             inbound: Scanner::new(server),
             outbound: Scanner::new(!server),
             signals,
+            injecting: None,
         }
+    }
+}
+
+impl Scanner {
+    /// Whether the bytes so far end exactly at a frame boundary.
+    fn at_boundary(&self) -> bool {
+        self.preface_left == 0 && self.head_len == 0 && self.payload_left == 0
+    }
+}
+
+impl<IO: AsyncWrite + Unpin> Inspect<IO> {
+    /// Writes any injected frame first, at a frame boundary of h2's output.
+    fn poll_inject(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if self.injecting.is_none() && self.outbound.at_boundary() {
+            self.injecting = self.signals.take_inject().map(|b| (b, 0));
+        }
+        while let Some((frame, written)) = &mut self.injecting {
+            let n = ready!(Pin::new(&mut self.io).poll_write(cx, &frame[*written..]))?;
+            if n == 0 {
+                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+            }
+            *written += n;
+            if *written == frame.len() {
+                self.injecting = None;
+            }
+        }
+        Poll::Ready(Ok(()))
     }
 }
 
@@ -416,8 +485,8 @@ impl<IO: AsyncRead + Unpin> AsyncRead for Inspect<IO> {
         let before = buf.filled().len();
         ready!(Pin::new(&mut this.io).poll_read(cx, buf))?;
         let signals = &this.signals;
-        this.inbound.feed(&buf.filled()[before..], |k, f, p| {
-            signals.on_inbound(k, f, p)
+        this.inbound.feed(&buf.filled()[before..], |k, f, id, p| {
+            signals.on_inbound(k, f, id, p)
         });
         Poll::Ready(Ok(()))
     }
@@ -433,7 +502,7 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for Inspect<IO> {
         let n = ready!(Pin::new(&mut this.io).poll_write(cx, buf))?;
         let signals = &this.signals;
         this.outbound
-            .feed(&buf[..n], |k, _, _| signals.on_outbound(k));
+            .feed(&buf[..n], |k, _, _, _| signals.on_outbound(k));
         Poll::Ready(Ok(n))
     }
 
@@ -443,6 +512,7 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for Inspect<IO> {
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
+        ready!(this.poll_inject(cx))?;
         let n = ready!(Pin::new(&mut this.io).poll_write_vectored(cx, bufs))?;
         let signals = &this.signals;
         let mut left = n;
@@ -452,7 +522,7 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for Inspect<IO> {
             }
             let take = left.min(b.len());
             this.outbound
-                .feed(&b[..take], |k, _, _| signals.on_outbound(k));
+                .feed(&b[..take], |k, _, _, _| signals.on_outbound(k));
             left -= take;
         }
         Poll::Ready(Ok(n))
@@ -463,7 +533,9 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for Inspect<IO> {
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().io).poll_flush(cx)
+        let this = self.get_mut();
+        ready!(this.poll_inject(cx))?;
+        Pin::new(&mut this.io).poll_flush(cx)
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -497,7 +569,7 @@ mod tests {
             let mut s = Scanner::new(true);
             let mut seen = Vec::new();
             for piece in wire.chunks(chunk) {
-                s.feed(piece, |k, _, p| seen.push((k, p.to_vec())));
+                s.feed(piece, |k, _, _, p| seen.push((k, p.to_vec())));
             }
             assert_eq!(seen.len(), 4, "chunk {chunk}");
             assert_eq!(seen[1].0, FRAME_PING);
@@ -512,7 +584,7 @@ mod tests {
         let mut payload = 3u32.to_be_bytes().to_vec();
         payload.extend(11u32.to_be_bytes());
         payload.extend(b"too_many_pings");
-        s.on_inbound(FRAME_GOAWAY, 0, &payload);
+        s.on_inbound(FRAME_GOAWAY, 0, 0, &payload);
         let g = s.goaway().unwrap();
         assert_eq!(g.last_stream_id, 3);
         assert!(g.too_many_pings());
@@ -530,15 +602,15 @@ mod tests {
         s.stream_started();
         // Three quick pings are two strikes: allowed; the fourth is one too many.
         for _ in 0..3 {
-            s.on_inbound(FRAME_PING, 0, &[]);
+            s.on_inbound(FRAME_PING, 0, 0, &[]);
         }
         assert!(s.violation().is_none());
-        s.on_inbound(FRAME_PING, 0, &[]);
+        s.on_inbound(FRAME_PING, 0, 0, &[]);
         assert_eq!(s.violation().map(|v| v.what), Some("too_many_pings"));
         // ACKs never count.
         let s = ConnSignals::server(policy, None);
         for _ in 0..10 {
-            s.on_inbound(FRAME_PING, FLAG_ACK, &[]);
+            s.on_inbound(FRAME_PING, FLAG_ACK, 0, &[]);
         }
         assert!(s.violation().is_none());
     }
@@ -549,7 +621,7 @@ mod tests {
         let s = ConnSignals::server(policy, None);
         s.stream_started();
         for _ in 0..20 {
-            s.on_inbound(FRAME_PING, 0, &[]);
+            s.on_inbound(FRAME_PING, 0, 0, &[]);
             s.on_outbound(FRAME_DATA);
         }
         assert!(s.violation().is_none());
@@ -562,10 +634,10 @@ mod tests {
             Some((5, Duration::from_secs(60))),
         );
         for _ in 0..5 {
-            s.on_inbound(FRAME_RST_STREAM, 0, &[0, 0, 0, 8]);
+            s.on_inbound(FRAME_RST_STREAM, 0, 1, &[0, 0, 0, 8]);
         }
         assert!(s.violation().is_none());
-        s.on_inbound(FRAME_RST_STREAM, 0, &[0, 0, 0, 8]);
+        s.on_inbound(FRAME_RST_STREAM, 0, 1, &[0, 0, 0, 8]);
         assert_eq!(s.violation().map(|v| v.what), Some("too_many_resets"));
     }
 }

@@ -294,7 +294,7 @@ fn grpc_response_headers(capacity: usize) -> HeaderMap {
     let registry = crate::encoding::registry();
     let accept = registry.accept_encoding();
     if !accept.is_empty() {
-        headers.insert("grpc-accept-encoding", accept.clone());
+        headers.insert(http_util::GRPC_ACCEPT_ENCODING, accept.clone());
     }
     headers
 }
@@ -335,7 +335,7 @@ impl ServerSend {
         };
         let mut headers = grpc_response_headers(metadata.len());
         if let Some(name) = encoding {
-            headers.insert("grpc-encoding", HeaderValue::from_static(name));
+            headers.insert(http_util::GRPC_ENCODING, HeaderValue::from_static(name));
         }
         metadata.write_to(&mut headers);
         match respond.send_response(response(headers), false) {

@@ -221,6 +221,11 @@ pub(crate) async fn serve_connection<IO, H>(
     let mut idle_check = params.max_connection_idle.map_or(far, |idle| born + idle);
     let mut graceful = false;
     let mut changed = true;
+    // The client's SETTINGS must follow the preface within the handshake
+    // timeout (h2's handshake completes on the preface alone).
+    let mut settings_deadline = born + config.handshake_timeout;
+    let mut drain_deadline = far;
+    const DRAIN: Duration = Duration::from_secs(5);
     loop {
         if changed {
             match *shutdown.borrow_and_update() {
@@ -230,6 +235,7 @@ pub(crate) async fn serve_connection<IO, H>(
                     // `accept` once the streams under way have finished.
                     conn.graceful_shutdown();
                     graceful = true;
+                    drain_deadline = Instant::now() + DRAIN;
                 }
                 Shutdown::Graceful => {}
                 Shutdown::Hard => return,
@@ -250,10 +256,29 @@ pub(crate) async fn serve_connection<IO, H>(
             () = signals.notify.notified() => {
                 if let Some(v) = signals.violation() {
                     tracing::debug!(peer = %peer.remote_addr, "closing connection: {}", v.what);
+                    // Our GOAWAY carries the reason as debug data (gRPC
+                    // clients look for "too_many_pings"); h2's follows it.
+                    signals.inject_goaway(h2::Reason::ENHANCE_YOUR_CALM, v.what.as_bytes());
                     conn.abrupt_shutdown(h2::Reason::ENHANCE_YOUR_CALM);
                     graceful = true;
                     grace_deadline = grace_deadline.min(Instant::now() + Duration::from_secs(1));
                 }
+                continue;
+            }
+            () = sleep_until(settings_deadline) => {
+                settings_deadline = far;
+                if !signals.settings_received.load(std::sync::atomic::Ordering::Acquire) {
+                    tracing::debug!(peer = %peer.remote_addr, "no SETTINGS from the client in time; closing");
+                    return;
+                }
+                continue;
+            }
+            () = sleep_until(drain_deadline) => {
+                // h2 sends its final GOAWAY only after the client acknowledges
+                // a PING; a client that never does must not keep the
+                // connection forever (gRPC-Go waits 5 s too).
+                drain_deadline = far;
+                conn.abrupt_shutdown(h2::Reason::NO_ERROR);
                 continue;
             }
             () = poll_fn(|cx| keepalive.poll_ping(cx)) => continue,
@@ -271,6 +296,7 @@ pub(crate) async fn serve_connection<IO, H>(
                         tracing::debug!(peer = %peer.remote_addr, "connection idle for {idle:?}; GOAWAY");
                         conn.graceful_shutdown();
                         graceful = true;
+                        drain_deadline = Instant::now() + DRAIN;
                         far
                     }
                     Some(since) => Instant::from_std(since) + idle,
@@ -284,6 +310,7 @@ pub(crate) async fn serve_connection<IO, H>(
                     tracing::debug!(peer = %peer.remote_addr, "connection reached max age; GOAWAY");
                     conn.graceful_shutdown();
                     graceful = true;
+                    drain_deadline = Instant::now() + DRAIN;
                 }
                 if let Some(grace) = params.max_connection_age_grace {
                     grace_deadline = Instant::now() + grace;
@@ -346,7 +373,7 @@ fn check_request(
     };
     let mut send = ServerSend::new(respond);
     let mut headers = parts.headers;
-    let timeout = match headers.remove("grpc-timeout") {
+    let timeout = match headers.remove(http_util::GRPC_TIMEOUT) {
         Some(raw) => match http_util::parse_timeout(raw.as_bytes()) {
             Ok(t) => Some(t),
             Err(msg) => {
@@ -356,20 +383,21 @@ fn check_request(
         },
         None => None,
     };
-    let decompressor = match crate::encoding::decompressor_for(headers.get("grpc-encoding")) {
-        Ok(d) => d,
-        Err(name) => {
-            // The response headers list what the server accepts.
-            send.send_status(
-                Status::unimplemented(format!(
-                    "grpc-encoding {name:?} is not supported by this server"
-                )),
-                None,
-            );
-            return None;
-        }
-    };
-    let accept_encoding = headers.get("grpc-accept-encoding").cloned();
+    let decompressor =
+        match crate::encoding::decompressor_for(headers.get(http_util::GRPC_ENCODING)) {
+            Ok(d) => d,
+            Err(name) => {
+                // The response headers list what the server accepts.
+                send.send_status(
+                    Status::unimplemented(format!(
+                        "grpc-encoding {name:?} is not supported by this server"
+                    )),
+                    None,
+                );
+                return None;
+            }
+        };
+    let accept_encoding = headers.get(http_util::GRPC_ACCEPT_ENCODING).cloned();
     let metadata = match MetadataMap::from_received(headers) {
         Ok(md) => md,
         Err(status) => {
