@@ -48,10 +48,12 @@ pub fn available_cpus() -> usize {
 }
 
 /// Builds a runtime with `threads` workers (`None`: [`available_cpus`]).
-/// One thread uses the current-thread scheduler.
+/// One thread uses the current-thread scheduler, unless `RUNTIME=multi`
+/// asks for the multi-thread scheduler (as the tonic baseline uses).
 pub fn runtime_with_threads(threads: Option<usize>) -> std::io::Result<tokio::runtime::Runtime> {
     let threads = threads.unwrap_or_else(available_cpus);
-    if threads <= 1 {
+    let multi = std::env::var("RUNTIME").is_ok_and(|v| v == "multi");
+    if threads <= 1 && !multi {
         tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
