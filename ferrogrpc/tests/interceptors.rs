@@ -73,6 +73,30 @@ impl Service for Echo {
                     Ok(())
                 },
             )),
+            // Sends back each byte of the request as its own message.
+            "Split" => Box::pin(server::server_streaming(
+                call,
+                BytesCodec,
+                |req: Request<Bytes>, mut sink: ResponseSink<Bytes>| async move {
+                    for b in req.get_ref().iter() {
+                        sink.send(Bytes::from(vec![*b])).await?;
+                    }
+                    Ok(())
+                },
+            )),
+            // Concatenates the request messages.
+            "Join" => Box::pin(server::client_streaming(
+                call,
+                BytesCodec,
+                |req: Request<Streaming<Bytes>>| async move {
+                    let mut stream = req.into_inner();
+                    let mut all = Vec::new();
+                    while let Some(m) = stream.message().await? {
+                        all.extend_from_slice(&m);
+                    }
+                    Ok(Response::new(Bytes::from(all)))
+                },
+            )),
             _ => Box::pin(call.unimplemented()),
         }
     }
@@ -553,6 +577,105 @@ async fn stats_events_in_order_with_sizes_for_unary_and_bidi() {
             "InPayload(3,8)",
             "OutHeader",
             "OutPayload(3,8)",
+            "OutTrailer",
+            "End(Ok(()))"
+        ]
+    );
+
+    // Server streaming: one request, three responses.
+    let mut stream = ch
+        .server_streaming(
+            path("/i.Echo/Split"),
+            Request::new(Bytes::from_static(b"abc")),
+            BytesCodec,
+        )
+        .await
+        .unwrap()
+        .into_inner();
+    while stream.message().await.unwrap().is_some() {}
+    assert_eq!(
+        client_rec.side("C"),
+        [
+            "Begin(false,true)",
+            "OutHeader",
+            "OutPayload(3,8)",
+            "InHeader",
+            "InPayload(1,6)",
+            "InPayload(1,6)",
+            "InPayload(1,6)",
+            "InTrailer",
+            "End(Ok(()))"
+        ]
+    );
+    for _ in 0..100 {
+        if server_rec
+            .0
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|e| e.contains("End"))
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(
+        server_rec.side("S"),
+        [
+            "Begin(false,true)",
+            "InHeader",
+            "InPayload(3,8)",
+            "OutHeader",
+            "OutPayload(1,6)",
+            "OutPayload(1,6)",
+            "OutPayload(1,6)",
+            "OutTrailer",
+            "End(Ok(()))"
+        ]
+    );
+
+    // Client streaming: two requests, one response.
+    let mut call = ch
+        .client_streaming::<Bytes, Bytes, _>(path("/i.Echo/Join"), Request::new(()), BytesCodec)
+        .await
+        .unwrap();
+    call.send(Bytes::from_static(b"ab")).await.unwrap();
+    call.send(Bytes::from_static(b"cde")).await.unwrap();
+    assert_eq!(call.close_and_recv().await.unwrap().into_inner(), "abcde");
+    assert_eq!(
+        client_rec.side("C"),
+        [
+            "Begin(true,false)",
+            "OutHeader",
+            "OutPayload(2,7)",
+            "OutPayload(3,8)",
+            "InHeader",
+            "InPayload(5,10)",
+            "InTrailer",
+            "End(Ok(()))"
+        ]
+    );
+    for _ in 0..100 {
+        if server_rec
+            .0
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|e| e.contains("End"))
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(
+        server_rec.side("S"),
+        [
+            "Begin(true,false)",
+            "InHeader",
+            "InPayload(2,7)",
+            "InPayload(3,8)",
+            "OutHeader",
+            "OutPayload(5,10)",
             "OutTrailer",
             "End(Ok(()))"
         ]

@@ -567,3 +567,57 @@ async fn bad_tls_configuration_fails_clearly() {
         .unwrap_err();
     assert!(err.to_string().contains("TLS"), "{err}");
 }
+
+#[tokio::test]
+async fn tls_1_2_clients_are_served() {
+    let ca = ca("root");
+    let server_cert = leaf(&ca, &["localhost"], |_| {});
+    let (addr, _s) = serve(ServerCredentials::tls(ServerTlsConfig::from_pem(
+        &server_cert.cert_pem,
+        &server_cert.key_pem,
+    )))
+    .await;
+    // A client that speaks only TLS 1.2 (and offers h2), with a hand-made
+    // gRPC request over h2.
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(rustls::pki_types::CertificateDer::from(
+            ca.cert.der().to_vec(),
+        ))
+        .unwrap();
+    let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_protocol_versions(&[&rustls::version::TLS12])
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
+        .connect("localhost".try_into().unwrap(), tcp)
+        .await
+        .unwrap();
+    let (client, conn) = h2::client::handshake(tls).await.unwrap();
+    tokio::spawn(conn);
+    let req = http::Request::builder()
+        .method("POST")
+        .uri(format!("https://localhost:{}/t.Whoami/Call", addr.port()))
+        .header("content-type", "application/grpc")
+        .body(())
+        .unwrap();
+    let mut client = client.ready().await.unwrap();
+    let (resp, mut send) = client.send_request(req, false).unwrap();
+    send.send_data(Bytes::from_static(&[0, 0, 0, 0, 1, b'x']), true)
+        .unwrap();
+    let resp = resp.await.unwrap();
+    assert_eq!(resp.headers()["x-tls-version"], "TLSv1.2");
+    assert!(
+        resp.headers()["x-cipher"]
+            .to_str()
+            .unwrap()
+            .starts_with("TLS_ECDHE_"),
+        "{:?}",
+        resp.headers()["x-cipher"]
+    );
+}

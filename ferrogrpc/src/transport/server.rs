@@ -228,7 +228,8 @@ pub(crate) async fn serve_connection<IO, H>(
     const DRAIN: Duration = Duration::from_secs(5);
     loop {
         if changed {
-            match *shutdown.borrow_and_update() {
+            let state = *shutdown.borrow_and_update();
+            match state {
                 Shutdown::Running => {}
                 Shutdown::Graceful if !graceful => {
                     // GOAWAY(max id) + PING, then the final GOAWAY; h2 ends
@@ -238,7 +239,15 @@ pub(crate) async fn serve_connection<IO, H>(
                     drain_deadline = Instant::now() + DRAIN;
                 }
                 Shutdown::Graceful => {}
-                Shutdown::Hard => return,
+                Shutdown::Hard => {
+                    // Say why before closing: clients' calls then fail with
+                    // "server stopped", not a bare broken pipe.
+                    signals.inject_goaway(h2::Reason::NO_ERROR, b"server stopped");
+                    conn.abrupt_shutdown(h2::Reason::NO_ERROR);
+                    let flush = async { while conn.accept().await.is_some() {} };
+                    let _ = tokio::time::timeout(Duration::from_millis(100), flush).await;
+                    return;
+                }
             }
         }
         changed = false;
