@@ -25,9 +25,11 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod backoff;
 pub mod client;
 pub mod codec;
 pub mod codes;
+pub mod connectivity;
 pub mod credentials;
 pub mod encoding;
 pub mod interceptor;
@@ -35,6 +37,7 @@ pub mod keepalive;
 pub mod logging;
 pub mod metadata;
 pub mod peer;
+pub mod resolver;
 pub mod server;
 pub mod stats;
 pub mod status;

@@ -1,0 +1,1 @@
+//! Connection backoff (stub; being written).

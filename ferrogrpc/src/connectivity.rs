@@ -1,0 +1,1 @@
+//! Connectivity states (stub; being written).

@@ -1,0 +1,3 @@
+//! Name resolution (stub; being written).
+
+pub mod target;

@@ -1,0 +1,1 @@
+//! Target URIs (stub; being written).
