@@ -257,6 +257,44 @@ impl Channel {
         Ok((call.request, call.hooks))
     }
 
+    /// Starts a client- or bidi-streaming call: interceptors, settings,
+    /// observer, and the stream opened.
+    async fn start_streaming_call(
+        &self,
+        path: PathAndQuery,
+        request: Request<()>,
+        client_stream: bool,
+        server_stream: bool,
+        subtype: &'static str,
+    ) -> Result<StreamStart, Status> {
+        let (request, hooks) = self
+            .start_stream(&path, request, client_stream, server_stream)
+            .await?;
+        let (mut setup, ()) = self.setup(request)?;
+        let (deadline, timeout) = (setup.deadline, setup.timeout);
+        let observer = self.observer(&path, hooks, client_stream, server_stream);
+        let opened = until(
+            deadline,
+            timeout,
+            self.open(path, &mut setup, subtype, observer.as_deref()),
+        )
+        .await;
+        match opened {
+            Ok((recv, send)) => Ok(StreamStart {
+                setup,
+                deadline,
+                timeout,
+                observer,
+                recv,
+                send,
+            }),
+            Err(status) => {
+                report_end(observer.as_deref(), &Err::<(), _>(status.clone()));
+                Err(status)
+            }
+        }
+    }
+
     /// Makes a unary call.
     ///
     /// # Errors
@@ -443,24 +481,16 @@ impl Channel {
         Req: Send + 'static,
         Resp: Send + 'static,
     {
-        let (request, hooks) = self.start_stream(&path, request, true, false).await?;
-        let (mut setup, ()) = self.setup(request)?;
-        let (deadline, timeout) = (setup.deadline, setup.timeout);
-        let observer = self.observer(&path, hooks, true, false);
-        let subtype = codec.name();
-        let opened = until(
+        let StreamStart {
+            setup,
             deadline,
             timeout,
-            self.open(path, &mut setup, subtype, observer.as_deref()),
-        )
-        .await;
-        let (recv, send) = match opened {
-            Ok(parts) => parts,
-            Err(status) => {
-                report_end(observer.as_deref(), &Err::<(), _>(status.clone()));
-                return Err(status);
-            }
-        };
+            observer,
+            recv,
+            send,
+        } = self
+            .start_streaming_call(path, request, true, false, codec.name())
+            .await?;
         Ok(ClientStreamingCall {
             sink: RequestSink::new(
                 send,
@@ -497,24 +527,16 @@ impl Channel {
         Req: Send + 'static,
         Resp: Send + 'static,
     {
-        let (request, hooks) = self.start_stream(&path, request, true, true).await?;
-        let (mut setup, ()) = self.setup(request)?;
-        let (deadline, timeout) = (setup.deadline, setup.timeout);
-        let observer = self.observer(&path, hooks, true, true);
-        let subtype = codec.name();
-        let opened = until(
+        let StreamStart {
+            setup,
             deadline,
             timeout,
-            self.open(path, &mut setup, subtype, observer.as_deref()),
-        )
-        .await;
-        let (recv, send) = match opened {
-            Ok(parts) => parts,
-            Err(status) => {
-                report_end(observer.as_deref(), &Err::<(), _>(status.clone()));
-                return Err(status);
-            }
-        };
+            observer,
+            recv,
+            send,
+        } = self
+            .start_streaming_call(path, request, true, true, codec.name())
+            .await?;
         let sink = RequestSink::new(
             send,
             codec.clone(),
@@ -529,6 +551,16 @@ impl Channel {
             Streaming::client(recv, DecodeWith::<C, Req>::boxed(codec), deadline, observed);
         Ok((sink, stream))
     }
+}
+
+/// A streaming call, opened.
+struct StreamStart {
+    setup: CallSetup,
+    deadline: Option<Instant>,
+    timeout: Option<Duration>,
+    observer: Option<Arc<Observer>>,
+    recv: ClientRecv,
+    send: ClientSend,
 }
 
 /// Sends the requests of a client-streaming or bidi call (gRPC-Go's

@@ -434,22 +434,14 @@ pub struct TlsInfo {
 
 impl TlsInfo {
     pub(crate) fn from_server(conn: &rustls::ServerConnection) -> TlsInfo {
-        TlsInfo {
-            protocol_version: conn
-                .protocol_version()
-                .map_or_else(String::new, version_name),
-            cipher_suite: conn
-                .negotiated_cipher_suite()
-                .map_or_else(String::new, |s| format!("{:?}", s.suite())),
-            peer_certificates: conn
-                .peer_certificates()
-                .map(|c| c.iter().map(|c| c.clone().into_owned()).collect())
-                .unwrap_or_default(),
-            server_name: conn.server_name().map(str::to_string),
-        }
+        TlsInfo::from_common(conn, conn.server_name().map(str::to_string))
     }
 
     pub(crate) fn from_client(conn: &rustls::ClientConnection) -> TlsInfo {
+        TlsInfo::from_common(conn, None)
+    }
+
+    fn from_common(conn: &rustls::CommonState, server_name: Option<String>) -> TlsInfo {
         TlsInfo {
             protocol_version: conn
                 .protocol_version()
@@ -461,7 +453,7 @@ impl TlsInfo {
                 .peer_certificates()
                 .map(|c| c.iter().map(|c| c.clone().into_owned()).collect())
                 .unwrap_or_default(),
-            server_name: None,
+            server_name,
         }
     }
 

@@ -336,6 +336,21 @@ type RunHandler<'a> = Box<
         + 'a,
 >;
 
+/// Runs a streaming handler, behind the stream interceptors if there are any.
+async fn run_stream<'a>(
+    chain: &'a [Arc<dyn StreamServerInterceptor>],
+    info: CallInfo<'a>,
+    metadata: MetadataMap,
+    observer: Option<&'a Arc<Observer>>,
+    run: RunHandler<'a>,
+) -> Result<(), Status> {
+    if chain.is_empty() {
+        run(metadata, http::Extensions::new()).await
+    } else {
+        intercepted_stream(chain, info, ServerStreamCall::new(metadata), observer, run).await
+    }
+}
+
 /// Runs a streaming handler behind the stream interceptors: `run` builds the
 /// handler's request from the (possibly changed) call and runs it.
 async fn intercepted_stream<'a>(
@@ -401,19 +416,14 @@ where
                 Ok(())
             })
         };
-        if chain.is_empty() {
-            run(metadata, http::Extensions::new()).await
-        } else {
-            let call = ServerStreamCall::new(metadata);
-            intercepted_stream(
-                chain,
-                info(path, true, false),
-                call,
-                observer,
-                Box::new(run),
-            )
-            .await
-        }
+        run_stream(
+            chain,
+            info(path, true, false),
+            metadata,
+            observer,
+            Box::new(run),
+        )
+        .await
     };
     let outcome = supervise(work, deadline, |cx| send.poll_reset(cx)).await;
     let accept = stream.accept_encoding.as_ref();
@@ -477,19 +487,14 @@ where
                 handler(request, sink).await
             })
         };
-        if chain.is_empty() {
-            run(metadata, http::Extensions::new()).await
-        } else {
-            let call = ServerStreamCall::new(metadata);
-            intercepted_stream(
-                chain,
-                info(path, false, true),
-                call,
-                observer,
-                Box::new(run),
-            )
-            .await
-        }
+        run_stream(
+            chain,
+            info(path, false, true),
+            metadata,
+            observer,
+            Box::new(run),
+        )
+        .await
     };
     let outcome = supervise(work, deadline, |cx| lock(&shared).send.poll_reset(cx)).await;
     finish_stream(&shared, outcome_status(outcome, path.path()));
@@ -540,12 +545,14 @@ where
                 handler(request, sink).await
             })
         };
-        if chain.is_empty() {
-            run(metadata, http::Extensions::new()).await
-        } else {
-            let call = ServerStreamCall::new(metadata);
-            intercepted_stream(chain, info(path, true, true), call, observer, Box::new(run)).await
-        }
+        run_stream(
+            chain,
+            info(path, true, true),
+            metadata,
+            observer,
+            Box::new(run),
+        )
+        .await
     };
     let outcome = supervise(work, deadline, |cx| lock(&shared).send.poll_reset(cx)).await;
     finish_stream(&shared, outcome_status(outcome, path.path()));
