@@ -288,7 +288,8 @@ async fn max_connection_idle_sends_goaway_and_the_channel_reconnects() {
 
 #[tokio::test]
 async fn refused_stream_is_retried_transparently() {
-    // A raw h2 server that refuses the very first stream, then answers.
+    // A raw h2 server that refuses every other stream (the 1st, 3rd, ...)
+    // and answers the rest.
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let refused = Arc::new(AtomicUsize::new(0));
@@ -300,7 +301,7 @@ async fn refused_stream_is_retried_transparently() {
             tokio::spawn(async move {
                 let mut conn = h2::server::handshake(tcp).await.unwrap();
                 while let Some(Ok((req, mut respond))) = conn.accept().await {
-                    if r.fetch_add(1, Ordering::SeqCst) == 0 {
+                    if r.fetch_add(1, Ordering::SeqCst) % 2 == 0 {
                         respond.send_reset(h2::Reason::REFUSED_STREAM);
                         continue;
                     }

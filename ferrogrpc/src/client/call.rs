@@ -67,6 +67,26 @@ async fn until<T>(
     }
 }
 
+/// Evaluates the `attempt` expression (an `.await`ed call attempt), and once
+/// more if the server never processed the first (GOAWAY above its last
+/// stream id, REFUSED_STREAM, or refused on open): gRFC A6's transparent
+/// retry. A macro rather than a function over an async closure, so the
+/// calls' futures stay `Send`.
+macro_rules! retry_unprocessed {
+    ($method:expr, $attempt:expr) => {{
+        let mut retried = false;
+        loop {
+            match $attempt {
+                Err(status) if status.is_transparent_retry() && !retried => {
+                    tracing::debug!(method = $method, "transparent retry: {}", status.message());
+                    retried = true;
+                }
+                other => break other,
+            }
+        }
+    }};
+}
+
 /// Tells the observer how a call ended.
 fn report_end<T>(observer: Option<&Observer>, result: &Result<T, Status>) {
     if let Some(obs) = observer {
@@ -273,11 +293,14 @@ impl Channel {
         let (mut setup, ()) = self.setup(request)?;
         let (deadline, timeout) = (setup.deadline, setup.timeout);
         let observer = self.observer(&path, hooks, client_stream, server_stream);
-        let opened = until(
-            deadline,
-            timeout,
-            self.open(path, &mut setup, subtype, observer.as_deref()),
-        )
+        let method = path.clone();
+        let opened = until(deadline, timeout, async {
+            retry_unprocessed!(
+                method.path(),
+                self.open(path.clone(), &mut setup, subtype, observer.as_deref())
+                    .await
+            )
+        })
         .await;
         match opened {
             Ok((recv, send)) => Ok(StreamStart {
@@ -361,9 +384,9 @@ impl Channel {
             let encoded = encoded?;
             let subtype = codec.name();
             let payload = payload_of(&encoded.frame, encoded.plain_len);
-            let mut retried = false;
-            loop {
-                let attempt = async {
+            retry_unprocessed!(
+                path.path(),
+                async {
                     let (mut recv, mut send) =
                         self.open(path.clone(), &mut setup, subtype, obs).await?;
                     send.send_now(encoded.frame.clone(), true)?;
@@ -372,21 +395,8 @@ impl Channel {
                     }
                     read_unary(&mut recv, |b| codec.decode(b), obs).await
                 }
-                .await;
-                match attempt {
-                    // The server never saw the call (GOAWAY, REFUSED_STREAM):
-                    // once, go again on a fresh connection (gRFC A6).
-                    Err(status) if status.is_transparent_retry() && !retried => {
-                        tracing::debug!(
-                            method = path.path(),
-                            "transparent retry: {}",
-                            status.message()
-                        );
-                        retried = true;
-                    }
-                    other => break other,
-                }
-            }
+                .await
+            )
         })
         .await;
         report_end(obs, &result);
@@ -431,18 +441,26 @@ impl Channel {
         let result = until(deadline, timeout, async {
             let encoded = encoded?;
             let subtype = codec.name();
-            let (mut recv, mut send) = self.open(path, &mut setup, subtype, obs).await?;
             let payload = payload_of(&encoded.frame, encoded.plain_len);
-            send.send_now(encoded.frame, true)?;
-            if let Some(o) = obs {
-                o.out_payload(payload);
-            }
-            poll_fn(|cx| recv.poll_headers(cx)).await?;
-            if let Some(o) = obs {
-                o.in_header(recv.headers());
-            }
-            let headers = recv.take_headers();
-            Ok((recv, send, headers))
+            // Refused before the response headers: the server never saw it.
+            retry_unprocessed!(
+                path.path(),
+                async {
+                    let (mut recv, mut send) =
+                        self.open(path.clone(), &mut setup, subtype, obs).await?;
+                    send.send_now(encoded.frame.clone(), true)?;
+                    if let Some(o) = obs {
+                        o.out_payload(payload);
+                    }
+                    poll_fn(|cx| recv.poll_headers(cx)).await?;
+                    if let Some(o) = obs {
+                        o.in_header(recv.headers());
+                    }
+                    let headers = recv.take_headers();
+                    Ok::<_, Status>((recv, send, headers))
+                }
+                .await
+            )
         })
         .await;
         let (recv, send, headers) = match result {
