@@ -102,6 +102,8 @@ pub struct ChannelBuilder {
     allow_insecure_per_rpc: bool,
     chain: ClientChain,
     stats: Vec<Arc<dyn stats::Handler>>,
+    dynamic_window: Option<bool>,
+    windows_set: bool,
     config: ClientConfig,
 }
 
@@ -231,14 +233,28 @@ impl ChannelBuilder {
     }
 
     /// Initial HTTP/2 flow-control window of each stream. Default 1 MiB.
+    /// Setting a window size turns dynamic windows off unless
+    /// [`dynamic_window`](Self::dynamic_window) says otherwise (as gRPC-Go).
     pub fn initial_stream_window_size(mut self, size: u32) -> ChannelBuilder {
         self.config.initial_stream_window_size = size;
+        self.windows_set = true;
         self
     }
 
     /// Initial HTTP/2 flow-control window of the connection. Default 2 MiB.
+    /// Setting it turns dynamic windows off unless
+    /// [`dynamic_window`](Self::dynamic_window) says otherwise.
     pub fn initial_connection_window_size(mut self, size: u32) -> ChannelBuilder {
         self.config.initial_connection_window_size = size;
+        self.windows_set = true;
+        self
+    }
+
+    /// Whether flow-control windows grow with the bandwidth-delay product
+    /// measured by pings (gRPC-Go's BDP estimator), up to 16 MiB. Default:
+    /// on, unless window sizes were set explicitly.
+    pub fn dynamic_window(mut self, on: bool) -> ChannelBuilder {
+        self.dynamic_window = Some(on);
         self
     }
 
@@ -298,6 +314,7 @@ impl ChannelBuilder {
             }
         }
         self.config.security = security;
+        self.config.bdp = self.dynamic_window.unwrap_or(!self.windows_set);
         Ok(Channel {
             inner: Arc::new(Inner {
                 target: self.target,
@@ -393,6 +410,8 @@ impl Channel {
             allow_insecure_per_rpc: false,
             chain: ClientChain::default(),
             stats: Vec::new(),
+            dynamic_window: None,
+            windows_set: false,
             config: ClientConfig::default(),
         }
     }

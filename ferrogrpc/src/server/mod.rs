@@ -108,6 +108,10 @@ pub struct ServerBuilder {
     chain: ServerChain,
     stats: Vec<Arc<dyn stats::Handler>>,
     tap: Option<Arc<dyn ServerInHandle>>,
+    /// Dynamic windows: explicitly on/off, or decided by whether window
+    /// sizes were set.
+    dynamic_window: Option<bool>,
+    windows_set: bool,
     config: ServerConfig,
 }
 
@@ -203,14 +207,29 @@ impl ServerBuilder {
     }
 
     /// Initial HTTP/2 flow-control window of each stream. Default 1 MiB.
+    /// Setting a window size turns dynamic windows off unless
+    /// [`dynamic_window`](Self::dynamic_window) says otherwise (as gRPC-Go).
     pub fn initial_stream_window_size(mut self, size: u32) -> ServerBuilder {
         self.config.initial_stream_window_size = size;
+        self.windows_set = true;
         self
     }
 
     /// Initial HTTP/2 flow-control window of each connection. Default 2 MiB.
+    /// Setting it turns dynamic windows off unless
+    /// [`dynamic_window`](Self::dynamic_window) says otherwise.
     pub fn initial_connection_window_size(mut self, size: u32) -> ServerBuilder {
         self.config.initial_connection_window_size = size;
+        self.windows_set = true;
+        self
+    }
+
+    /// Whether flow-control windows grow with the bandwidth-delay product
+    /// measured by pings (gRPC-Go's BDP estimator), up to 16 MiB, so one
+    /// stream can fill a long, fat link. Default: on, unless window sizes
+    /// were set explicitly.
+    pub fn dynamic_window(mut self, on: bool) -> ServerBuilder {
+        self.dynamic_window = Some(on);
         self
     }
 
@@ -254,7 +273,8 @@ impl ServerBuilder {
     }
 
     /// Builds the server; serve it with [`Server::serve`] and friends.
-    pub fn build(self) -> Server {
+    pub fn build(mut self) -> Server {
+        self.config.bdp = self.dynamic_window.unwrap_or(!self.windows_set);
         let (shutdown, _) = watch::channel(Shutdown::Running);
         let (connections, _) = watch::channel(0usize);
         let security = match self.credentials {

@@ -19,7 +19,7 @@ use http::{
 use super::{
     http_util,
     inspect::{ConnSignals, GoAway, Inspect, StreamGuard},
-    server::{Keepalive, KeepaliveEvent},
+    server::{grown_windows, PingEvent, Pinger},
     ClientSend, RecvMessages, Role,
 };
 use crate::{
@@ -75,6 +75,8 @@ pub(crate) struct ClientConfig {
     pub(crate) initial_connection_window_size: u32,
     pub(crate) max_frame_size: u32,
     pub(crate) max_header_list_size: u32,
+    /// Whether flow-control windows grow with the measured BDP.
+    pub(crate) bdp: bool,
 }
 
 impl Default for ClientConfig {
@@ -87,6 +89,7 @@ impl Default for ClientConfig {
             initial_connection_window_size: 2 << 20,
             max_frame_size: 16 << 10,
             max_header_list_size: 16 << 20,
+            bdp: true,
         }
     }
 }
@@ -237,17 +240,22 @@ impl Http2Client {
             };
         tracing::debug!(%what, "connected");
         let params = config.keepalive;
-        let mut keepalive = params
-            .time
-            .map(|time| Keepalive::new(time, params.timeout, connection.ping_pong()));
+        if config.bdp {
+            signals.enable_bdp();
+        }
+        let mut pinger = Pinger::new(
+            params.time.map(|time| (time, params.timeout)),
+            config.bdp.then_some(config.initial_stream_window_size),
+            connection.ping_pong(),
+        );
+        let connection_window = config.initial_connection_window_size;
         let driver_signals = Arc::clone(&signals);
         tokio::spawn(async move {
-            use tokio::time::{sleep_until, Instant};
+            use tokio::time::sleep_until;
             let signals = driver_signals;
-            let far = Instant::now() + Duration::from_secs(100 * 365 * 86400);
             let mut goaway_told = false;
             let reason = loop {
-                let deadline = keepalive.as_ref().map_or(far, Keepalive::deadline);
+                let deadline = pinger.deadline();
                 tokio::select! {
                     res = &mut connection => {
                         break match (res, signals.goaway()) {
@@ -257,20 +265,24 @@ impl Http2Client {
                         };
                     }
                     () = signals.notify.notified() => {
+                        pinger.on_data(&signals);
                         if let (false, Some(goaway)) = (goaway_told, signals.goaway()) {
                             goaway_told = true;
                             on_event(ConnEvent::GoAway(goaway.clone()));
                         }
                     }
-                    () = poll_fn(|cx| match keepalive.as_mut() {
-                        Some(k) => k.poll_ping(cx),
-                        None => Poll::Pending,
-                    }) => {}
+                    event = poll_fn(|cx| pinger.poll_ping(cx, &signals)) => {
+                        if let PingEvent::Window(window) = event {
+                            let (conn_window, stream_window) = grown_windows(window, connection_window);
+                            connection.set_target_window_size(conn_window);
+                            let _ = connection.set_initial_window_size(stream_window);
+                        }
+                        pinger.on_data(&signals);
+                    }
                     () = sleep_until(deadline) => {
-                        let Some(k) = keepalive.as_mut() else { continue };
                         let may_ping = params.permit_without_calls
                             || signals.active_streams.load(std::sync::atomic::Ordering::Acquire) > 0;
-                        if let KeepaliveEvent::Dead = k.on_deadline(&signals, may_ping) {
+                        if let PingEvent::Dead = pinger.on_deadline(&signals, may_ping) {
                             let reason = format!(
                                 "keepalive ping to {what} not acknowledged within {:?}",
                                 params.timeout

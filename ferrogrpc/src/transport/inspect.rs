@@ -29,6 +29,8 @@ const FRAME_GOAWAY: u8 = 0x7;
 const FLAG_ACK: u8 = 0x1;
 /// The client connection preface.
 const PREFACE_LEN: usize = 24;
+/// How much data must arrive before a BDP sample starts.
+const BDP_MIN_BYTES: u64 = 16 << 10;
 /// How much GOAWAY debug data is kept.
 const MAX_DEBUG_DATA: usize = 256;
 
@@ -43,6 +45,7 @@ struct Scanner {
     flags: u8,
     capture: Vec<u8>,
     capture_left: usize,
+    frame_len: usize,
 }
 
 impl Scanner {
@@ -57,7 +60,7 @@ impl Scanner {
         u32::from_be_bytes([self.head[5], self.head[6], self.head[7], self.head[8]]) & 0x7fff_ffff
     }
 
-    fn feed(&mut self, mut buf: &[u8], mut on_frame: impl FnMut(u8, u8, u32, &[u8])) {
+    fn feed(&mut self, mut buf: &[u8], mut on_frame: impl FnMut(u8, u8, u32, usize, &[u8])) {
         while !buf.is_empty() {
             if self.preface_left > 0 {
                 let n = self.preface_left.min(buf.len());
@@ -84,8 +87,9 @@ impl Scanner {
                     FRAME_RST_STREAM => len.min(4),
                     _ => 0,
                 };
+                self.frame_len = len;
                 if len == 0 {
-                    on_frame(self.kind, self.flags, self.stream_id(), &[]);
+                    on_frame(self.kind, self.flags, self.stream_id(), 0, &[]);
                     self.head_len = 0;
                 }
                 continue;
@@ -99,7 +103,13 @@ impl Scanner {
             self.payload_left -= n;
             buf = &buf[n..];
             if self.payload_left == 0 {
-                on_frame(self.kind, self.flags, self.stream_id(), &self.capture);
+                on_frame(
+                    self.kind,
+                    self.flags,
+                    self.stream_id(),
+                    self.frame_len,
+                    &self.capture,
+                );
                 self.head_len = 0;
             }
         }
@@ -171,6 +181,13 @@ pub(crate) struct ConnSignals {
     pub(crate) close_reason: OnceLock<String>,
     /// Whether the peer's first SETTINGS frame arrived.
     pub(crate) settings_received: AtomicBool,
+    /// DATA payload bytes received (for BDP samples).
+    pub(crate) data_bytes: AtomicU64,
+    /// Whether BDP estimation is on, and data arrived since the last BDP ping.
+    bdp_enabled: AtomicBool,
+    bdp_wanted: AtomicBool,
+    /// DATA bytes since the last BDP ping was asked for.
+    bdp_accum: AtomicU64,
     /// The highest stream id the peer opened (server side).
     max_peer_stream: std::sync::atomic::AtomicU32,
     /// A frame to write before h2's next frame (a GOAWAY with debug data,
@@ -217,6 +234,10 @@ impl ConnSignals {
             goaway: OnceLock::new(),
             close_reason: OnceLock::new(),
             settings_received: AtomicBool::new(false),
+            data_bytes: AtomicU64::new(0),
+            bdp_enabled: AtomicBool::new(false),
+            bdp_wanted: AtomicBool::new(false),
+            bdp_accum: AtomicU64::new(0),
             max_peer_stream: std::sync::atomic::AtomicU32::new(0),
             inject: Mutex::new(None),
             notify: tokio::sync::Notify::new(),
@@ -277,13 +298,38 @@ impl ConnSignals {
         *self.inject.lock().unwrap_or_else(|e| e.into_inner()) = Some(Bytes::from(frame));
     }
 
+    /// Turns on BDP sampling: DATA frames then ask for a BDP ping.
+    pub(crate) fn enable_bdp(&self) {
+        self.bdp_enabled.store(true, Ordering::Release);
+    }
+
+    /// Whether data arrived since the last BDP ping (and clears it).
+    pub(crate) fn take_bdp_wanted(&self) -> bool {
+        self.bdp_wanted.swap(false, Ordering::AcqRel)
+    }
+
     fn take_inject(&self) -> Option<Bytes> {
         self.inject.lock().unwrap_or_else(|e| e.into_inner()).take()
     }
 
-    fn on_inbound(&self, kind: u8, flags: u8, stream_id: u32, payload: &[u8]) {
+    fn on_inbound(&self, kind: u8, flags: u8, stream_id: u32, len: usize, payload: &[u8]) {
         self.inbound_frames.fetch_add(1, Ordering::Relaxed);
         match kind {
+            FRAME_DATA if len > 0 => {
+                self.data_bytes.fetch_add(len as u64, Ordering::Relaxed);
+                // Sample only when data really flows: a trickle of small
+                // messages (ping-pong, small unary calls) has no window to
+                // size, and a ping per round trip would cost more than the
+                // messages themselves.
+                if self.bdp_enabled.load(Ordering::Relaxed) {
+                    let accum =
+                        self.bdp_accum.fetch_add(len as u64, Ordering::Relaxed) + len as u64;
+                    if accum >= BDP_MIN_BYTES && !self.bdp_wanted.swap(true, Ordering::AcqRel) {
+                        self.bdp_accum.store(0, Ordering::Relaxed);
+                        self.notify.notify_one();
+                    }
+                }
+            }
             FRAME_SETTINGS => self.settings_received.store(true, Ordering::Release),
             FRAME_HEADERS => {
                 self.max_peer_stream.fetch_max(stream_id, Ordering::AcqRel);
@@ -485,9 +531,10 @@ impl<IO: AsyncRead + Unpin> AsyncRead for Inspect<IO> {
         let before = buf.filled().len();
         ready!(Pin::new(&mut this.io).poll_read(cx, buf))?;
         let signals = &this.signals;
-        this.inbound.feed(&buf.filled()[before..], |k, f, id, p| {
-            signals.on_inbound(k, f, id, p)
-        });
+        this.inbound
+            .feed(&buf.filled()[before..], |k, f, id, len, p| {
+                signals.on_inbound(k, f, id, len, p)
+            });
         Poll::Ready(Ok(()))
     }
 }
@@ -502,7 +549,7 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for Inspect<IO> {
         let n = ready!(Pin::new(&mut this.io).poll_write(cx, buf))?;
         let signals = &this.signals;
         this.outbound
-            .feed(&buf[..n], |k, _, _, _| signals.on_outbound(k));
+            .feed(&buf[..n], |k, _, _, _, _| signals.on_outbound(k));
         Poll::Ready(Ok(n))
     }
 
@@ -522,7 +569,7 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for Inspect<IO> {
             }
             let take = left.min(b.len());
             this.outbound
-                .feed(&b[..take], |k, _, _, _| signals.on_outbound(k));
+                .feed(&b[..take], |k, _, _, _, _| signals.on_outbound(k));
             left -= take;
         }
         Poll::Ready(Ok(n))
@@ -569,7 +616,7 @@ mod tests {
             let mut s = Scanner::new(true);
             let mut seen = Vec::new();
             for piece in wire.chunks(chunk) {
-                s.feed(piece, |k, _, _, p| seen.push((k, p.to_vec())));
+                s.feed(piece, |k, _, _, _, p| seen.push((k, p.to_vec())));
             }
             assert_eq!(seen.len(), 4, "chunk {chunk}");
             assert_eq!(seen[1].0, FRAME_PING);
@@ -584,7 +631,7 @@ mod tests {
         let mut payload = 3u32.to_be_bytes().to_vec();
         payload.extend(11u32.to_be_bytes());
         payload.extend(b"too_many_pings");
-        s.on_inbound(FRAME_GOAWAY, 0, 0, &payload);
+        s.on_inbound(FRAME_GOAWAY, 0, 0, payload.len(), &payload);
         let g = s.goaway().unwrap();
         assert_eq!(g.last_stream_id, 3);
         assert!(g.too_many_pings());
@@ -602,15 +649,15 @@ mod tests {
         s.stream_started();
         // Three quick pings are two strikes: allowed; the fourth is one too many.
         for _ in 0..3 {
-            s.on_inbound(FRAME_PING, 0, 0, &[]);
+            s.on_inbound(FRAME_PING, 0, 0, 8, &[]);
         }
         assert!(s.violation().is_none());
-        s.on_inbound(FRAME_PING, 0, 0, &[]);
+        s.on_inbound(FRAME_PING, 0, 0, 8, &[]);
         assert_eq!(s.violation().map(|v| v.what), Some("too_many_pings"));
         // ACKs never count.
         let s = ConnSignals::server(policy, None);
         for _ in 0..10 {
-            s.on_inbound(FRAME_PING, FLAG_ACK, 0, &[]);
+            s.on_inbound(FRAME_PING, FLAG_ACK, 0, 8, &[]);
         }
         assert!(s.violation().is_none());
     }
@@ -621,7 +668,7 @@ mod tests {
         let s = ConnSignals::server(policy, None);
         s.stream_started();
         for _ in 0..20 {
-            s.on_inbound(FRAME_PING, 0, 0, &[]);
+            s.on_inbound(FRAME_PING, 0, 0, 8, &[]);
             s.on_outbound(FRAME_DATA);
         }
         assert!(s.violation().is_none());
@@ -634,10 +681,10 @@ mod tests {
             Some((5, Duration::from_secs(60))),
         );
         for _ in 0..5 {
-            s.on_inbound(FRAME_RST_STREAM, 0, 1, &[0, 0, 0, 8]);
+            s.on_inbound(FRAME_RST_STREAM, 0, 1, 4, &[0, 0, 0, 8]);
         }
         assert!(s.violation().is_none());
-        s.on_inbound(FRAME_RST_STREAM, 0, 1, &[0, 0, 0, 8]);
+        s.on_inbound(FRAME_RST_STREAM, 0, 1, 4, &[0, 0, 0, 8]);
         assert_eq!(s.violation().map(|v| v.what), Some("too_many_resets"));
     }
 }

@@ -35,6 +35,8 @@ pub(crate) struct ServerConfig {
     pub(crate) enforcement: EnforcementPolicy,
     /// At most this many client resets per period (rapid reset).
     pub(crate) reset_limit: Option<(u32, Duration)>,
+    /// Whether flow-control windows grow with the measured BDP.
+    pub(crate) bdp: bool,
 }
 
 impl Default for ServerConfig {
@@ -49,6 +51,7 @@ impl Default for ServerConfig {
             keepalive: ServerParameters::default(),
             enforcement: EnforcementPolicy::default(),
             reset_limit: Some((400, Duration::from_secs(1))),
+            bdp: true,
         }
     }
 }
@@ -85,38 +88,113 @@ pub(crate) trait StreamHandler: Send + Sync + 'static {
     fn handle(&self, stream: IncomingStream);
 }
 
-/// Keepalive pinging state of one connection (used by both sides).
-pub(crate) struct Keepalive {
-    time: Duration,
-    timeout: Duration,
+/// What a connection's pings are for.
+enum PingKind {
+    /// Is the peer still there?
+    Keepalive,
+    /// How much data arrives per round trip? (`bytes`: data received when
+    /// the ping was sent.)
+    Bdp {
+        sent: std::time::Instant,
+        bytes: u64,
+    },
+}
+
+type PingFuture = std::pin::Pin<Box<dyn std::future::Future<Output = h2::PingPong> + Send>>;
+
+/// The pings of one connection (both sides): keepalive, which detects a dead
+/// peer, and BDP, which measures the bandwidth-delay product to size the
+/// flow-control windows (gRPC-Go's bdpEstimator). h2 allows one user ping at
+/// a time, so they share it.
+pub(crate) struct Pinger {
+    keepalive: Option<(Duration, Duration)>,
     ping_pong: Option<h2::PingPong>,
-    /// The ping in flight, with the ping-pong handle it borrowed.
-    in_flight: Option<std::pin::Pin<Box<dyn std::future::Future<Output = h2::PingPong> + Send>>>,
+    in_flight: Option<(PingKind, PingFuture)>,
     deadline: tokio::time::Instant,
     seen_frames: u64,
+    bdp: Option<Bdp>,
 }
 
-/// What the keepalive timer decided.
-pub(crate) enum KeepaliveEvent {
-    /// Nothing to do yet.
+/// What the pinger decided.
+pub(crate) enum PingEvent {
+    /// Nothing to do.
     Wait,
-    /// No acknowledgement in time: the connection is dead.
+    /// A keepalive ping went unanswered: the connection is dead.
     Dead,
+    /// The flow-control windows should grow to this size.
+    Window(u32),
 }
 
-impl Keepalive {
+/// gRPC-Go's BDP estimator: grows the window to twice a round trip's worth
+/// of data when a sample reaches 2/3 of the current estimate at the highest
+/// bandwidth seen so far; never shrinks; at most 16 MiB.
+pub(crate) struct Bdp {
+    estimate: u32,
+    rtt: f64,
+    samples: u32,
+    bw_max: f64,
+}
+
+impl Bdp {
+    const LIMIT: u32 = 16 << 20;
+    const ALPHA: f64 = 0.9;
+    const BETA: f64 = 0.66;
+    const GAMMA: f64 = 2.0;
+
+    pub(crate) fn new(initial_window: u32) -> Bdp {
+        Bdp {
+            estimate: initial_window,
+            rtt: 0.0,
+            samples: 0,
+            bw_max: 0.0,
+        }
+    }
+
+    /// Takes a sample: `bytes` received within one `rtt` (seconds).
+    pub(crate) fn sample(&mut self, bytes: u64, rtt: f64) -> Option<u32> {
+        self.samples += 1;
+        if self.samples < 10 {
+            self.rtt += (rtt - self.rtt) / f64::from(self.samples);
+        } else {
+            self.rtt += (rtt - self.rtt) * Self::ALPHA;
+        }
+        if self.rtt <= 0.0 {
+            return None;
+        }
+        let bw = bytes as f64 / (self.rtt * 1.5);
+        if bw > self.bw_max {
+            self.bw_max = bw;
+        }
+        if bytes as f64 >= Self::BETA * f64::from(self.estimate)
+            && bw >= self.bw_max
+            && self.estimate < Self::LIMIT
+        {
+            let grown = (Self::GAMMA * bytes as f64).min(f64::from(Self::LIMIT)) as u32;
+            if grown > self.estimate {
+                self.estimate = grown;
+                return Some(grown);
+            }
+        }
+        None
+    }
+}
+
+impl Pinger {
+    /// `keepalive`: (time, timeout), or `None` for no keepalive pings;
+    /// `bdp_initial`: the initial stream window, or `None` for fixed windows.
     pub(crate) fn new(
-        time: Duration,
-        timeout: Duration,
+        keepalive: Option<(Duration, Duration)>,
+        bdp_initial: Option<u32>,
         ping_pong: Option<h2::PingPong>,
-    ) -> Keepalive {
-        Keepalive {
-            time,
-            timeout,
+    ) -> Pinger {
+        let far = tokio::time::Instant::now() + Duration::from_secs(100 * 365 * 86400);
+        Pinger {
+            deadline: keepalive.map_or(far, |(time, _)| tokio::time::Instant::now() + time),
+            keepalive,
             ping_pong,
             in_flight: None,
-            deadline: tokio::time::Instant::now() + time,
             seen_frames: 0,
+            bdp: bdp_initial.map(Bdp::new),
         }
     }
 
@@ -124,52 +202,104 @@ impl Keepalive {
         self.deadline
     }
 
-    /// Called at the deadline (or when the ping completes): pings if the
-    /// peer was quiet for `time`, declares it dead if a ping went
-    /// unanswered for `timeout`. `may_ping` is false when pinging is not
-    /// allowed now (a client with no calls).
-    pub(crate) fn on_deadline(&mut self, signals: &ConnSignals, may_ping: bool) -> KeepaliveEvent {
+    fn send(&mut self, kind: PingKind) -> bool {
+        let Some(mut pp) = self.ping_pong.take() else {
+            return false;
+        };
+        self.in_flight = Some((
+            kind,
+            Box::pin(async move {
+                let _ = pp.ping(h2::Ping::opaque()).await;
+                pp
+            }),
+        ));
+        true
+    }
+
+    /// The keepalive timer: pings if the peer was quiet for `time`, and
+    /// declares it dead if a ping went unanswered (and nothing else came)
+    /// for `timeout`. `may_ping` is false when pinging is not allowed now (a
+    /// client with no calls).
+    pub(crate) fn on_deadline(&mut self, signals: &ConnSignals, may_ping: bool) -> PingEvent {
+        let Some((time, timeout)) = self.keepalive else {
+            self.deadline = tokio::time::Instant::now() + Duration::from_secs(100 * 365 * 86400);
+            return PingEvent::Wait;
+        };
         let frames = signals
             .inbound_frames
             .load(std::sync::atomic::Ordering::Relaxed);
         let now = tokio::time::Instant::now();
         if self.in_flight.is_some() {
             if frames != self.seen_frames {
-                // The peer answered (the ACK or anything else counts).
-                self.in_flight = None;
+                // The peer is alive; keep waiting for the acknowledgement
+                // (the ping future owns h2's only ping handle).
                 self.seen_frames = frames;
-                self.deadline = now + self.time;
-                return KeepaliveEvent::Wait;
+                self.deadline = now + timeout;
+                return PingEvent::Wait;
             }
-            return KeepaliveEvent::Dead;
+            return PingEvent::Dead;
         }
         if frames != self.seen_frames || !may_ping {
             self.seen_frames = frames;
-            self.deadline = now + self.time;
-            return KeepaliveEvent::Wait;
+            self.deadline = now + time;
+            return PingEvent::Wait;
         }
-        if let Some(mut pp) = self.ping_pong.take() {
-            self.in_flight = Some(Box::pin(async move {
-                let _ = pp.ping(h2::Ping::opaque()).await;
-                pp
-            }));
-        }
-        self.deadline = now + self.timeout;
-        KeepaliveEvent::Wait
+        self.send(PingKind::Keepalive);
+        self.deadline = now + timeout;
+        PingEvent::Wait
     }
 
-    /// Drives the ping in flight. When its acknowledgement arrives the peer
-    /// is alive: the next ping waits a full `time`.
-    pub(crate) fn poll_ping(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<()> {
-        let Some(fut) = self.in_flight.as_mut() else {
+    /// Data arrived: start a BDP ping if none is in flight.
+    pub(crate) fn on_data(&mut self, signals: &ConnSignals) {
+        if self.bdp.is_none() || self.in_flight.is_some() || !signals.take_bdp_wanted() {
+            return;
+        }
+        let bytes = signals
+            .data_bytes
+            .load(std::sync::atomic::Ordering::Relaxed);
+        self.send(PingKind::Bdp {
+            sent: std::time::Instant::now(),
+            bytes,
+        });
+    }
+
+    /// Drives the ping in flight; reports a window to grow to when a BDP
+    /// sample says so. Any acknowledgement shows the peer is alive.
+    pub(crate) fn poll_ping(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+        signals: &ConnSignals,
+    ) -> std::task::Poll<PingEvent> {
+        let Some((_, fut)) = self.in_flight.as_mut() else {
             return std::task::Poll::Pending;
         };
         let pp = std::task::ready!(fut.as_mut().poll(cx));
-        self.in_flight = None;
+        let (kind, _) = self.in_flight.take().expect("checked above");
         self.ping_pong = Some(pp);
-        self.deadline = tokio::time::Instant::now() + self.time;
-        std::task::Poll::Ready(())
+        if let Some((time, _)) = self.keepalive {
+            self.deadline = tokio::time::Instant::now() + time;
+        }
+        let mut event = PingEvent::Wait;
+        if let (PingKind::Bdp { sent, bytes }, Some(bdp)) = (kind, self.bdp.as_mut()) {
+            let now_bytes = signals
+                .data_bytes
+                .load(std::sync::atomic::Ordering::Relaxed);
+            if let Some(window) = bdp.sample(
+                now_bytes.saturating_sub(bytes),
+                sent.elapsed().as_secs_f64(),
+            ) {
+                event = PingEvent::Window(window);
+            }
+        }
+        std::task::Poll::Ready(event)
     }
+}
+
+/// The windows for a BDP estimate: (connection, streams' initial). The
+/// connection's never drops below its configured size.
+pub(crate) fn grown_windows(window: u32, connection_window: u32) -> (u32, u32) {
+    tracing::debug!("BDP estimate: flow-control windows grow to {window} bytes");
+    (window.max(connection_window), window)
 }
 
 /// Serves one connection until the peer closes it, an error ends it, the
@@ -211,7 +341,14 @@ pub(crate) async fn serve_connection<IO, H>(
         }
     };
     let params = config.keepalive;
-    let mut keepalive = Keepalive::new(params.time, params.timeout, conn.ping_pong());
+    if config.bdp {
+        signals.enable_bdp();
+    }
+    let mut pinger = Pinger::new(
+        Some((params.time, params.timeout)),
+        config.bdp.then_some(config.initial_stream_window_size),
+        conn.ping_pong(),
+    );
     let far = Instant::now() + Duration::from_secs(100 * 365 * 86400);
     let born = Instant::now();
     let mut age_deadline = params
@@ -251,7 +388,7 @@ pub(crate) async fn serve_connection<IO, H>(
             }
         }
         changed = false;
-        let keepalive_deadline = keepalive.deadline();
+        let keepalive_deadline = pinger.deadline();
         let accepted = tokio::select! {
             biased;
             res = shutdown.changed() => {
@@ -263,6 +400,7 @@ pub(crate) async fn serve_connection<IO, H>(
                 continue;
             }
             () = signals.notify.notified() => {
+                pinger.on_data(&signals);
                 if let Some(v) = signals.violation() {
                     tracing::debug!(peer = %peer.remote_addr, "closing connection: {}", v.what);
                     // Our GOAWAY carries the reason as debug data (gRPC
@@ -290,9 +428,18 @@ pub(crate) async fn serve_connection<IO, H>(
                 conn.abrupt_shutdown(h2::Reason::NO_ERROR);
                 continue;
             }
-            () = poll_fn(|cx| keepalive.poll_ping(cx)) => continue,
+            event = poll_fn(|cx| pinger.poll_ping(cx, &signals)) => {
+                if let PingEvent::Window(window) = event {
+                    let (conn_window, stream_window) =
+                        grown_windows(window, config.initial_connection_window_size);
+                    conn.set_target_window_size(conn_window);
+                    let _ = conn.set_initial_window_size(stream_window);
+                }
+                pinger.on_data(&signals);
+                continue;
+            }
             () = sleep_until(keepalive_deadline) => {
-                if let KeepaliveEvent::Dead = keepalive.on_deadline(&signals, true) {
+                if let PingEvent::Dead = pinger.on_deadline(&signals, true) {
                     tracing::debug!(peer = %peer.remote_addr, "keepalive ping not acknowledged within {:?}; closing", params.timeout);
                     return;
                 }
@@ -443,4 +590,44 @@ fn reject(respond: &mut h2::server::SendResponse<Bytes>, status: StatusCode, mes
     }
     *resp.headers_mut() = headers;
     let _ = respond.send_response(resp, true);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Bdp;
+
+    #[test]
+    fn bdp_grows_to_twice_a_full_sample() {
+        let mut bdp = Bdp::new(65_535);
+        // A round trip's worth of data close to the window: grow to 2x.
+        assert_eq!(bdp.sample(60_000, 0.1), Some(120_000));
+        // Then keep doubling while samples fill the window.
+        assert_eq!(bdp.sample(110_000, 0.1), Some(220_000));
+    }
+
+    #[test]
+    fn bdp_ignores_small_samples_and_never_shrinks() {
+        let mut bdp = Bdp::new(1 << 20);
+        assert_eq!(bdp.sample(10_000, 0.05), None);
+        assert_eq!(bdp.sample(100, 0.05), None);
+        assert_eq!(bdp.estimate, 1 << 20);
+    }
+
+    #[test]
+    fn bdp_is_capped_at_16_mib() {
+        let mut bdp = Bdp::new(12 << 20);
+        assert_eq!(bdp.sample(20 << 20, 0.2), Some(16 << 20));
+        assert_eq!(bdp.sample(30 << 20, 0.2), None, "at the cap");
+    }
+
+    #[test]
+    fn bdp_needs_the_best_bandwidth_seen() {
+        let mut bdp = Bdp::new(65_535);
+        assert_eq!(bdp.sample(60_000, 0.01), Some(120_000));
+        // Same bytes over a much longer round trip: lower bandwidth, no growth.
+        for _ in 0..9 {
+            let _ = bdp.sample(1_000, 0.01);
+        }
+        assert_eq!(bdp.sample(100_000, 1.0), None);
+    }
 }
