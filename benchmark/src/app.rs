@@ -50,10 +50,11 @@ const SERVER_STOP_GRACE: Duration = Duration::from_secs(5);
 /// Runs the tool `tool` for `S` with the process's command line.
 pub fn main<S: System>(tool: &str) -> ExitCode {
     let flags = flags::from_env(tool);
-    if let Err(reason) = flags.security.check() {
+    if let Err(reason) = flags.security.check(tool) {
         eprintln!("{tool}: {reason}");
         return ExitCode::from(2);
     }
+    crate::tls::set_security(flags.security);
     if flags.mode != Mode::Server {
         for run in flags.runs() {
             if let Err(reason) = S::supports(run.workload, run.compression) {
@@ -109,9 +110,10 @@ async fn measure<S: System>(tool: &str, flags: &Flags) -> io::Result<bool> {
     let threads = flags.runtime_threads.unwrap_or_else(crate::available_cpus);
     let runs = flags.runs();
     eprintln!(
-        "{tool}: {} {}, {} runtime thread(s), {} CPU(s) available, warm-up {} + {} per configuration, {} payload, {} configuration(s)",
+        "{tool}: {} {}, {}, {} runtime thread(s), {} CPU(s) available, warm-up {} + {} per configuration, {} payload, {} configuration(s)",
         S::NAME,
         flags.mode.name(),
+        if flags.security == crate::flags::Security::Tls { "TLS" } else { "plaintext" },
         threads,
         crate::available_cpus(),
         report::fmt_secs(flags.warmup),

@@ -22,6 +22,7 @@ pub mod ours;
 pub mod payload;
 pub mod report;
 pub mod resources;
+pub mod tls;
 
 /// The `helloworld` package.
 pub mod helloworld {

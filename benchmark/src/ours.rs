@@ -145,6 +145,9 @@ pub fn channel(addr: &str, compression: Compression) -> Result<Channel, String> 
     let mut builder = Channel::builder(addr)
         .max_decoding_message_size(MAX_MESSAGE_SIZE)
         .min_compress_size(0);
+    if let Some(credentials) = crate::tls::channel_credentials()? {
+        builder = builder.credentials(credentials);
+    }
     if let Some(name) = compression.encoding() {
         builder = builder.send_compressed(name);
     }
@@ -232,11 +235,14 @@ impl System for Ferrogrpc {
         listener: TcpListener,
         stop: impl Future<Output = ()> + Send + 'static,
     ) -> io::Result<()> {
-        let server = Server::builder()
+        let mut builder = Server::builder()
             .add_service(BenchServiceServer::new(BenchServer::default()))
             .max_decoding_message_size(MAX_MESSAGE_SIZE)
-            .min_compress_size(0)
-            .build();
+            .min_compress_size(0);
+        if let Some(credentials) = crate::tls::server_credentials().map_err(io::Error::other)? {
+            builder = builder.credentials(credentials);
+        }
+        let server = builder.build();
         tokio::select! {
             served = server.serve_listener(listener) => served,
             () = stop => {

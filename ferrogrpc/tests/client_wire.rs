@@ -341,3 +341,30 @@ async fn server_that_never_answers_hits_the_deadline() {
         .unwrap_err();
     assert_eq!(err.code(), Code::DeadlineExceeded);
 }
+
+#[tokio::test]
+async fn a_tls_only_server_is_named_as_not_speaking_http2() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    // Answers whatever comes with a TLS alert record, as a TLS server does
+    // to a plaintext HTTP/2 client, then closes.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let (mut tcp, _) = listener.accept().await.unwrap();
+            tokio::spawn(async move {
+                let mut buf = [0u8; 64];
+                let _ = tcp.read(&mut buf).await;
+                let _ = tcp
+                    .write_all(&[0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 0x32])
+                    .await;
+            });
+        }
+    });
+    let err = call(addr).await.unwrap_err();
+    assert_eq!(err.code(), Code::Unavailable, "{err}");
+    assert!(
+        err.message().contains("did not answer with HTTP/2"),
+        "{err}"
+    );
+}

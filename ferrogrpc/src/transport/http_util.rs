@@ -132,13 +132,18 @@ pub(crate) fn status_from_h2(err: &h2::Error, side: &str) -> Status {
             } else {
                 code_for_reason(reason).max_unavailable()
             };
-            return Status::new(
-                code,
+            let text = if err.is_remote() {
                 format!(
                     "connection closed by {side} with GOAWAY {}",
                     describe_reason(reason)
-                ),
-            );
+                )
+            } else {
+                format!(
+                    "connection closed after a protocol error in what the {side} sent ({})",
+                    describe_reason(reason)
+                )
+            };
+            return Status::new(code, text);
         }
         if err.is_reset() {
             let who = if err.is_remote() { side } else { "this side" };

@@ -181,6 +181,9 @@ pub(crate) struct ConnSignals {
     pub(crate) close_reason: OnceLock<String>,
     /// Whether the peer's first SETTINGS frame arrived.
     pub(crate) settings_received: AtomicBool,
+    /// The peer's first frame was not SETTINGS: it does not speak HTTP/2
+    /// (often TLS on one side only, or HTTP/1); nothing after is trusted.
+    pub(crate) not_http2: AtomicBool,
     /// DATA payload bytes received (for BDP samples).
     pub(crate) data_bytes: AtomicU64,
     /// Whether BDP estimation is on, and data arrived since the last BDP ping.
@@ -234,6 +237,7 @@ impl ConnSignals {
             goaway: OnceLock::new(),
             close_reason: OnceLock::new(),
             settings_received: AtomicBool::new(false),
+            not_http2: AtomicBool::new(false),
             data_bytes: AtomicU64::new(0),
             bdp_enabled: AtomicBool::new(false),
             bdp_wanted: AtomicBool::new(false),
@@ -314,6 +318,14 @@ impl ConnSignals {
 
     fn on_inbound(&self, kind: u8, flags: u8, stream_id: u32, len: usize, payload: &[u8]) {
         self.inbound_frames.fetch_add(1, Ordering::Relaxed);
+        if !self.settings_received.load(Ordering::Acquire) && kind != FRAME_SETTINGS {
+            // RFC 9113: the first frame must be SETTINGS. Anything else is
+            // not HTTP/2; do not read meaning into its bytes.
+            self.not_http2.store(true, Ordering::Release);
+        }
+        if self.not_http2.load(Ordering::Acquire) {
+            return;
+        }
         match kind {
             FRAME_DATA if len > 0 => {
                 self.data_bytes.fetch_add(len as u64, Ordering::Relaxed);
@@ -452,7 +464,12 @@ impl ConnSignals {
         use crate::status::Status;
         let unprocessed = err.is_go_away() || err.reason() == Some(h2::Reason::REFUSED_STREAM);
         let connection_gone = err.is_go_away() || err.is_io() || err.reason().is_none();
-        let status = if let Some(reason) = self.close_reason.get().filter(|_| connection_gone) {
+        let status = if self.not_http2.load(Ordering::Acquire) && connection_gone {
+            Status::unavailable(format!(
+                "the {side} did not answer with HTTP/2 (is it serving TLS while this side \
+                 uses plaintext, or HTTP/1?)"
+            ))
+        } else if let Some(reason) = self.close_reason.get().filter(|_| connection_gone) {
             Status::unavailable(format!("connection to {side} closed: {reason}"))
         } else if let Some(goaway) = self.goaway.get().filter(|_| connection_gone) {
             Status::unavailable(format!(
@@ -535,6 +552,17 @@ impl<IO: AsyncRead + Unpin> AsyncRead for Inspect<IO> {
             .feed(&buf.filled()[before..], |k, f, id, len, p| {
                 signals.on_inbound(k, f, id, len, p)
             });
+        // The first frame's type is known from its fourth byte: a peer that
+        // does not start with SETTINGS is not speaking HTTP/2 (h2 fails on
+        // the length alone, before a whole header has arrived).
+        let first = &this.inbound;
+        if first.preface_left == 0
+            && first.head_len >= 4
+            && first.head[3] != FRAME_SETTINGS
+            && !signals.settings_received.load(Ordering::Acquire)
+        {
+            signals.not_http2.store(true, Ordering::Release);
+        }
         Poll::Ready(Ok(()))
     }
 }
@@ -628,6 +656,7 @@ mod tests {
     #[test]
     fn goaway_is_recorded_with_debug_data() {
         let s = ConnSignals::client();
+        s.on_inbound(FRAME_SETTINGS, 0, 0, 0, &[]);
         let mut payload = 3u32.to_be_bytes().to_vec();
         payload.extend(11u32.to_be_bytes());
         payload.extend(b"too_many_pings");
@@ -646,6 +675,7 @@ mod tests {
     fn ping_strikes_follow_the_policy() {
         let policy = EnforcementPolicy::default().with_min_time(Duration::from_secs(60));
         let s = ConnSignals::server(policy, None);
+        s.on_inbound(FRAME_SETTINGS, 0, 0, 0, &[]);
         s.stream_started();
         // Three quick pings are two strikes: allowed; the fourth is one too many.
         for _ in 0..3 {
@@ -656,6 +686,7 @@ mod tests {
         assert_eq!(s.violation().map(|v| v.what), Some("too_many_pings"));
         // ACKs never count.
         let s = ConnSignals::server(policy, None);
+        s.on_inbound(FRAME_SETTINGS, 0, 0, 0, &[]);
         for _ in 0..10 {
             s.on_inbound(FRAME_PING, FLAG_ACK, 0, 8, &[]);
         }
@@ -666,6 +697,7 @@ mod tests {
     fn sending_data_resets_strikes() {
         let policy = EnforcementPolicy::default().with_min_time(Duration::from_secs(60));
         let s = ConnSignals::server(policy, None);
+        s.on_inbound(FRAME_SETTINGS, 0, 0, 0, &[]);
         s.stream_started();
         for _ in 0..20 {
             s.on_inbound(FRAME_PING, 0, 0, 8, &[]);
@@ -675,11 +707,23 @@ mod tests {
     }
 
     #[test]
+    fn a_peer_that_does_not_start_with_settings_is_not_read() {
+        let s = ConnSignals::client();
+        // A TLS alert record, read as a frame header, is "something else".
+        let mut goaway = 0u32.to_be_bytes().to_vec();
+        goaway.extend(11u32.to_be_bytes());
+        s.on_inbound(FRAME_GOAWAY, 0, 0, 8, &goaway);
+        assert!(s.goaway().is_none());
+        assert!(s.not_http2.load(Ordering::Acquire));
+    }
+
+    #[test]
     fn resets_over_the_limit_are_a_violation() {
         let s = ConnSignals::server(
             EnforcementPolicy::default(),
             Some((5, Duration::from_secs(60))),
         );
+        s.on_inbound(FRAME_SETTINGS, 0, 0, 0, &[]);
         for _ in 0..5 {
             s.on_inbound(FRAME_RST_STREAM, 0, 1, 4, &[0, 0, 0, 8]);
         }
