@@ -876,12 +876,62 @@ async fn unix_socket_server_and_channel() {
 
 #[test]
 fn bad_targets_fail_at_creation() {
-    for t in ["", "unix:", "http://", "a/b:1", "host:port:x/y"] {
-        assert!(Channel::from_target(t).is_err(), "{t:?}");
+    for t in [
+        "",
+        "unix:",
+        "http://",
+        "a/b:1",
+        "host:port:x/y",
+        "localhost:notaport",
+        "localhost:70000",
+        "ipv4:1.2.3.4:80,::1",
+        "ipv6:1.2.3.4",
+        "dns:///",
+    ] {
+        let err = Channel::from_target(t).unwrap_err();
+        assert!(err.to_string().contains("target"), "{t:?}: {err}");
     }
-    assert!(
-        Channel::from_target("localhost").is_ok(),
-        "default port 443"
-    );
-    assert!(Channel::from_target("[::1]:50051").is_ok());
+    for t in [
+        "localhost",
+        "[::1]:50051",
+        "dns:///localhost:50051",
+        "dns://8.8.8.8/example.com:443",
+        "ipv4:127.0.0.1:1,127.0.0.2:2",
+        "ipv6:[::1]:50051",
+        "passthrough:///localhost:50051",
+        "unix:relative.sock",
+        "unix-abstract:name",
+    ] {
+        assert!(Channel::from_target(t).is_ok(), "{t:?}");
+    }
+}
+
+#[tokio::test]
+async fn naming_schemes_reach_the_server() {
+    let fx = start().await;
+    let port = fx.addr.port();
+    // The first ipv4 address is refused; the channel tries the next.
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead_port = dead.local_addr().unwrap().port();
+    drop(dead);
+    for target in [
+        format!("dns:///127.0.0.1:{port}"),
+        format!("ipv4:127.0.0.1:{dead_port},127.0.0.1:{port}"),
+        format!("passthrough:///127.0.0.1:{port}"),
+        format!("localhost:{port}"),
+    ] {
+        let ch = Channel::from_target(&target).unwrap();
+        let resp = ch
+            .unary(
+                path("/test.Svc/Unary"),
+                Request::new(Bytes::from_static(b"n")),
+                BytesCodec,
+            )
+            .await;
+        assert_eq!(
+            resp.map(Response::into_inner).ok(),
+            Some(Bytes::from_static(b"n")),
+            "{target}"
+        );
+    }
 }

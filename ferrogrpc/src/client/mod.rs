@@ -336,51 +336,61 @@ impl ChannelBuilder {
     }
 }
 
-/// Parses a target: `host:port`, `http://host:port`, `https://host:port`,
-/// `dns:///host:port`, `unix:path`, `unix:///abs/path`, or an absolute socket
-/// path. Returns the endpoint, whether it was `https`, and the authority.
-fn parse_target(target: &str) -> Result<(Endpoint, bool, String), String> {
-    if target.is_empty() {
-        return Err("empty target".into());
-    }
-    let unix_path = target
-        .strip_prefix("unix://")
-        .or_else(|| target.strip_prefix("unix:"))
-        .or_else(|| target.starts_with('/').then_some(target));
-    if let Some(path) = unix_path {
-        if path.is_empty() {
-            return Err("empty unix socket path".into());
-        }
-        return Ok((Endpoint::Unix(path.into()), false, "localhost".into()));
-    }
-    let https = target.starts_with("https://");
-    let hostport = target
-        .strip_prefix("https://")
-        .or_else(|| target.strip_prefix("http://"))
-        .or_else(|| target.strip_prefix("dns:///"))
-        .unwrap_or(target)
-        .trim_end_matches('/');
-    if hostport.is_empty() || hostport.contains('/') {
-        return Err("expected host:port".into());
-    }
-    let with_port = if has_port(hostport) {
-        hostport.to_string()
-    } else {
-        format!("{hostport}:443")
-    };
-    Authority::from_str(&with_port).map_err(|e| format!("bad host:port: {e}"))?;
-    Ok((Endpoint::Tcp(with_port.clone()), https, with_port))
-}
+/// The schemes this build resolves by itself (naming.md).
+const SCHEMES: [&str; 6] = [
+    "dns",
+    "unix",
+    "unix-abstract",
+    "ipv4",
+    "ipv6",
+    "passthrough",
+];
 
-fn has_port(hostport: &str) -> bool {
-    match hostport.rsplit_once(':') {
-        // "[::1]:80" has a port; "[::1]" and "::1" do not.
-        Some((host, port)) => {
-            !port.is_empty()
-                && port.bytes().all(|b| b.is_ascii_digit())
-                && (!host.contains(':') || host.ends_with(']'))
+/// Parses a target per naming.md (see [`crate::resolver::target`]): `dns`
+/// (the default, so `host:port` works), `unix`, `unix-abstract`, `ipv4`,
+/// `ipv6`, `passthrough`, legacy `http(s)://host:port`, and, as before, an
+/// absolute socket path. Returns the endpoint, whether TLS was asked for, and
+/// the default authority.
+fn parse_target(target: &str) -> Result<(Endpoint, bool, String), String> {
+    use crate::resolver::target;
+    if target.starts_with('/') {
+        return Ok((Endpoint::Unix(target.into()), false, "localhost".into()));
+    }
+    let parsed = target::parse(target, |s| SCHEMES.contains(&s)).map_err(|e| e.to_string())?;
+    let endpoint = parsed.endpoint();
+    match parsed.scheme() {
+        "unix" | "unix-abstract" => {
+            let unix = target::unix_path(&parsed).map_err(|e| e.to_string())?;
+            Ok((
+                Endpoint::Unix(unix.socket_path()),
+                false,
+                "localhost".into(),
+            ))
         }
-        None => false,
+        scheme @ ("ipv4" | "ipv6") => {
+            let addrs = target::parse_ip_list(scheme, endpoint, target::DEFAULT_PORT)
+                .map_err(|e| e.to_string())?;
+            let authority = addrs.first().map(ToString::to_string).unwrap_or_default();
+            Ok((Endpoint::Addrs(addrs), false, authority))
+        }
+        _ => {
+            // dns and passthrough: resolved when connecting, addresses tried
+            // in order. (A dns authority, the name server, is not used yet.)
+            let (host, port) = target::split_host_port(endpoint, target::DEFAULT_PORT)
+                .map_err(|e| e.to_string())?;
+            let hostport = if host.contains(':') {
+                format!("[{host}]:{port}")
+            } else {
+                format!("{host}:{port}")
+            };
+            Authority::from_str(&hostport)
+                .map_err(|e| format!("bad host:port {hostport:?}: {e}"))?;
+            Ok((
+                Endpoint::Tcp(hostport.clone()),
+                parsed.wants_tls(),
+                hostport,
+            ))
+        }
     }
 }
 

@@ -39,6 +39,8 @@ pub(crate) const USER_AGENT: &str = concat!("ferrogrpc/", env!("CARGO_PKG_VERSIO
 pub(crate) enum Endpoint {
     /// `host:port`, resolved at connect time.
     Tcp(String),
+    /// Addresses given literally (`ipv4:`/`ipv6:` targets), tried in order.
+    Addrs(Vec<std::net::SocketAddr>),
     /// A Unix domain socket path.
     Unix(PathBuf),
 }
@@ -99,10 +101,27 @@ impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static> I
 
 async fn dial(endpoint: &Endpoint) -> Result<(Box<dyn Io>, Peer), Status> {
     match endpoint {
-        Endpoint::Tcp(hostport) => {
-            let addrs = tokio::net::lookup_host(hostport.as_str())
-                .await
-                .map_err(|e| Status::unavailable(format!("failed to resolve {hostport}: {e}")))?;
+        Endpoint::Tcp(_) | Endpoint::Addrs(_) => {
+            let (hostport, addrs): (String, Vec<std::net::SocketAddr>) = match endpoint {
+                Endpoint::Tcp(hostport) => (
+                    hostport.clone(),
+                    tokio::net::lookup_host(hostport.as_str())
+                        .await
+                        .map_err(|e| {
+                            Status::unavailable(format!("failed to resolve {hostport}: {e}"))
+                        })?
+                        .collect(),
+                ),
+                Endpoint::Addrs(addrs) => (
+                    addrs
+                        .iter()
+                        .map(ToString::to_string)
+                        .collect::<Vec<_>>()
+                        .join(","),
+                    addrs.clone(),
+                ),
+                Endpoint::Unix(_) => unreachable!("matched above"),
+            };
             let mut last_err = None;
             for addr in addrs {
                 match tokio::net::TcpStream::connect(addr).await {
@@ -204,6 +223,11 @@ impl Http2Client {
     ) -> Result<Http2Client, Status> {
         let what = match endpoint {
             Endpoint::Tcp(hostport) => hostport.clone(),
+            Endpoint::Addrs(addrs) => addrs
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(","),
             Endpoint::Unix(path) => format!("unix:{}", path.display()),
         };
         let signals = ConnSignals::client();
