@@ -14,7 +14,8 @@
 //!
 //! The call path reads the channel's connection state without locks or
 //! queues. Today a channel has one subchannel (one address); the resolver and
-//! load-balancing layers slot in at [`Channel::pick`]'s place.
+//! load-balancing layers slot in where the channel picks its connection
+//! (a private `Channel::pick`).
 
 mod call;
 mod subchannel;
