@@ -89,49 +89,86 @@ type UnaryHandlerFn<'a> = Box<
 >;
 
 /// The rest of a server's unary chain, ending at the handler.
-pub struct UnaryServerNext<'a> {
-    chain: &'a [Arc<dyn UnaryServerInterceptor>],
+pub type UnaryServerNext<'a> = UnaryNext<'a, dyn UnaryServerInterceptor>;
+
+/// The rest of a unary chain (server or client): the interceptors still to
+/// run, then the handler (server) or the network call (client).
+pub struct UnaryNext<'a, I: ?Sized> {
+    chain: &'a [Arc<I>],
     info: CallInfo<'a>,
-    handler: UnaryHandlerFn<'a>,
+    last: UnaryHandlerFn<'a>,
 }
 
-impl fmt::Debug for UnaryServerNext<'_> {
+impl<I: ?Sized> fmt::Debug for UnaryNext<'_, I> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("UnaryServerNext")
+        f.debug_struct("UnaryNext")
             .field("remaining", &self.chain.len())
             .finish_non_exhaustive()
     }
 }
 
-impl<'a> UnaryServerNext<'a> {
-    pub(crate) fn new(
-        chain: &'a [Arc<dyn UnaryServerInterceptor>],
+/// A link of a unary chain: the server and client interceptor traits.
+/// Sealed: implemented only for those two trait objects.
+pub trait UnaryLink: sealed::Sealed + Send + Sync {
+    #[doc(hidden)]
+    fn call<'a>(
+        &'a self,
+        request: Request<AnyMessage>,
         info: CallInfo<'a>,
-        handler: UnaryHandlerFn<'a>,
-    ) -> UnaryServerNext<'a> {
-        UnaryServerNext {
-            chain,
-            info,
-            handler,
-        }
+        next: UnaryNext<'a, Self>,
+    ) -> BoxFuture<'a, Result<Response<AnyMessage>, Status>>;
+}
+
+mod sealed {
+    pub trait Sealed {}
+    impl Sealed for dyn super::UnaryServerInterceptor {}
+    impl Sealed for dyn super::UnaryClientInterceptor {}
+}
+
+impl UnaryLink for dyn UnaryServerInterceptor {
+    fn call<'a>(
+        &'a self,
+        request: Request<AnyMessage>,
+        info: CallInfo<'a>,
+        next: UnaryNext<'a, Self>,
+    ) -> BoxFuture<'a, Result<Response<AnyMessage>, Status>> {
+        self.intercept(request, info, next)
+    }
+}
+
+impl UnaryLink for dyn UnaryClientInterceptor {
+    fn call<'a>(
+        &'a self,
+        request: Request<AnyMessage>,
+        info: CallInfo<'a>,
+        next: UnaryNext<'a, Self>,
+    ) -> BoxFuture<'a, Result<Response<AnyMessage>, Status>> {
+        self.intercept(request, info, next)
+    }
+}
+
+impl<'a, I: UnaryLink + ?Sized> UnaryNext<'a, I> {
+    pub(crate) fn new(chain: &'a [Arc<I>], info: CallInfo<'a>, last: UnaryHandlerFn<'a>) -> Self {
+        UnaryNext { chain, info, last }
     }
 
-    /// Runs the next interceptor, or the handler after the last one.
+    /// Runs the next interceptor, or, after the last one, the handler
+    /// (server) or the call itself (client).
     pub fn run(
         self,
         request: Request<AnyMessage>,
     ) -> BoxFuture<'a, Result<Response<AnyMessage>, Status>> {
         match self.chain.split_first() {
-            Some((first, rest)) => first.intercept(
+            Some((first, rest)) => first.call(
                 request,
                 self.info,
-                UnaryServerNext {
+                UnaryNext {
                     chain: rest,
                     info: self.info,
-                    handler: self.handler,
+                    last: self.last,
                 },
             ),
-            None => (self.handler)(request),
+            None => (self.last)(request),
         }
     }
 }
@@ -256,52 +293,7 @@ pub trait UnaryClientInterceptor: Send + Sync + 'static {
 }
 
 /// The rest of a client's unary chain, ending at the network call.
-pub struct UnaryClientNext<'a> {
-    chain: &'a [Arc<dyn UnaryClientInterceptor>],
-    info: CallInfo<'a>,
-    invoke: UnaryHandlerFn<'a>,
-}
-
-impl fmt::Debug for UnaryClientNext<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("UnaryClientNext")
-            .field("remaining", &self.chain.len())
-            .finish_non_exhaustive()
-    }
-}
-
-impl<'a> UnaryClientNext<'a> {
-    pub(crate) fn new(
-        chain: &'a [Arc<dyn UnaryClientInterceptor>],
-        info: CallInfo<'a>,
-        invoke: UnaryHandlerFn<'a>,
-    ) -> UnaryClientNext<'a> {
-        UnaryClientNext {
-            chain,
-            info,
-            invoke,
-        }
-    }
-
-    /// Runs the next interceptor, or sends the call after the last one.
-    pub fn run(
-        self,
-        request: Request<AnyMessage>,
-    ) -> BoxFuture<'a, Result<Response<AnyMessage>, Status>> {
-        match self.chain.split_first() {
-            Some((first, rest)) => first.intercept(
-                request,
-                self.info,
-                UnaryClientNext {
-                    chain: rest,
-                    info: self.info,
-                    invoke: self.invoke,
-                },
-            ),
-            None => (self.invoke)(request),
-        }
-    }
-}
+pub type UnaryClientNext<'a> = UnaryNext<'a, dyn UnaryClientInterceptor>;
 
 /// The start of a streaming call on a client, as interceptors see it.
 #[derive(Debug)]
