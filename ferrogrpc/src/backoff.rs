@@ -23,10 +23,6 @@
 //! 1, 1.6, 2.56, 4.1, 6.55, 10.5, 16.8, 26.8, 42.9, 68.7, 110 s, then 120 s
 //! for ever. The backoff starts over once a connection becomes READY.
 
-// The crate-private parts are used by the subchannels being written;
-// remove this once they are.
-#![allow(dead_code)]
-
 use std::{
     fmt,
     future::Future,
@@ -236,6 +232,7 @@ impl Backoff {
     }
 
     /// The configuration in use (after validation).
+    #[cfg(test)]
     pub(crate) fn config(&self) -> &Config {
         &self.config
     }
@@ -336,7 +333,7 @@ fn later(now: Instant, d: Duration) -> Instant {
 /// A xorshift64* generator mapped to `[0, 1)`, seeded from std's per-process
 /// random hash keys (which also differ per call) and the wall clock. Not for
 /// cryptography; only to spread reconnection times.
-fn seeded_rng() -> impl FnMut() -> f64 + Send {
+pub(crate) fn seeded_rng() -> impl FnMut() -> f64 + Send {
     let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
     let since_epoch = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

@@ -29,10 +29,6 @@
 //! TRANSIENT_FAILURE, straight from TRANSIENT_FAILURE to READY); only
 //! SHUTDOWN stays final there.
 
-// The crate-private parts are used by the subchannels being written;
-// remove this once they are.
-#![allow(dead_code)]
-
 use std::fmt;
 
 use tokio::sync::watch;
@@ -185,6 +181,7 @@ impl StateTracker {
 
     /// A receiver that sees each new state (only the latest one if several
     /// changes happen between looks).
+    #[cfg(test)]
     pub(crate) fn subscribe(&self) -> watch::Receiver<State> {
         self.tx.subscribe()
     }

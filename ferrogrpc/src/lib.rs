@@ -20,12 +20,14 @@
 //! metadata (ASCII and binary), message size limits, graceful and hard
 //! server stop, TCP and Unix sockets.
 //!
-//! What it does not do yet: keepalive, name resolution and load balancing,
-//! interceptors. Those are planned in this order.
+//! The client channel resolves its target ([`resolver`]), balances calls over
+//! subchannels ([`balancer`]: `pick_first`, `round_robin`), reconnects with
+//! [`backoff`], reports its [`connectivity`] state and goes idle when unused.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod backoff;
+pub mod balancer;
 pub mod client;
 pub mod codec;
 pub mod codes;
@@ -39,6 +41,7 @@ pub mod metadata;
 pub mod peer;
 pub mod resolver;
 pub mod server;
+pub mod serviceconfig;
 pub mod stats;
 pub mod status;
 pub mod tap;

@@ -35,6 +35,11 @@ pub struct CallOptions {
     /// name such as `"gzip"`, or `"identity"` for none. See
     /// [`encoding`](crate::encoding).
     pub compression: Option<&'static str>,
+    /// Whether the call waits for the channel to be READY instead of failing
+    /// at once with `UNAVAILABLE` while it is in TRANSIENT_FAILURE (gRPC's
+    /// wait-for-ready). `None` takes the service config's `waitForReady` for
+    /// the method, else `false` (fail fast).
+    pub wait_for_ready: Option<bool>,
 }
 
 impl<T> Request<T> {
@@ -125,6 +130,14 @@ impl<T> Request<T> {
     /// Returns the request with a timeout (client).
     pub fn with_timeout(mut self, timeout: Duration) -> Request<T> {
         self.set_timeout(timeout);
+        self
+    }
+
+    /// Returns the request marked wait-for-ready (client): it waits for a
+    /// connection (bounded by its deadline) instead of failing fast while the
+    /// channel is in TRANSIENT_FAILURE. See [`CallOptions::wait_for_ready`].
+    pub fn with_wait_for_ready(mut self, wait: bool) -> Request<T> {
+        self.options.wait_for_ready = Some(wait);
         self
     }
 

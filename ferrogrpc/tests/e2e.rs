@@ -809,9 +809,14 @@ async fn connection_failure_is_unavailable_and_channel_reconnects() {
     let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
     let s = server.clone();
     tokio::spawn(async move { s.serve_listener(listener).await });
+    // The channel is in TRANSIENT_FAILURE, backing off: a fail-fast call
+    // fails at once, a wait-for-ready call waits for the next attempt.
+    assert_eq!(ch.state(), ferrogrpc::connectivity::State::TransientFailure);
     ch.unary(
         path("/test.Svc/Unary"),
-        Request::new(Bytes::new()),
+        Request::new(Bytes::new())
+            .with_wait_for_ready(true)
+            .with_timeout(Duration::from_secs(10)),
         BytesCodec,
     )
     .await

@@ -43,6 +43,8 @@ struct CallSetup {
     /// Whether per-RPC credentials' metadata was added already (a
     /// transparent retry must not add it twice).
     credentials_added: bool,
+    /// Wait for a connection instead of failing fast in TRANSIENT_FAILURE.
+    wait_for_ready: bool,
 }
 
 fn deadline_exceeded(timeout: Option<Duration>) -> Status {
@@ -143,9 +145,29 @@ async fn read_unary<T: 'static>(
 }
 
 impl Channel {
-    fn setup<T>(&self, request: Request<T>) -> Result<(CallSetup, T), Status> {
+    fn setup<T>(&self, path: &PathAndQuery, request: Request<T>) -> Result<(CallSetup, T), Status> {
         let (metadata, message, options) = request.into_client_parts();
-        let timeout = options.timeout.or(self.inner.default_timeout);
+        let mut timeout = options.timeout.or(self.inner.default_timeout);
+        let mut wait_for_ready = options.wait_for_ready;
+        let (mut max_recv, mut max_send) = (self.inner.max_recv, self.inner.max_send);
+        // The service config's settings for this method, if it has any: the
+        // smaller timeout and size limits win; the call's own
+        // wait-for-ready wins.
+        if let Some(config) = &*self.inner.shared.service_config.load() {
+            if let Some(method) = config.method_config(path.path()) {
+                timeout = match (timeout, method.timeout) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                };
+                wait_for_ready = wait_for_ready.or(method.wait_for_ready);
+                if let Some(limit) = method.max_response_message_bytes {
+                    max_recv = max_recv.min(limit);
+                }
+                if let Some(limit) = method.max_request_message_bytes {
+                    max_send = max_send.min(limit);
+                }
+            }
+        }
         let compression = match options.compression.or(self.inner.compression) {
             None => None,
             Some(name) => crate::encoding::send_compression(name, self.inner.min_compress_size)
@@ -158,15 +180,13 @@ impl Channel {
         let setup = CallSetup {
             metadata,
             timeout,
-            deadline: timeout.map(|t| Instant::now() + t),
-            max_recv: options
-                .max_decoding_message_size
-                .unwrap_or(self.inner.max_recv),
-            max_send: options
-                .max_encoding_message_size
-                .unwrap_or(self.inner.max_send),
+            // A timeout too large to represent means no deadline.
+            deadline: timeout.and_then(|t| Instant::now().checked_add(t)),
+            max_recv: options.max_decoding_message_size.unwrap_or(max_recv),
+            max_send: options.max_encoding_message_size.unwrap_or(max_send),
             compression,
             credentials_added: false,
+            wait_for_ready: wait_for_ready.unwrap_or(false),
         };
         Ok((setup, message))
     }
@@ -178,7 +198,7 @@ impl Channel {
         content_subtype: &'static str,
         observer: Option<&Observer>,
     ) -> Result<(ClientRecv, ClientSend), Status> {
-        let transport = self.pick().await?;
+        let transport = self.pick(path.path(), setup.wait_for_ready).await?;
         if let Some(per_rpc) = self
             .inner
             .per_rpc
@@ -290,7 +310,7 @@ impl Channel {
         let (request, hooks) = self
             .start_stream(&path, request, client_stream, server_stream)
             .await?;
-        let (mut setup, ()) = self.setup(request)?;
+        let (mut setup, ()) = self.setup(&path, request)?;
         let (deadline, timeout) = (setup.deadline, setup.timeout);
         let observer = self.observer(&path, hooks, client_stream, server_stream);
         let method = path.clone();
@@ -369,7 +389,7 @@ impl Channel {
         C: Codec<Req, Resp>,
         Resp: 'static,
     {
-        let (mut setup, message) = self.setup(request)?;
+        let (mut setup, message) = self.setup(&path, request)?;
         let (deadline, timeout) = (setup.deadline, setup.timeout);
         let observer = self.observer(&path, Vec::new(), false, false);
         let obs = observer.as_deref();
@@ -423,7 +443,7 @@ impl Channel {
         let mut message = None;
         let request = request.map(|m| message = Some(m));
         let (request, hooks) = self.start_stream(&path, request, false, true).await?;
-        let (mut setup, ()) = self.setup(request)?;
+        let (mut setup, ()) = self.setup(&path, request)?;
         let message = message.ok_or_else(|| Status::internal("request message missing"))?;
         let (deadline, timeout) = (setup.deadline, setup.timeout);
         let observer = self.observer(&path, hooks, false, true);

@@ -9,16 +9,33 @@
 //! ```
 //!
 //! A channel is cheap to clone and to share between tasks: every clone uses
-//! the same connection. It connects on the first call and reconnects on the
-//! next call after the connection dies.
+//! the same connections. Inside, as in gRPC-Go's `ClientConn`:
 //!
-//! The call path reads the channel's connection state without locks or
-//! queues. Today a channel has one subchannel (one address); the resolver and
-//! load-balancing layers slot in where the channel picks its connection
-//! (a private `Channel::pick`).
+//! ```text
+//!  target ─▶ resolver ─addresses─▶ balancer ─▶ subchannels (one connection each)
+//!                                     │
+//!                                     └─picker─▶ each call picks a subchannel
+//! ```
+//!
+//! - The [`resolver`](crate::resolver) for the target's scheme (`dns` by
+//!   default) finds the addresses and, optionally, a service config.
+//! - The [`balancer`](crate::balancer) named by the service config
+//!   (`pick_first` by default, or `round_robin`) connects subchannels and
+//!   publishes a picker.
+//! - Each call asks the current picker for a subchannel: one atomic load and
+//!   the picker's own work, no lock and no queue, while the channel is READY.
+//!   Calls wait for a picker while the channel connects, and fail fast with
+//!   `UNAVAILABLE` in TRANSIENT_FAILURE unless they are wait-for-ready
+//!   ([`Request::with_wait_for_ready`](crate::Request::with_wait_for_ready)).
+//! - A channel starts IDLE and goes back to IDLE after
+//!   [`idle_timeout`](ChannelBuilder::idle_timeout) without calls (30 min by
+//!   default): resolver and connections are closed, and the next call brings
+//!   them back.
+//! - Dropping the last clone closes the channel.
 
 mod call;
-mod subchannel;
+mod control;
+pub(crate) mod subchannel;
 
 use std::{fmt, str::FromStr, sync::Arc, time::Duration};
 
@@ -26,14 +43,20 @@ use http::uri::{Authority, Scheme};
 
 pub use call::{ClientStreamingCall, RequestSink};
 
+pub(crate) use control::Shared;
+
 use crate::{
+    backoff,
+    balancer::{PickInfo, PickResult},
+    connectivity::State,
     credentials::{ChannelCredentials, PerRpcCredentials},
     interceptor::{ClientChain, StreamClientInterceptor, UnaryClientInterceptor},
+    resolver::{self, target},
+    serviceconfig::ServiceConfig,
     stats,
     status::Status,
-    transport::client::{ClientConfig, Endpoint, Http2Client, TransportSecurity},
+    transport::client::{ClientConfig, Http2Client, TransportSecurity},
 };
-use subchannel::Subchannel;
 
 /// Default max size of a received message: 4 MiB, as in gRPC-Go.
 pub const DEFAULT_MAX_RECV_MESSAGE_SIZE: usize = 4 << 20;
@@ -65,10 +88,9 @@ pub struct Channel {
 }
 
 struct Inner {
-    target: String,
+    shared: Arc<Shared>,
     scheme: Scheme,
     authority: Authority,
-    subchannel: Arc<Subchannel>,
     max_recv: usize,
     max_send: usize,
     default_timeout: Option<Duration>,
@@ -83,7 +105,8 @@ struct Inner {
 impl fmt::Debug for Channel {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Channel")
-            .field("target", &self.inner.target)
+            .field("target", &self.inner.shared.target)
+            .field("state", &self.state())
             .finish_non_exhaustive()
     }
 }
@@ -106,6 +129,11 @@ pub struct ChannelBuilder {
     dynamic_window: Option<bool>,
     windows_set: bool,
     config: ClientConfig,
+    resolvers: Vec<Arc<dyn resolver::Builder>>,
+    backoff: backoff::Config,
+    idle_timeout: Option<Duration>,
+    default_service_config: Option<Result<ServiceConfig, String>>,
+    disable_service_config: bool,
 }
 
 impl fmt::Debug for ChannelBuilder {
@@ -227,9 +255,57 @@ impl ChannelBuilder {
         self
     }
 
-    /// How long one connection attempt may take. Default 20 s.
+    /// The least time one connection attempt may take (gRPC-Go's
+    /// `MinConnectTimeout`); an attempt gets longer when the backoff gap is
+    /// longer. Default 20 s. Same as setting
+    /// [`backoff::Config::min_connect_timeout`] in
+    /// [`connect_backoff`](Self::connect_backoff).
     pub fn connect_timeout(mut self, timeout: Duration) -> ChannelBuilder {
-        self.config.connect_timeout = timeout;
+        self.backoff.min_connect_timeout = timeout;
+        self
+    }
+
+    /// How reconnection attempts back off (gRPC-Go's `ConnectParams`).
+    /// Default: [`backoff::Config::default`], the parameters of
+    /// connection-backoff.md (1 s, ×1.6, jitter 0.2, 120 s max, 20 s minimum
+    /// connect timeout).
+    pub fn connect_backoff(mut self, config: backoff::Config) -> ChannelBuilder {
+        self.backoff = config;
+        self
+    }
+
+    /// How long a channel without calls stays connected before it goes IDLE,
+    /// closing its resolver and connections (gRPC-Go's `WithIdleTimeout`).
+    /// The next call wakes it. Default 30 minutes; `Duration::ZERO` turns
+    /// idleness off. The channel goes idle within a quarter of this after the
+    /// timeout, and never while a call or stream is open.
+    pub fn idle_timeout(mut self, timeout: Duration) -> ChannelBuilder {
+        self.idle_timeout = (!timeout.is_zero()).then_some(timeout);
+        self
+    }
+
+    /// A resolver for this channel only, used for targets of its scheme in
+    /// preference to the process-wide registry (gRPC-Go's `WithResolvers`).
+    pub fn resolver(mut self, builder: impl resolver::Builder) -> ChannelBuilder {
+        self.resolvers.push(Arc::new(builder));
+        self
+    }
+
+    /// The service config used when the resolver provides none (or when
+    /// lookups are disabled), as JSON (gRPC-Go's
+    /// `WithDefaultServiceConfig`). It chooses the load-balancing policy:
+    /// `{"loadBalancingConfig": [{"round_robin": {}}]}`.
+    pub fn default_service_config(mut self, json: &str) -> ChannelBuilder {
+        self.default_service_config = Some(ServiceConfig::parse(json).map_err(|e| e.to_string()));
+        self
+    }
+
+    /// Ignores service configs from the resolver; only the
+    /// [default](Self::default_service_config) applies (gRPC-Go's
+    /// `WithDisableServiceConfig`). The `dns` resolver then skips its TXT
+    /// lookup.
+    pub fn disable_service_config(mut self) -> ChannelBuilder {
+        self.disable_service_config = true;
         self
     }
 
@@ -271,8 +347,13 @@ impl ChannelBuilder {
             target: self.target.clone(),
             reason: reason.to_string(),
         };
-        let (endpoint, https, default_authority) =
-            parse_target(&self.target).map_err(|r| invalid(&r))?;
+        let (target, resolver, https, default_authority) =
+            parse_target(&self.target, &self.resolvers).map_err(|r| invalid(&r))?;
+        let default_service_config = match self.default_service_config.take() {
+            Some(Ok(config)) => Some(config),
+            Some(Err(e)) => return Err(invalid(&format!("default service config: {e}"))),
+            None => None,
+        };
         let authority_text = self.authority.clone().unwrap_or(default_authority);
         let authority = Authority::from_str(&authority_text)
             .map_err(|e| invalid(&format!("bad authority {authority_text:?}: {e}")))?;
@@ -316,12 +397,23 @@ impl ChannelBuilder {
         }
         self.config.security = security;
         self.config.bdp = self.dynamic_window.unwrap_or(!self.windows_set);
+        let shared = Shared::new(
+            self.target,
+            control::Settings {
+                target,
+                resolver,
+                config: self.config,
+                backoff: self.backoff,
+                idle_timeout: self.idle_timeout,
+                default_service_config,
+                disable_service_config: self.disable_service_config,
+            },
+        );
         Ok(Channel {
             inner: Arc::new(Inner {
-                target: self.target,
+                shared,
                 scheme,
                 authority,
-                subchannel: Subchannel::new(endpoint, self.config),
                 max_recv: self.max_recv,
                 max_send: self.max_send,
                 default_timeout: self.default_timeout,
@@ -337,46 +429,43 @@ impl ChannelBuilder {
     }
 }
 
-/// The schemes this build resolves by itself (naming.md).
-const SCHEMES: [&str; 6] = [
-    "dns",
-    "unix",
-    "unix-abstract",
-    "ipv4",
-    "ipv6",
-    "passthrough",
-];
-
-/// Parses a target per naming.md (see [`crate::resolver::target`]): `dns`
-/// (the default, so `host:port` works), `unix`, `unix-abstract`, `ipv4`,
-/// `ipv6`, `passthrough`, legacy `http(s)://host:port`, and, as before, an
-/// absolute socket path. Returns the endpoint, whether TLS was asked for, and
-/// the default authority.
-fn parse_target(target: &str) -> Result<(Endpoint, bool, String), String> {
-    use crate::resolver::target;
-    if target.starts_with('/') {
-        return Ok((Endpoint::Unix(target.into()), false, "localhost".into()));
+/// Parses a target per naming.md (see [`crate::resolver::target`]) with the
+/// channel's own resolvers and the registered ones: `dns` (the default, so
+/// `host:port` works), `unix`, `unix-abstract`, `ipv4`, `ipv6`,
+/// `passthrough`, legacy `http(s)://host:port`, an absolute socket path, or
+/// any registered scheme. Returns the target, its resolver, whether TLS was
+/// asked for, and the default authority.
+#[allow(clippy::type_complexity)]
+fn parse_target(
+    text: &str,
+    local: &[Arc<dyn resolver::Builder>],
+) -> Result<(target::Target, Arc<dyn resolver::Builder>, bool, String), String> {
+    let find = |scheme: &str| {
+        local
+            .iter()
+            .rev()
+            .find(|b| b.scheme().eq_ignore_ascii_case(scheme))
+            .cloned()
+            .or_else(|| resolver::get(scheme))
+    };
+    let parsed = if text.starts_with('/') {
+        target::parse(&format!("unix://{text}"), |s| s == "unix")
+    } else {
+        target::parse(text, |s| find(s).is_some())
     }
-    let parsed = target::parse(target, |s| SCHEMES.contains(&s)).map_err(|e| e.to_string())?;
+    .map_err(|e| e.to_string())?;
+    let builder = find(parsed.scheme())
+        .ok_or_else(|| format!("no resolver is registered for scheme {:?}", parsed.scheme()))?;
+    builder.check_target(&parsed)?;
     let endpoint = parsed.endpoint();
-    match parsed.scheme() {
-        "unix" | "unix-abstract" => {
-            let unix = target::unix_path(&parsed).map_err(|e| e.to_string())?;
-            Ok((
-                Endpoint::Unix(unix.socket_path()),
-                false,
-                "localhost".into(),
-            ))
-        }
+    let authority = match parsed.scheme() {
+        "unix" | "unix-abstract" => "localhost".to_string(),
         scheme @ ("ipv4" | "ipv6") => {
             let addrs = target::parse_ip_list(scheme, endpoint, target::DEFAULT_PORT)
                 .map_err(|e| e.to_string())?;
-            let authority = addrs.first().map(ToString::to_string).unwrap_or_default();
-            Ok((Endpoint::Addrs(addrs), false, authority))
+            addrs.first().map(ToString::to_string).unwrap_or_default()
         }
-        _ => {
-            // dns and passthrough: resolved when connecting, addresses tried
-            // in order. (A dns authority, the name server, is not used yet.)
+        "dns" | "passthrough" => {
             let (host, port) = target::split_host_port(endpoint, target::DEFAULT_PORT)
                 .map_err(|e| e.to_string())?;
             let hostport = if host.contains(':') {
@@ -386,13 +475,16 @@ fn parse_target(target: &str) -> Result<(Endpoint, bool, String), String> {
             };
             Authority::from_str(&hostport)
                 .map_err(|e| format!("bad host:port {hostport:?}: {e}"))?;
-            Ok((
-                Endpoint::Tcp(hostport.clone()),
-                parsed.wants_tls(),
-                hostport,
-            ))
+            hostport
         }
-    }
+        // Another scheme: the endpoint, if it can be an authority.
+        _ => match Authority::from_str(endpoint) {
+            Ok(_) if !endpoint.is_empty() => endpoint.to_string(),
+            _ => "localhost".to_string(),
+        },
+    };
+    let https = parsed.wants_tls();
+    Ok((parsed, builder, https, authority))
 }
 
 impl Channel {
@@ -424,37 +516,128 @@ impl Channel {
             dynamic_window: None,
             windows_set: false,
             config: ClientConfig::default(),
+            resolvers: Vec::new(),
+            backoff: backoff::Config::default(),
+            idle_timeout: Some(DEFAULT_IDLE_TIMEOUT),
+            default_service_config: None,
+            disable_service_config: false,
         }
     }
 
     /// The target this channel was built for.
     pub fn target(&self) -> &str {
-        &self.inner.target
+        &self.inner.shared.target
     }
 
-    /// Connects now rather than on the first call.
+    /// The channel's connectivity state (gRPC-Go's `GetState`). A new channel
+    /// is IDLE until its first call or [`connect`](Self::connect).
+    pub fn state(&self) -> State {
+        self.inner.shared.state.state()
+    }
+
+    /// Waits until the state is no longer `from`, and returns the new state
+    /// (gRPC-Go's `WaitForStateChange`; bound it with a timeout). Returns at
+    /// once if the state already differs.
+    ///
+    /// # Cancel safety
+    /// Cancel-safe.
+    pub async fn wait_for_state_change(&self, from: State) -> State {
+        self.inner.shared.state.wait_for_state_change(from).await
+    }
+
+    /// Leaves IDLE and waits until the channel is READY.
     ///
     /// # Errors
-    /// `UNAVAILABLE` when the connection cannot be made.
+    /// `UNAVAILABLE` with the connection or resolver error when the channel
+    /// reaches TRANSIENT_FAILURE instead (it keeps trying in the background),
+    /// or `CANCELLED` if it is closed.
     pub async fn connect(&self) -> Result<(), Status> {
-        self.pick().await.map(drop)
+        let shared = &self.inner.shared;
+        shared.exit_idle();
+        let mut state = shared.state.state();
+        let mut waited = false;
+        loop {
+            match state {
+                State::Ready => return Ok(()),
+                State::TransientFailure | State::Shutdown => {
+                    return Err(shared
+                        .current_error()
+                        .unwrap_or_else(|| Status::unavailable("the channel failed to connect")))
+                }
+                State::Idle if waited => shared.exit_idle(),
+                _ => {}
+            }
+            state = shared.state.wait_for_state_change(state).await;
+            waited = true;
+        }
+    }
+
+    /// Makes every subchannel waiting out a reconnection backoff try again
+    /// now (gRPC-Go's `ResetConnectBackoff`).
+    pub fn reset_connect_backoff(&self) {
+        self.inner.shared.reset_backoff();
     }
 
     /// The client keepalive time in use, if keepalive is on. It starts at the
     /// configured time and doubles each time a server answers with GOAWAY
     /// `too_many_pings` (gRFC A8).
     pub fn keepalive_time(&self) -> Option<Duration> {
-        self.inner.subchannel.keepalive_time()
+        self.inner.shared.keepalive_time()
     }
 
-    /// Whether a connection is currently up.
+    /// Whether the channel is READY (has a connection that takes calls).
     pub fn is_connected(&self) -> bool {
-        self.inner.subchannel.is_connected()
+        self.state() == State::Ready
     }
 
-    /// Chooses the transport for a call. This is where the balancer's picker
-    /// will sit; today it is the one subchannel's connection.
-    async fn pick(&self) -> Result<Http2Client, Status> {
-        self.inner.subchannel.transport().await
+    /// Chooses the connection for a call: asks the current picker, and
+    /// waits for the next picker when told to queue (or when failing fast
+    /// does not apply because the call is wait-for-ready).
+    async fn pick(&self, method: &str, wait_for_ready: bool) -> Result<Http2Client, Status> {
+        let shared = &self.inner.shared;
+        shared.note_activity();
+        let info = PickInfo { method };
+        // The fast path: one atomic load, no subscription.
+        if let Some(result) = Self::try_pick(shared, &info, wait_for_ready) {
+            return result;
+        }
+        let mut versions = shared.version.subscribe();
+        loop {
+            versions.borrow_and_update();
+            if shared.picker.load().idle {
+                shared.exit_idle();
+            }
+            if let Some(result) = Self::try_pick(shared, &info, wait_for_ready) {
+                return result;
+            }
+            if versions.changed().await.is_err() {
+                return Err(Status::cancelled("the channel is closed"));
+            }
+        }
+    }
+
+    /// One pick: `Some` when the call can go (or must fail) now, `None` when
+    /// it waits for the next picker.
+    fn try_pick(
+        shared: &Shared,
+        info: &PickInfo<'_>,
+        wait_for_ready: bool,
+    ) -> Option<Result<Http2Client, Status>> {
+        match shared.picker.load().picker.pick(info) {
+            PickResult::Complete(subconn) => subconn.inner.ready_transport().map(Ok),
+            PickResult::Fail(status) if !wait_for_ready => Some(Err(status)),
+            PickResult::Drop(status) => Some(Err(status)),
+            PickResult::Fail(_) | PickResult::Queue => None,
+        }
     }
 }
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.shared.shutdown();
+    }
+}
+
+/// How long a channel without calls stays connected by default: 30 minutes,
+/// as gRPC-Go.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(30 * 60);

@@ -1,21 +1,34 @@
-//! A subchannel: one logical connection to one address, connected on demand
-//! and reconnected after it dies (gRPC-Go's `addrConn`).
+//! A subchannel: one logical connection to one address, connected when its
+//! balancer asks and reconnected with backoff (gRPC-Go's `addrConn`).
 //!
-//! The call path reads the current transport with one atomic load; only a
-//! call that finds no transport takes the connect lock. A failed connect
-//! attempt is shared by every call that waited for it, so a dead address is
-//! dialled once per attempt, not once per queued call.
+//! States follow `connectivity-semantics-and-api.md` and gRFC A62:
+//!
+//! ```text
+//! IDLE ─connect()─▶ CONNECTING ─ok─▶ READY ─connection lost / GOAWAY─▶ IDLE
+//!                       │
+//!                       └─failed─▶ TRANSIENT_FAILURE ─backoff over─▶ IDLE
+//! ```
+//!
+//! The call path reads the READY transport with one atomic load. State
+//! changes happen under a small lock (never taken by calls) and are sent to
+//! the channel's control task in the order they happen.
 
 use std::sync::{
     atomic::{AtomicU64, Ordering},
-    Arc, Weak,
+    Arc, Mutex, MutexGuard,
 };
 
 use arc_swap::ArcSwapOption;
+use tokio::{sync::Notify, time::Instant};
 
+use super::control::Shared;
 use crate::{
+    backoff::Backoff,
+    balancer::{SubConn, SubConnState},
+    connectivity::{State, StateTracker},
+    resolver::Address,
     status::Status,
-    transport::client::{ClientConfig, ConnEvent, Endpoint, Http2Client},
+    transport::client::{ConnEvent, Endpoint, Http2Client},
 };
 
 struct Current {
@@ -23,127 +36,217 @@ struct Current {
     client: Http2Client,
 }
 
+struct Ctl {
+    state: StateTracker,
+    backoff: Backoff,
+    task: Option<tokio::task::AbortHandle>,
+}
+
 pub(crate) struct Subchannel {
+    id: u64,
+    owner: u64,
+    address: Address,
     endpoint: Endpoint,
-    config: ClientConfig,
+    shared: Arc<Shared>,
     current: ArcSwapOption<Current>,
-    /// Count of finished connect attempts; lets waiters see a fresh result.
-    attempts: AtomicU64,
-    connect: tokio::sync::Mutex<Option<Status>>,
-    /// The keepalive time in use, in nanoseconds (0: off); doubled when a
-    /// server says `too_many_pings`.
-    keepalive_nanos: AtomicU64,
+    /// Connection ids whose connection ended; at most the latest matters.
+    ended: AtomicU64,
+    next_conn: AtomicU64,
+    ctl: Mutex<Ctl>,
+    reset: Notify,
 }
 
 impl Subchannel {
-    pub(crate) fn new(endpoint: Endpoint, config: ClientConfig) -> Arc<Subchannel> {
-        let keepalive_nanos = config.keepalive.time.map_or(0, |t| t.as_nanos() as u64);
-        Arc::new(Subchannel {
+    pub(crate) fn new(owner: u64, address: Address, shared: Arc<Shared>) -> Arc<Subchannel> {
+        let endpoint = match &address {
+            Address::Tcp(addr) => Endpoint::Addrs(vec![*addr]),
+            Address::HostPort(hostport) => Endpoint::Tcp(hostport.clone()),
+            Address::Unix(path) => Endpoint::Unix(path.clone()),
+        };
+        let sub = Arc::new(Subchannel {
+            id: shared.next_id(),
+            owner,
+            address,
             endpoint,
-            config,
             current: ArcSwapOption::empty(),
-            attempts: AtomicU64::new(0),
-            connect: tokio::sync::Mutex::new(None),
-            keepalive_nanos: AtomicU64::new(keepalive_nanos),
-        })
+            ended: AtomicU64::new(0),
+            next_conn: AtomicU64::new(0),
+            ctl: Mutex::new(Ctl {
+                state: StateTracker::new(State::Idle),
+                backoff: Backoff::new(shared.backoff),
+                task: None,
+            }),
+            reset: Notify::new(),
+            shared,
+        });
+        sub.shared.add_subchannel(&sub);
+        sub
     }
 
-    /// The connected transport, connecting first if there is none (or the
-    /// current one is draining after a GOAWAY).
-    pub(crate) async fn transport(self: &Arc<Self>) -> Result<Http2Client, Status> {
-        if let Some(current) = &*self.current.load() {
-            if !current.client.is_draining() {
-                return Ok(current.client.clone());
-            }
+    pub(crate) fn id(&self) -> u64 {
+        self.id
+    }
+
+    pub(crate) fn owner(&self) -> u64 {
+        self.owner
+    }
+
+    pub(crate) fn address(&self) -> &Address {
+        &self.address
+    }
+
+    pub(crate) fn state(&self) -> State {
+        self.lock().state.state()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Ctl> {
+        self.ctl.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The READY connection, if there is one that takes new calls. A
+    /// connection found draining (GOAWAY) is let go, which moves the
+    /// subchannel to IDLE.
+    pub(crate) fn ready_transport(self: &Arc<Self>) -> Option<Http2Client> {
+        let current = self.current.load();
+        let current = current.as_ref()?;
+        if current.client.is_draining() {
             self.forget(current.id, "draining");
+            return None;
         }
-        self.connect().await
+        Some(current.client.clone())
     }
 
-    /// The keepalive time currently in use (after any doubling).
-    pub(crate) fn keepalive_time(&self) -> Option<std::time::Duration> {
-        match self.keepalive_nanos.load(Ordering::Relaxed) {
-            0 => None,
-            n => Some(std::time::Duration::from_nanos(n)),
-        }
+    /// Streams open on the current connection (0 when there is none).
+    pub(crate) fn active_streams(&self) -> usize {
+        self.current
+            .load()
+            .as_ref()
+            .map_or(0, |c| c.client.active_streams())
     }
 
-    /// Whether a connection is up.
-    pub(crate) fn is_connected(&self) -> bool {
-        self.current.load().is_some()
+    /// Moves to `to` and tells the balancer, under the lock so reports keep
+    /// their order.
+    fn set(self: &Arc<Self>, ctl: &mut Ctl, to: State, error: Option<Status>) {
+        if ctl.state.state() == State::Shutdown || !ctl.state.set(to) {
+            return;
+        }
+        self.shared.subchannel_state(
+            SubConn {
+                inner: Arc::clone(self),
+            },
+            SubConnState { state: to, error },
+        );
     }
 
-    async fn connect(self: &Arc<Self>) -> Result<Http2Client, Status> {
-        let seen = self.attempts.load(Ordering::Acquire);
-        let mut last_error = self.connect.lock().await;
-        if let Some(current) = &*self.current.load() {
-            return Ok(current.client.clone());
+    pub(crate) fn connect(self: &Arc<Self>) {
+        let mut ctl = self.lock();
+        if ctl.state.state() != State::Idle {
+            return;
         }
-        if self.attempts.load(Ordering::Acquire) != seen {
-            if let Some(err) = &*last_error {
-                // An attempt finished while this call waited: share its result.
-                return Err(err.clone());
-            }
-        }
-        let id = self.attempts.load(Ordering::Relaxed) + 1;
-        let weak: Weak<Subchannel> = Arc::downgrade(self);
-        let mut config = self.config.clone();
-        config.keepalive.time = self.keepalive_time();
+        self.set(&mut ctl, State::Connecting, None);
+        let attempt = ctl.backoff.start(Instant::now());
+        let this = Arc::clone(self);
+        let task = tokio::spawn(async move { this.attempt(attempt.connect_deadline).await });
+        ctl.task = Some(task.abort_handle());
+    }
+
+    async fn attempt(self: Arc<Self>, deadline: Instant) {
+        let id = self.next_conn.fetch_add(1, Ordering::Relaxed) + 1;
+        let mut config = self.shared.config.clone();
+        config.keepalive.time = self.shared.keepalive_time();
+        config.connect_timeout = deadline.saturating_duration_since(Instant::now());
+        let weak = Arc::downgrade(&self);
         let result = Http2Client::connect(&self.endpoint, &config, move |event| {
             if let Some(sub) = weak.upgrade() {
                 sub.on_event(id, event);
             }
         })
         .await;
-        let result = match result {
+        let mut ctl = self.lock();
+        ctl.task = None;
+        if ctl.state.state() == State::Shutdown {
+            return;
+        }
+        match result {
             Ok(client) => {
-                self.current.store(Some(Arc::new(Current {
-                    id,
-                    client: client.clone(),
-                })));
-                *last_error = None;
-                Ok(client)
+                self.current.store(Some(Arc::new(Current { id, client })));
+                ctl.backoff.reset();
+                self.set(&mut ctl, State::Ready, None);
+                drop(ctl);
+                // The connection may have ended before it was stored.
+                if self.ended.load(Ordering::Acquire) == id {
+                    self.forget(id, "connection closed");
+                }
             }
-            Err(err) => {
-                *last_error = Some(err.clone());
-                Err(err)
+            Err(status) => {
+                tracing::debug!(address = %self.address, "connect failed: {}", status.message());
+                self.set(&mut ctl, State::TransientFailure, Some(status));
+                let backoff_over = ctl.backoff.sleep_until_next();
+                let this = Arc::clone(&self);
+                let task = tokio::spawn(async move {
+                    tokio::select! {
+                        _ = backoff_over => {}
+                        () = this.reset.notified() => {}
+                    }
+                    let mut ctl = this.lock();
+                    ctl.task = None;
+                    this.set(&mut ctl, State::Idle, None);
+                });
+                ctl.task = Some(task.abort_handle());
             }
-        };
-        self.attempts.store(id, Ordering::Release);
-        result
+        }
     }
 
-    fn on_event(&self, id: u64, event: ConnEvent) {
+    fn on_event(self: &Arc<Self>, id: u64, event: ConnEvent) {
         match event {
             ConnEvent::GoAway(goaway) => {
                 if goaway.too_many_pings() {
-                    // gRFC A8: the server thinks we ping too often.
-                    let now = self.keepalive_nanos.load(Ordering::Relaxed);
-                    let doubled = now.saturating_mul(2).min(i64::MAX as u64);
-                    if now != 0 {
-                        self.keepalive_nanos.store(doubled, Ordering::Relaxed);
-                        tracing::warn!(
-                            endpoint = ?self.endpoint,
-                            "server sent GOAWAY too_many_pings; keepalive time doubled to {:?}",
-                            std::time::Duration::from_nanos(doubled)
-                        );
-                    }
+                    self.shared.double_keepalive_time();
                 }
                 // Calls under way finish on the old connection; new calls
                 // go to a new one.
                 self.forget(id, &goaway.describe());
             }
-            ConnEvent::Closed(reason) => self.forget(id, &reason),
+            ConnEvent::Closed(reason) => {
+                self.ended.store(id, Ordering::Release);
+                self.forget(id, &reason);
+            }
         }
     }
 
-    /// Forgets connection `id`, so the next call makes a new one.
-    fn forget(&self, id: u64, reason: &str) {
+    /// Lets go of connection `id` if it is the current one: the subchannel
+    /// goes IDLE and its balancer decides whether to reconnect.
+    fn forget(self: &Arc<Self>, id: u64, reason: &str) {
         let current = self.current.load();
-        if current.as_ref().is_some_and(|c| c.id == id) {
-            tracing::debug!(endpoint = ?self.endpoint, %reason, "transport no longer used");
-            self.current
-                .compare_and_swap(&*current, None::<Arc<Current>>);
+        if current.as_ref().is_none_or(|c| c.id != id) {
+            return;
         }
+        let mut ctl = self.lock();
+        let previous = self
+            .current
+            .compare_and_swap(&*current, None::<Arc<Current>>);
+        if previous.as_ref().is_some_and(|c| c.id == id) && ctl.state.state() == State::Ready {
+            tracing::debug!(address = %self.address, %reason, "connection no longer used");
+            self.set(&mut ctl, State::Idle, None);
+        }
+    }
+
+    /// Ends the subchannel; calls under way on its connection finish.
+    pub(crate) fn shutdown(&self) {
+        let mut ctl = self.lock();
+        if !ctl.state.set(State::Shutdown) {
+            return;
+        }
+        if let Some(task) = ctl.task.take() {
+            task.abort();
+        }
+        self.current.store(None);
+        drop(ctl);
+        self.shared.remove_subchannel(self.id);
+    }
+
+    pub(crate) fn reset_backoff(&self) {
+        self.lock().backoff.reset();
+        self.reset.notify_waiters();
     }
 }

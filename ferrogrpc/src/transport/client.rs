@@ -335,6 +335,13 @@ impl Http2Client {
         })
     }
 
+    /// How many streams are open on this connection.
+    pub(crate) fn active_streams(&self) -> usize {
+        self.signals
+            .active_streams
+            .load(std::sync::atomic::Ordering::Acquire)
+    }
+
     /// Whether new calls should go to another connection (GOAWAY received,
     /// or this side is closing it).
     pub(crate) fn is_draining(&self) -> bool {

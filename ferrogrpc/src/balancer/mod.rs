@@ -1,0 +1,327 @@
+//! Load balancing: which connection each call goes to (gRPC-Go's `balancer`
+//! package; the model is grpc/grpc's `doc/load-balancing.md`).
+//!
+//! A channel's resolver produces addresses; the channel hands them to a
+//! [`Balancer`], chosen by the service config's `loadBalancingConfig`
+//! (default [`pick_first`]). The balancer creates a [`SubConn`] per address
+//! it wants to use, asks them to connect, hears their connectivity changes,
+//! and publishes a [`Picker`] together with the channel's connectivity
+//! state. Each call asks the current picker for a subchannel.
+//!
+//! ```text
+//!  resolver ──State──▶ balancer ──new_subconn/connect──▶ SubConns
+//!                        ▲   │                              │
+//!                        │   └──update_state(picker)──▶ channel ◀── calls pick
+//!                        └───────── subchannel state ───────┘
+//! ```
+//!
+//! Built in: [`pick_first`] (gRFC A62) and [`round_robin`]. Applications
+//! add policies with [`register`] and choose them by name in the service
+//! config: `{"loadBalancingConfig": [{"my_policy": {...}}]}`.
+//!
+//! # Contract for balancer authors
+//!
+//! - **Serialised.** All [`Balancer`] methods are called from the channel's
+//!   control task, one at a time, never concurrently, so a balancer needs no
+//!   locks for its own state. They must not block.
+//! - **Helper from anywhere.** [`Helper`] and [`SubConn`] methods may be
+//!   called from any thread, including from inside [`Balancer`] methods and
+//!   from pickers; their effects (a published picker, a state change) are
+//!   applied in order by the control task.
+//! - **Pickers do not block.** [`Picker::pick`] runs on the call path, on
+//!   many tasks at once; it must return quickly and never wait. A picker is
+//!   immutable: to change what calls see, publish a new one.
+//! - **Subchannel lifecycle.** A new subchannel is IDLE and connects only
+//!   when [`SubConn::connect`] is called. After a failed attempt it reports
+//!   TRANSIENT_FAILURE, waits out its backoff, then reports IDLE; after a
+//!   connection it had is lost, it reports IDLE. A balancer that wants it
+//!   connected calls `connect` again. [`SubConn::shutdown`] ends it; when the
+//!   channel closes a balancer (policy change, idle, drop), every subchannel
+//!   the balancer created is shut down.
+//! - **What picks mean.** [`PickResult::Complete`] sends the call on the
+//!   subchannel (if that subchannel is no longer READY, the call waits for
+//!   the next picker); [`PickResult::Queue`] waits for the next picker;
+//!   [`PickResult::Fail`] fails the call with its status unless the call is
+//!   wait-for-ready, in which case it waits for the next picker;
+//!   [`PickResult::Drop`] fails the call even if it is wait-for-ready.
+
+pub mod pick_first;
+pub mod round_robin;
+
+use std::{
+    any::Any,
+    collections::HashMap,
+    fmt,
+    hash::{Hash, Hasher},
+    sync::{Arc, OnceLock, RwLock},
+};
+
+use crate::{
+    client::subchannel::Subchannel, client::Shared, connectivity, resolver, status::Status,
+};
+
+/// A policy's parsed configuration, made by [`Builder::parse_config`] from
+/// the service config and handed back in [`ClientConnState::config`]. The
+/// policy downcasts it to its own type.
+pub type Config = Arc<dyn Any + Send + Sync>;
+
+/// Makes balancers of one policy (gRPC-Go's `balancer.Builder` and
+/// `ConfigParser`).
+pub trait Builder: Send + Sync + 'static {
+    /// The policy's name in service configs (`"round_robin"`).
+    fn name(&self) -> &str;
+
+    /// A new balancer that works through `helper`.
+    fn build(&self, helper: Helper) -> Box<dyn Balancer>;
+
+    /// Parses the policy's JSON configuration from a service config's
+    /// `loadBalancingConfig` entry. The default accepts anything and gives
+    /// no configuration.
+    ///
+    /// # Errors
+    /// Why the configuration is invalid; the service config carrying it is
+    /// then rejected.
+    fn parse_config(&self, config: &serde_json::Value) -> Result<Option<Config>, String> {
+        let _ = config;
+        Ok(None)
+    }
+}
+
+/// What a balancer is told when its resolver reports.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct ClientConnState {
+    /// The resolver's latest state.
+    pub resolver_state: resolver::State,
+    /// The policy's configuration from the service config, if any.
+    pub config: Option<Config>,
+}
+
+/// A subchannel's new connectivity state.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct SubConnState {
+    /// The state.
+    pub state: connectivity::State,
+    /// For TRANSIENT_FAILURE, why the connection attempt failed.
+    pub error: Option<Status>,
+}
+
+/// A load-balancing policy instance (gRPC-Go's `balancer.Balancer`). Dropping
+/// it closes it; see the [module docs](self) for the threading contract.
+pub trait Balancer: Send + 'static {
+    /// The resolver reported new addresses or config.
+    ///
+    /// # Errors
+    /// The state is unusable (for example no addresses); the channel asks the
+    /// resolver to resolve again.
+    fn update_client_conn_state(&mut self, state: ClientConnState) -> Result<(), String>;
+
+    /// The resolver failed. A balancer with working subchannels may keep
+    /// using them; one without should publish a picker that fails calls with
+    /// `error` (which is `UNAVAILABLE`).
+    fn resolver_error(&mut self, error: Status);
+
+    /// A subchannel this balancer created changed state.
+    fn subchannel_state(&mut self, subconn: &SubConn, state: SubConnState);
+
+    /// The channel wants to leave IDLE (a call arrived, or `connect` was
+    /// called): connect if idle.
+    fn exit_idle(&mut self);
+}
+
+/// What a call tells the picker.
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct PickInfo<'a> {
+    /// The full method path, `/package.Service/Method`.
+    pub method: &'a str,
+}
+
+/// A picker's answer for one call; see the [module docs](self) for what
+/// each means.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum PickResult {
+    /// Send the call on this subchannel.
+    Complete(SubConn),
+    /// Wait for the next picker.
+    Queue,
+    /// Fail the call with this status, unless it is wait-for-ready.
+    Fail(Status),
+    /// Fail the call with this status, even if it is wait-for-ready.
+    Drop(Status),
+}
+
+/// Chooses a subchannel for each call (gRPC-Go's `balancer.Picker`). Called
+/// concurrently on the call path: must not block.
+pub trait Picker: Send + Sync + 'static {
+    /// The subchannel (or decision) for one call.
+    fn pick(&self, info: &PickInfo<'_>) -> PickResult;
+}
+
+/// A picker that queues every call: for a balancer that is still
+/// connecting.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct QueuePicker;
+
+impl Picker for QueuePicker {
+    fn pick(&self, _info: &PickInfo<'_>) -> PickResult {
+        PickResult::Queue
+    }
+}
+
+/// A picker that fails every call (but wait-for-ready ones) with one status:
+/// for TRANSIENT_FAILURE.
+#[derive(Clone, Debug)]
+pub struct ErrorPicker(pub Status);
+
+impl Picker for ErrorPicker {
+    fn pick(&self, _info: &PickInfo<'_>) -> PickResult {
+        PickResult::Fail(self.0.clone())
+    }
+}
+
+/// The channel, as a balancer sees it (gRPC-Go's `balancer.ClientConn`).
+/// Cheap to clone; usable from any thread.
+#[derive(Clone)]
+pub struct Helper {
+    owner: u64,
+    shared: Arc<Shared>,
+}
+
+impl fmt::Debug for Helper {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Helper")
+            .field("target", &self.shared.target)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Helper {
+    pub(crate) fn new(owner: u64, shared: Arc<Shared>) -> Helper {
+        Helper { owner, shared }
+    }
+
+    /// A new subchannel to `address`, IDLE until [`SubConn::connect`].
+    /// Its state changes reach this balancer's
+    /// [`Balancer::subchannel_state`].
+    pub fn new_subconn(&self, address: resolver::Address) -> SubConn {
+        SubConn {
+            inner: Subchannel::new(self.owner, address, Arc::clone(&self.shared)),
+        }
+    }
+
+    /// Publishes the channel's state and the picker calls use from now on.
+    pub fn update_state(&self, state: connectivity::State, picker: Arc<dyn Picker>) {
+        self.shared.balancer_state(self.owner, state, picker);
+    }
+
+    /// Asks the resolver to resolve again (a connection was lost).
+    pub fn resolve_now(&self) {
+        self.shared.resolve_now();
+    }
+
+    /// Asks the channel to call this balancer's [`Balancer::exit_idle`] soon:
+    /// for the picker of an idle balancer, which must not do the work itself.
+    pub fn exit_idle(&self) {
+        self.shared.exit_idle();
+    }
+
+    /// The channel's target.
+    pub fn target(&self) -> &str {
+        &self.shared.target
+    }
+}
+
+/// A handle to a subchannel: a connection, kept up on demand, to one address
+/// (gRPC-Go's `balancer.SubConn`). Cheap to clone; clones are equal.
+#[derive(Clone)]
+pub struct SubConn {
+    pub(crate) inner: Arc<Subchannel>,
+}
+
+impl SubConn {
+    /// Starts connecting if IDLE; otherwise does nothing.
+    pub fn connect(&self) {
+        self.inner.connect();
+    }
+
+    /// Closes the subchannel: calls under way on its connection finish,
+    /// new picks of it wait for the next picker. Idempotent.
+    pub fn shutdown(&self) {
+        self.inner.shutdown();
+    }
+
+    /// Makes the next connection attempt start at once (gRPC-Go's
+    /// `ResetConnectBackoff`), cutting short a backoff under way.
+    pub fn reset_backoff(&self) {
+        self.inner.reset_backoff();
+    }
+
+    /// The address it connects to.
+    pub fn address(&self) -> &resolver::Address {
+        self.inner.address()
+    }
+
+    /// Its current connectivity state.
+    pub fn state(&self) -> connectivity::State {
+        self.inner.state()
+    }
+}
+
+impl fmt::Debug for SubConn {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SubConn({}, {})", self.inner.id(), self.inner.address())
+    }
+}
+
+impl PartialEq for SubConn {
+    fn eq(&self, other: &SubConn) -> bool {
+        Arc::ptr_eq(&self.inner, &other.inner)
+    }
+}
+
+impl Eq for SubConn {}
+
+impl Hash for SubConn {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.inner.id().hash(state);
+    }
+}
+
+type Registry = RwLock<HashMap<String, Arc<dyn Builder>>>;
+
+fn registry() -> &'static Registry {
+    static REGISTRY: OnceLock<Registry> = OnceLock::new();
+    REGISTRY.get_or_init(|| {
+        let builtins: [Arc<dyn Builder>; 2] = [
+            Arc::new(pick_first::PickFirstBuilder),
+            Arc::new(round_robin::RoundRobinBuilder),
+        ];
+        RwLock::new(
+            builtins
+                .into_iter()
+                .map(|b| (b.name().to_string(), b))
+                .collect(),
+        )
+    })
+}
+
+/// Registers a policy under its name, process-wide, replacing any policy of
+/// that name (built-in ones included). Call it at start-up.
+pub fn register(builder: impl Builder) {
+    registry()
+        .write()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(builder.name().to_string(), Arc::new(builder));
+}
+
+/// The policy registered as `name`, if any.
+pub fn get(name: &str) -> Option<Arc<dyn Builder>> {
+    registry()
+        .read()
+        .unwrap_or_else(|e| e.into_inner())
+        .get(name)
+        .cloned()
+}

@@ -1,0 +1,323 @@
+//! `pick_first`: every call goes to one connection, the first address that
+//! connects (gRFC A62; the default policy).
+//!
+//! - The addresses are tried in the resolver's order (shuffled first if the
+//!   config says `"shuffleAddressList": true`), one at a time: an address
+//!   that fails passes the turn to the next.
+//! - The first address that connects is used for every call; the others are
+//!   shut down.
+//! - When every address has failed once, the channel is TRANSIENT_FAILURE
+//!   and stays so ("sticky") until an address connects: each address is
+//!   retried as soon as its own backoff is over, and re-resolution is
+//!   requested. Calls that are not wait-for-ready fail at once with the last
+//!   connection error.
+//! - When the connection in use is lost, the policy goes IDLE and asks for
+//!   re-resolution; the next call starts over from the first address.
+//! - A resolver update that still contains the address in use keeps it.
+
+use std::{
+    collections::HashSet,
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc,
+    },
+};
+
+use super::{
+    Balancer, Builder, ClientConnState, Config, ErrorPicker, Helper, PickInfo, PickResult, Picker,
+    QueuePicker, SubConn, SubConnState,
+};
+use crate::{connectivity::State, resolver::Address, status::Status};
+
+/// The name of the policy in service configs.
+pub const NAME: &str = "pick_first";
+
+/// Builds [`pick_first`](self) balancers.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct PickFirstBuilder;
+
+/// The configuration of `pick_first`:
+/// `{"pick_first": {"shuffleAddressList": true}}`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct PickFirstConfig {
+    /// Shuffle the addresses before trying them, so clients of the same
+    /// resolver spread over the servers. Default false.
+    pub shuffle_address_list: bool,
+}
+
+impl Builder for PickFirstBuilder {
+    fn name(&self) -> &str {
+        NAME
+    }
+
+    fn build(&self, helper: Helper) -> Box<dyn Balancer> {
+        Box::new(PickFirst {
+            helper,
+            addresses: Vec::new(),
+            subconns: Vec::new(),
+            next: 0,
+            first_pass: false,
+            selected: None,
+            state: State::Idle,
+            last_error: None,
+        })
+    }
+
+    fn parse_config(&self, config: &serde_json::Value) -> Result<Option<Config>, String> {
+        let shuffle = match config.get("shuffleAddressList") {
+            None | Some(serde_json::Value::Null) => false,
+            Some(serde_json::Value::Bool(b)) => *b,
+            Some(other) => return Err(format!("shuffleAddressList: {other} is not a boolean")),
+        };
+        if !config.is_object() && !config.is_null() {
+            return Err(format!("{config} is not an object"));
+        }
+        Ok(Some(Arc::new(PickFirstConfig {
+            shuffle_address_list: shuffle,
+        })))
+    }
+}
+
+struct PickFirst {
+    helper: Helper,
+    addresses: Vec<Address>,
+    /// One per address, in the order tried.
+    subconns: Vec<SubConn>,
+    /// In the first pass, the index of the subchannel being tried.
+    next: usize,
+    first_pass: bool,
+    selected: Option<SubConn>,
+    state: State,
+    last_error: Option<Status>,
+}
+
+/// Sends every call to one subchannel.
+struct Pinned(SubConn);
+
+impl Picker for Pinned {
+    fn pick(&self, _info: &PickInfo<'_>) -> PickResult {
+        PickResult::Complete(self.0.clone())
+    }
+}
+
+/// The first call wakes the balancer up; calls wait meanwhile.
+struct IdlePicker {
+    helper: Helper,
+    woken: AtomicBool,
+}
+
+impl Picker for IdlePicker {
+    fn pick(&self, _info: &PickInfo<'_>) -> PickResult {
+        if !self.woken.swap(true, Ordering::Relaxed) {
+            self.helper.exit_idle();
+        }
+        PickResult::Queue
+    }
+}
+
+/// The addresses without repeats, in order.
+pub(crate) fn dedup(addresses: Vec<Address>) -> Vec<Address> {
+    let mut seen = HashSet::new();
+    addresses
+        .into_iter()
+        .filter(|a| seen.insert(a.clone()))
+        .collect()
+}
+
+fn shuffle<T>(items: &mut [T]) {
+    let mut rng = crate::backoff::seeded_rng();
+    for i in (1..items.len()).rev() {
+        let j = ((rng() * (i + 1) as f64) as usize).min(i);
+        items.swap(i, j);
+    }
+}
+
+impl PickFirst {
+    fn publish(&mut self, state: State, picker: Arc<dyn Picker>) {
+        self.state = state;
+        self.helper.update_state(state, picker);
+    }
+
+    fn fail(&mut self) {
+        let status = self
+            .last_error
+            .clone()
+            .unwrap_or_else(|| Status::unavailable("no address could be connected to"));
+        self.publish(State::TransientFailure, Arc::new(ErrorPicker(status)));
+    }
+
+    /// Makes the subchannel list match the addresses, reusing subchannels
+    /// of addresses that stay and shutting down the others.
+    fn sync_subconns(&mut self) {
+        let mut old: Vec<SubConn> = std::mem::take(&mut self.subconns);
+        for address in &self.addresses {
+            let subconn = match old.iter().position(|s| s.address() == address) {
+                Some(i) => old.swap_remove(i),
+                None => self.helper.new_subconn(address.clone()),
+            };
+            self.subconns.push(subconn);
+        }
+        for subconn in old {
+            if self.selected.as_ref() != Some(&subconn) {
+                subconn.shutdown();
+            }
+        }
+    }
+
+    /// Starts trying the addresses in order.
+    fn start_first_pass(&mut self) {
+        self.sync_subconns();
+        self.first_pass = true;
+        self.next = 0;
+        if self.state != State::TransientFailure {
+            self.publish(State::Connecting, Arc::new(QueuePicker));
+        }
+        self.try_next();
+    }
+
+    /// In the first pass: connects the current address, or moves past those
+    /// already failing; after the last, goes TRANSIENT_FAILURE.
+    fn try_next(&mut self) {
+        while let Some(subconn) = self.subconns.get(self.next).cloned() {
+            match subconn.state() {
+                State::Idle => {
+                    subconn.connect();
+                    return;
+                }
+                State::Connecting => return,
+                State::Ready => {
+                    self.select(subconn);
+                    return;
+                }
+                State::TransientFailure | State::Shutdown => self.next += 1,
+            }
+        }
+        // Every address failed: sticky TRANSIENT_FAILURE; each subchannel
+        // is reconnected when its backoff is over.
+        self.first_pass = false;
+        self.fail();
+        self.helper.resolve_now();
+        for subconn in &self.subconns {
+            subconn.connect();
+        }
+    }
+
+    fn select(&mut self, subconn: SubConn) {
+        for other in &self.subconns {
+            if *other != subconn {
+                other.shutdown();
+            }
+        }
+        self.subconns = vec![subconn.clone()];
+        self.first_pass = false;
+        self.selected = Some(subconn.clone());
+        self.publish(State::Ready, Arc::new(Pinned(subconn)));
+    }
+
+    fn go_idle(&mut self) {
+        self.selected = None;
+        self.first_pass = false;
+        let picker = IdlePicker {
+            helper: self.helper.clone(),
+            woken: AtomicBool::new(false),
+        };
+        self.publish(State::Idle, Arc::new(picker));
+    }
+}
+
+impl Balancer for PickFirst {
+    fn update_client_conn_state(&mut self, state: ClientConnState) -> Result<(), String> {
+        let shuffle_list = state
+            .config
+            .as_ref()
+            .and_then(|c| c.downcast_ref::<PickFirstConfig>())
+            .is_some_and(|c| c.shuffle_address_list);
+        let mut addresses = dedup(state.resolver_state.addresses);
+        if shuffle_list {
+            shuffle(&mut addresses);
+        }
+        if addresses.is_empty() {
+            for subconn in self.subconns.drain(..) {
+                subconn.shutdown();
+            }
+            if let Some(selected) = self.selected.take() {
+                selected.shutdown();
+            }
+            self.first_pass = false;
+            self.last_error = Some(Status::unavailable(
+                "the name resolver returned no addresses",
+            ));
+            self.fail();
+            return Err("the name resolver returned no addresses".into());
+        }
+        self.addresses = addresses;
+        if let Some(selected) = self.selected.clone() {
+            if self.addresses.contains(selected.address()) {
+                // Keep the connection in use; forget the others.
+                self.subconns.retain(|s| *s == selected);
+                return Ok(());
+            }
+            self.selected = None;
+            selected.shutdown();
+        }
+        if self.state == State::Idle && !self.subconns.is_empty() {
+            // Idle after a lost connection: the next call starts over.
+            self.sync_subconns();
+            return Ok(());
+        }
+        self.start_first_pass();
+        Ok(())
+    }
+
+    fn resolver_error(&mut self, error: Status) {
+        if self.subconns.is_empty() || self.state == State::TransientFailure {
+            self.last_error = Some(error);
+            self.fail();
+        }
+    }
+
+    fn subchannel_state(&mut self, subconn: &SubConn, update: SubConnState) {
+        if !self.subconns.contains(subconn) {
+            return;
+        }
+        if self.selected.as_ref() == Some(subconn) {
+            if update.state != State::Ready {
+                // The connection in use was lost.
+                self.helper.resolve_now();
+                self.go_idle();
+            }
+            return;
+        }
+        match update.state {
+            State::Ready => self.select(subconn.clone()),
+            State::TransientFailure => {
+                if let Some(error) = update.error {
+                    self.last_error = Some(error);
+                }
+                if self.first_pass {
+                    if self.subconns.get(self.next) == Some(subconn) {
+                        self.next += 1;
+                        self.try_next();
+                    }
+                } else if self.state == State::TransientFailure {
+                    // Sticky: stay in TRANSIENT_FAILURE with the newest error.
+                    self.fail();
+                }
+            }
+            State::Idle => {
+                if !self.first_pass && self.state == State::TransientFailure {
+                    // Backoff over: try this address again.
+                    subconn.connect();
+                }
+            }
+            State::Connecting | State::Shutdown => {}
+        }
+    }
+
+    fn exit_idle(&mut self) {
+        if self.state == State::Idle && !self.addresses.is_empty() {
+            self.start_first_pass();
+        }
+    }
+}
