@@ -453,7 +453,16 @@ fn parse_target(
     } else {
         target::parse(text, |s| find(s).is_some())
     }
-    .map_err(|e| e.to_string())?;
+    .map_err(|e| match unregistered_scheme(text) {
+        // `example:///name` with no `example` resolver fell back to dns and
+        // failed there: say what was probably meant.
+        Some(scheme) => format!(
+            "{e} (read as a dns name because no resolver is registered for \
+             scheme {scheme:?}; register one with resolver::register or \
+             ChannelBuilder::resolver)"
+        ),
+        None => e.to_string(),
+    })?;
     let builder = find(parsed.scheme())
         .ok_or_else(|| format!("no resolver is registered for scheme {:?}", parsed.scheme()))?;
     builder.check_target(&parsed)?;
@@ -485,6 +494,17 @@ fn parse_target(
     };
     let https = parsed.wants_tls();
     Ok((parsed, builder, https, authority))
+}
+
+/// The scheme of a target written `scheme://…` whose scheme has no
+/// resolver (so it was read as a dns name).
+fn unregistered_scheme(text: &str) -> Option<&str> {
+    let (scheme, rest) = text.split_once(':')?;
+    let valid = scheme.chars().next()?.is_ascii_alphabetic()
+        && scheme
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'));
+    (valid && rest.starts_with("//") && resolver::get(scheme).is_none()).then_some(scheme)
 }
 
 impl Channel {
