@@ -282,10 +282,29 @@ impl Balancer for PickFirst {
             return;
         }
         if self.selected.as_ref() == Some(subconn) {
-            if update.state != State::Ready {
-                // The connection in use was lost.
-                self.helper.resolve_now();
-                self.go_idle();
+            match update.state {
+                State::Ready => {}
+                State::TransientFailure => {
+                    // Lost at once, before carrying a call: a failed
+                    // attempt. Sticky TRANSIENT_FAILURE, and every address
+                    // is tried again as its backoff ends.
+                    self.selected = None;
+                    self.first_pass = false;
+                    if let Some(error) = update.error {
+                        self.last_error = Some(error);
+                    }
+                    self.sync_subconns();
+                    self.fail();
+                    self.helper.resolve_now();
+                    for subconn in &self.subconns {
+                        subconn.connect();
+                    }
+                }
+                _ => {
+                    // The connection in use was lost.
+                    self.helper.resolve_now();
+                    self.go_idle();
+                }
             }
             return;
         }

@@ -10,7 +10,7 @@
 use std::{
     collections::HashMap,
     sync::{
-        atomic::{AtomicBool, AtomicU64, Ordering},
+        atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering},
         Arc, Mutex,
     },
     time::Duration,
@@ -97,6 +97,8 @@ pub(crate) struct Shared {
     pub(crate) state: StateTracker,
     /// Set by each call; cleared by the idle check.
     active: AtomicBool,
+    /// Calls waiting for a picker (they keep the channel from going idle).
+    waiting: AtomicUsize,
     next_id: AtomicU64,
     subchannels: Mutex<HashMap<u64, Arc<Subchannel>>>,
     /// The service config in use, for per-method settings.
@@ -131,6 +133,7 @@ impl Shared {
             version: watch::Sender::new(0),
             state: StateTracker::aggregate(State::Idle),
             active: AtomicBool::new(false),
+            waiting: AtomicUsize::new(0),
             next_id: AtomicU64::new(1),
             subchannels: Mutex::new(HashMap::new()),
             service_config: ArcSwapOption::empty(),
@@ -152,6 +155,12 @@ impl Shared {
         if !self.active.load(Ordering::Relaxed) {
             self.active.store(true, Ordering::Relaxed);
         }
+    }
+
+    /// Counts a call as waiting for a picker until the guard is dropped.
+    pub(crate) fn waiting_call(&self) -> WaitingCall<'_> {
+        self.waiting.fetch_add(1, Ordering::Relaxed);
+        WaitingCall(self)
     }
 
     /// Starts the control task if it is not running yet.
@@ -272,6 +281,15 @@ impl Shared {
     }
 }
 
+/// A call waiting for a picker; see [`Shared::waiting_call`].
+pub(crate) struct WaitingCall<'a>(&'a Shared);
+
+impl Drop for WaitingCall<'_> {
+    fn drop(&mut self) {
+        self.0.waiting.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 /// Fails every call, wait-for-ready or not: the channel is closed.
 struct DropPicker(Status);
 
@@ -378,6 +396,7 @@ impl Control {
                 },
                 () = tick => {
                     let busy = self.shared.active.swap(false, Ordering::Relaxed)
+                        || self.shared.waiting.load(Ordering::Relaxed) > 0
                         || self.shared.subchannels().iter().any(|s| s.active_streams() > 0);
                     if self.idle || busy {
                         quiet = 0;

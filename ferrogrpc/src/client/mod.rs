@@ -621,6 +621,7 @@ impl Channel {
         if let Some(result) = Self::try_pick(shared, &info, wait_for_ready) {
             return result;
         }
+        let _waiting = shared.waiting_call();
         let mut versions = shared.version.subscribe();
         loop {
             versions.borrow_and_update();

@@ -34,6 +34,7 @@ use crate::{
 struct Current {
     id: u64,
     client: Http2Client,
+    ready_at: Instant,
 }
 
 struct Ctl {
@@ -49,8 +50,6 @@ pub(crate) struct Subchannel {
     endpoint: Endpoint,
     shared: Arc<Shared>,
     current: ArcSwapOption<Current>,
-    /// Connection ids whose connection ended; at most the latest matters.
-    ended: AtomicU64,
     next_conn: AtomicU64,
     ctl: Mutex<Ctl>,
     reset: Notify,
@@ -69,7 +68,6 @@ impl Subchannel {
             address,
             endpoint,
             current: ArcSwapOption::empty(),
-            ended: AtomicU64::new(0),
             next_conn: AtomicU64::new(0),
             ctl: Mutex::new(Ctl {
                 state: StateTracker::new(State::Idle),
@@ -103,15 +101,16 @@ impl Subchannel {
         self.ctl.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// The READY connection, if there is one that takes new calls. A
-    /// connection found draining (GOAWAY) is let go, which moves the
-    /// subchannel to IDLE.
+    /// The READY connection, if there is one. A connection found draining
+    /// (GOAWAY) is let go, which moves the subchannel to IDLE, but is still
+    /// returned: the call then fails on it with the GOAWAY's reason and is
+    /// retried transparently (once), rather than waiting in a loop on a
+    /// server that sends GOAWAY to every new connection.
     pub(crate) fn ready_transport(self: &Arc<Self>) -> Option<Http2Client> {
         let current = self.current.load();
         let current = current.as_ref()?;
         if current.client.is_draining() {
             self.forget(current.id, "draining");
-            return None;
         }
         Some(current.client.clone())
     }
@@ -169,32 +168,45 @@ impl Subchannel {
         }
         match result {
             Ok(client) => {
-                self.current.store(Some(Arc::new(Current { id, client })));
-                ctl.backoff.reset();
+                // The backoff starts over when this connection ends, unless
+                // it ends unused at once (see `forget`).
+                self.current.store(Some(Arc::new(Current {
+                    id,
+                    client,
+                    ready_at: Instant::now(),
+                })));
                 self.set(&mut ctl, State::Ready, None);
                 drop(ctl);
-                // The connection may have ended before it was stored.
-                if self.ended.load(Ordering::Acquire) == id {
-                    self.forget(id, "connection closed");
+                // The connection may have ended (or been sent GOAWAY) before
+                // it was stored, when its events found nothing to forget.
+                let current = self.current.load();
+                if let Some(reason) = current.as_ref().and_then(|c| c.client.unusable_reason()) {
+                    self.forget(id, &reason);
                 }
             }
             Err(status) => {
                 tracing::debug!(address = %self.address, "connect failed: {}", status.message());
-                self.set(&mut ctl, State::TransientFailure, Some(status));
-                let backoff_over = ctl.backoff.sleep_until_next();
-                let this = Arc::clone(&self);
-                let task = tokio::spawn(async move {
-                    tokio::select! {
-                        _ = backoff_over => {}
-                        () = this.reset.notified() => {}
-                    }
-                    let mut ctl = this.lock();
-                    ctl.task = None;
-                    this.set(&mut ctl, State::Idle, None);
-                });
-                ctl.task = Some(task.abort_handle());
+                self.fail(&mut ctl, status);
             }
         }
+    }
+
+    /// A failed attempt: TRANSIENT_FAILURE, then IDLE once the backoff is
+    /// over (or reset).
+    fn fail(self: &Arc<Self>, ctl: &mut Ctl, status: Status) {
+        self.set(ctl, State::TransientFailure, Some(status));
+        let backoff_over = ctl.backoff.sleep_until_next();
+        let this = Arc::clone(self);
+        let task = tokio::spawn(async move {
+            tokio::select! {
+                _ = backoff_over => {}
+                () = this.reset.notified() => {}
+            }
+            let mut ctl = this.lock();
+            ctl.task = None;
+            this.set(&mut ctl, State::Idle, None);
+        });
+        ctl.task = Some(task.abort_handle());
     }
 
     fn on_event(self: &Arc<Self>, id: u64, event: ConnEvent) {
@@ -207,15 +219,17 @@ impl Subchannel {
                 // go to a new one.
                 self.forget(id, &goaway.describe());
             }
-            ConnEvent::Closed(reason) => {
-                self.ended.store(id, Ordering::Release);
-                self.forget(id, &reason);
-            }
+            ConnEvent::Closed(reason) => self.forget(id, &reason),
         }
     }
 
     /// Lets go of connection `id` if it is the current one: the subchannel
-    /// goes IDLE and its balancer decides whether to reconnect.
+    /// goes IDLE and its balancer decides whether to reconnect, and the
+    /// backoff starts over. A connection that ends before carrying any call,
+    /// within the backoff's base delay of becoming READY (a server that
+    /// sends GOAWAY to every new connection, or accepts and closes), counts
+    /// as a failed attempt instead: TRANSIENT_FAILURE and the backoff, so
+    /// such a server is not redialled in a loop.
     fn forget(self: &Arc<Self>, id: u64, reason: &str) {
         let current = self.current.load();
         if current.as_ref().is_none_or(|c| c.id != id) {
@@ -225,8 +239,22 @@ impl Subchannel {
         let previous = self
             .current
             .compare_and_swap(&*current, None::<Arc<Current>>);
-        if previous.as_ref().is_some_and(|c| c.id == id) && ctl.state.state() == State::Ready {
-            tracing::debug!(address = %self.address, %reason, "connection no longer used");
+        let Some(previous) = previous.as_ref().filter(|c| c.id == id) else {
+            return;
+        };
+        if ctl.state.state() != State::Ready {
+            return;
+        }
+        tracing::debug!(address = %self.address, %reason, "connection no longer used");
+        let short_lived = previous.ready_at.elapsed() < self.shared.backoff.base_delay;
+        if short_lived && !previous.client.was_used() {
+            let status = Status::unavailable(format!(
+                "connection to {} ended before carrying any call: {reason}",
+                self.address
+            ));
+            self.fail(&mut ctl, status);
+        } else {
+            ctl.backoff.reset();
             self.set(&mut ctl, State::Idle, None);
         }
     }

@@ -277,6 +277,7 @@ impl ServerBuilder {
         self.config.bdp = self.dynamic_window.unwrap_or(!self.windows_set);
         let (shutdown, _) = watch::channel(Shutdown::Running);
         let (connections, _) = watch::channel(0usize);
+        let (listeners, _) = watch::channel(0usize);
         let security = match self.credentials {
             ServerCredentials::Insecure => Security::Insecure,
             ServerCredentials::Local => Security::Local,
@@ -304,6 +305,7 @@ impl ServerBuilder {
                 config: self.config,
                 shutdown,
                 connections,
+                listeners,
                 security,
                 reloader_started: std::sync::atomic::AtomicBool::new(false),
             }),
@@ -387,6 +389,8 @@ struct Inner {
     config: ServerConfig,
     shutdown: watch::Sender<Shutdown>,
     connections: watch::Sender<usize>,
+    /// `serve_listener` loops running (each owns an open listener).
+    listeners: watch::Sender<usize>,
     security: Security,
     reloader_started: std::sync::atomic::AtomicBool,
 }
@@ -500,13 +504,28 @@ impl Server {
         }
         self.start_reloader();
         let mut shutdown = self.inner.shutdown.subscribe();
+        // Counted while the listener is open, so a graceful stop can wait
+        // for it to close.
+        self.inner.listeners.send_modify(|n| *n += 1);
+        struct Open<'a>(&'a watch::Sender<usize>);
+        impl Drop for Open<'_> {
+            fn drop(&mut self) {
+                self.0.send_modify(|n| *n -= 1);
+            }
+        }
+        let open = Open(&self.inner.listeners);
         loop {
             if *shutdown.borrow_and_update() != Shutdown::Running {
-                return Ok(());
+                break;
             }
             tokio::select! {
+                biased;
                 _ = shutdown.changed() => continue,
                 accepted = listener.accept() => match accepted {
+                    // A stop began while this connection was accepted: close
+                    // it unserved (the client tries elsewhere) rather than
+                    // hand it a connection that is about to go away.
+                    Ok(_) if *shutdown.borrow() != Shutdown::Running => break,
                     Ok((io, peer)) => self.spawn_connection(io, peer),
                     Err(err) => {
                         // Such as EMFILE: pause rather than spin.
@@ -516,6 +535,10 @@ impl Server {
                 }
             }
         }
+        // The listener closes before the count says so.
+        drop(listener);
+        drop(open);
+        Ok(())
     }
 
     /// Serves one already-accepted connection in a new task.
@@ -635,7 +658,11 @@ impl Server {
             loop {
                 tick.tick().await;
                 match weak.upgrade() {
-                    Some(inner) if *inner.shutdown.borrow() == Shutdown::Running => {}
+                    Some(inner)
+                        if matches!(
+                            *inner.shutdown.borrow(),
+                            Shutdown::Running | Shutdown::Closing
+                        ) => {}
                     _ => return,
                 }
                 tls.reload_if_changed();
@@ -669,13 +696,24 @@ impl Server {
     /// Dropping the future does not undo the stop.
     pub async fn graceful_stop(&self) {
         tracing::info!("graceful stop: GOAWAY to every connection, waiting for calls to finish");
+        // Listeners close first, as in gRPC-Go, so a client that reconnects
+        // on the GOAWAY cannot reach this server again. (A loop that does
+        // not get to run within a second is not waited for further.)
         self.inner.shutdown.send_if_modified(|s| {
-            if *s == Shutdown::Running {
-                *s = Shutdown::Graceful;
-                true
-            } else {
-                false
+            let running = *s == Shutdown::Running;
+            if running {
+                *s = Shutdown::Closing;
             }
+            running
+        });
+        let mut listeners = self.inner.listeners.subscribe();
+        let _ = tokio::time::timeout(Duration::from_secs(1), listeners.wait_for(|n| *n == 0)).await;
+        self.inner.shutdown.send_if_modified(|s| {
+            let closing = *s == Shutdown::Closing;
+            if closing {
+                *s = Shutdown::Graceful;
+            }
+            closing
         });
         let mut connections = self.inner.connections.subscribe();
         let _ = connections.wait_for(|n| *n == 0).await;

@@ -203,6 +203,45 @@ async fn secure(
     }
 }
 
+/// Waits until the server's first SETTINGS frame arrived, the connection
+/// ended, or `deadline` passed.
+async fn wait_for_settings(
+    signals: &ConnSignals,
+    deadline: tokio::time::Instant,
+    what: &str,
+    connect_timeout: Duration,
+) -> Result<(), Status> {
+    let wait = async {
+        loop {
+            let notified = signals.handshake.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if signals
+                .settings_received
+                .load(std::sync::atomic::Ordering::Acquire)
+            {
+                return Ok(());
+            }
+            if signals.not_http2.load(std::sync::atomic::Ordering::Acquire) {
+                return Err(signals.not_http2_status(&format!("server at {what}")));
+            }
+            if let Some(reason) = signals.ended.get() {
+                return Err(Status::unavailable(format!(
+                    "connection to {what} ended before the server's HTTP/2 SETTINGS arrived: {reason}"
+                )));
+            }
+            notified.await;
+        }
+    };
+    tokio::time::timeout_at(deadline, wait)
+        .await
+        .unwrap_or_else(|_| {
+            Err(Status::unavailable(format!(
+                "connecting to {what} timed out after {connect_timeout:?}: no HTTP/2 SETTINGS from the server"
+            )))
+        })
+}
+
 /// One HTTP/2 connection to a server. Cloning shares the connection.
 #[derive(Clone)]
 pub(crate) struct Http2Client {
@@ -231,6 +270,7 @@ impl Http2Client {
             Endpoint::Unix(path) => format!("unix:{}", path.display()),
         };
         let signals = ConnSignals::client();
+        let deadline = tokio::time::Instant::now() + config.connect_timeout;
         let connect = async {
             let (io, mut peer) = dial(endpoint).await?;
             let (io, security_level) = secure(io, &mut peer, &config.security, &what).await?;
@@ -249,7 +289,7 @@ impl Http2Client {
             Ok::<_, Status>((send_request, connection, security_level, peer))
         };
         let (send_request, mut connection, security_level, peer) =
-            match tokio::time::timeout(config.connect_timeout, connect).await {
+            match tokio::time::timeout_at(deadline, connect).await {
                 Ok(Ok(parts)) => parts,
                 Ok(Err(status)) => {
                     tracing::debug!(%what, "connect failed: {}", status.message());
@@ -274,7 +314,9 @@ impl Http2Client {
         );
         let connection_window = config.initial_connection_window_size;
         let driver_signals = Arc::clone(&signals);
+        let driver_what = what.clone();
         tokio::spawn(async move {
+            let what = driver_what;
             use tokio::time::sleep_until;
             let signals = driver_signals;
             let mut goaway_told = false;
@@ -325,14 +367,36 @@ impl Http2Client {
                 on_event(ConnEvent::GoAway(goaway.clone()));
             }
             tracing::debug!(%what, %reason, "connection ended");
+            let _ = signals.ended.set(reason.clone());
+            signals.handshake.notify_waiters();
             on_event(ConnEvent::Closed(reason));
         });
+        // As gRPC-Go: the connection is usable (READY) only once the
+        // server's SETTINGS arrived. A peer that accepts and closes, or
+        // never answers, is a failed attempt, so the backoff applies.
+        wait_for_settings(&signals, deadline, &what, config.connect_timeout).await?;
         Ok(Http2Client {
             send_request,
             security_level,
             peer: Arc::new(peer),
             signals,
         })
+    }
+
+    /// Why this connection takes no new calls, if it does not: it ended,
+    /// or the server sent GOAWAY.
+    pub(crate) fn unusable_reason(&self) -> Option<String> {
+        if let Some(reason) = self.signals.ended.get() {
+            return Some(reason.clone());
+        }
+        self.signals
+            .goaway()
+            .map(|g| format!("the server sent {}", g.describe()))
+    }
+
+    /// Whether any call was ever started on this connection.
+    pub(crate) fn was_used(&self) -> bool {
+        self.signals.used.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// How many streams are open on this connection.

@@ -165,8 +165,10 @@ struct ResetWindow {
 pub(crate) struct ConnSignals {
     /// Frames received; a change means the peer is alive.
     pub(crate) inbound_frames: AtomicU64,
-    /// Server: calls under way on this connection.
+    /// Calls under way on this connection.
     pub(crate) active_streams: AtomicUsize,
+    /// Whether any call was ever started on this connection.
+    pub(crate) used: AtomicBool,
     /// Server: when the last call ended (for max idle), as nanos since `epoch`.
     pub(crate) idle_since: AtomicU64,
     epoch: Instant,
@@ -181,6 +183,11 @@ pub(crate) struct ConnSignals {
     pub(crate) close_reason: OnceLock<String>,
     /// Whether the peer's first SETTINGS frame arrived.
     pub(crate) settings_received: AtomicBool,
+    /// Client: why the connection ended, set by its driver when it does.
+    pub(crate) ended: OnceLock<String>,
+    /// Client: wakes the connect that waits for the server's first
+    /// SETTINGS (or for the connection to end first).
+    pub(crate) handshake: tokio::sync::Notify,
     /// The peer's first frame was not SETTINGS: it does not speak HTTP/2
     /// (often TLS on one side only, or HTTP/1); nothing after is trusted.
     pub(crate) not_http2: AtomicBool,
@@ -220,6 +227,7 @@ impl ConnSignals {
         ConnSignals {
             inbound_frames: AtomicU64::new(0),
             active_streams: AtomicUsize::new(0),
+            used: AtomicBool::new(false),
             idle_since: AtomicU64::new(0),
             epoch: now,
             enforcement,
@@ -237,6 +245,8 @@ impl ConnSignals {
             goaway: OnceLock::new(),
             close_reason: OnceLock::new(),
             settings_received: AtomicBool::new(false),
+            ended: OnceLock::new(),
+            handshake: tokio::sync::Notify::new(),
             not_http2: AtomicBool::new(false),
             data_bytes: AtomicU64::new(0),
             bdp_enabled: AtomicBool::new(false),
@@ -264,12 +274,16 @@ impl ConnSignals {
         }
     }
 
-    /// A call started (server).
+    /// A call started.
     pub(crate) fn stream_started(&self) {
         self.active_streams.fetch_add(1, Ordering::AcqRel);
+        // Written once, so busy connections do not keep writing the line.
+        if !self.used.load(Ordering::Relaxed) {
+            self.used.store(true, Ordering::Relaxed);
+        }
     }
 
-    /// A call ended (server).
+    /// A call ended.
     pub(crate) fn stream_ended(&self) {
         if self.active_streams.fetch_sub(1, Ordering::AcqRel) == 1 {
             let nanos = self.epoch.elapsed().as_nanos() as u64;
@@ -322,6 +336,7 @@ impl ConnSignals {
             // RFC 9113: the first frame must be SETTINGS. Anything else is
             // not HTTP/2; do not read meaning into its bytes.
             self.not_http2.store(true, Ordering::Release);
+            self.handshake.notify_waiters();
         }
         if self.not_http2.load(Ordering::Acquire) {
             return;
@@ -342,7 +357,9 @@ impl ConnSignals {
                     }
                 }
             }
-            FRAME_SETTINGS => self.settings_received.store(true, Ordering::Release),
+            FRAME_SETTINGS if !self.settings_received.swap(true, Ordering::AcqRel) => {
+                self.handshake.notify_waiters();
+            }
             FRAME_HEADERS => {
                 self.max_peer_stream.fetch_max(stream_id, Ordering::AcqRel);
             }
@@ -451,6 +468,14 @@ impl Drop for StreamGuard {
 }
 
 impl ConnSignals {
+    /// The status when the peer's first frame was not SETTINGS.
+    pub(crate) fn not_http2_status(&self, side: &str) -> crate::status::Status {
+        crate::status::Status::unavailable(format!(
+            "the {side} did not answer with HTTP/2 (is it serving TLS while this side \
+             uses plaintext, or HTTP/1?)"
+        ))
+    }
+
     /// Whether new calls should go elsewhere: the peer sent GOAWAY or this
     /// side closed the connection.
     pub(crate) fn is_draining(&self) -> bool {
@@ -465,10 +490,7 @@ impl ConnSignals {
         let unprocessed = err.is_go_away() || err.reason() == Some(h2::Reason::REFUSED_STREAM);
         let connection_gone = err.is_go_away() || err.is_io() || err.reason().is_none();
         let status = if self.not_http2.load(Ordering::Acquire) && connection_gone {
-            Status::unavailable(format!(
-                "the {side} did not answer with HTTP/2 (is it serving TLS while this side \
-                 uses plaintext, or HTTP/1?)"
-            ))
+            self.not_http2_status(side)
         } else if let Some(reason) = self.close_reason.get().filter(|_| connection_gone) {
             Status::unavailable(format!("connection to {side} closed: {reason}"))
         } else if let Some(goaway) = self.goaway.get().filter(|_| connection_gone) {
@@ -562,6 +584,7 @@ impl<IO: AsyncRead + Unpin> AsyncRead for Inspect<IO> {
             && !signals.settings_received.load(Ordering::Acquire)
         {
             signals.not_http2.store(true, Ordering::Release);
+            signals.handshake.notify_waiters();
         }
         Poll::Ready(Ok(()))
     }

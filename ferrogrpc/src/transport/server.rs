@@ -60,6 +60,9 @@ impl Default for ServerConfig {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Shutdown {
     Running,
+    /// Stop accepting connections; serve the open ones as before (the first
+    /// step of a graceful stop).
+    Closing,
     /// Stop taking new streams, finish the ones under way.
     Graceful,
     /// Close every connection now.
@@ -367,7 +370,7 @@ pub(crate) async fn serve_connection<IO, H>(
         if changed {
             let state = *shutdown.borrow_and_update();
             match state {
-                Shutdown::Running => {}
+                Shutdown::Running | Shutdown::Closing => {}
                 Shutdown::Graceful if !graceful => {
                     // GOAWAY(max id) + PING, then the final GOAWAY; h2 ends
                     // `accept` once the streams under way have finished.
