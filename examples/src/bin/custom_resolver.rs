@@ -29,12 +29,11 @@ use ferrogrpc::{
     client::Channel,
     resolver::{self, manual::ManualResolver, BuildOptions, Controller, Target},
     server::Server,
-    Request, Response, Status,
+    Status,
 };
-use ferrogrpc_examples::helloworld::{
-    greeter_client::GreeterClient,
-    greeter_server::{Greeter, GreeterServer},
-    HelloReply, HelloRequest,
+use ferrogrpc_examples::{
+    helloworld::greeter_client::GreeterClient,
+    numbered::{greet, start_server},
 };
 
 /// The scheme of the made-up resolver, and the name it knows.
@@ -109,47 +108,6 @@ impl resolver::Resolver for ExampleResolver {
     fn resolve_now(&mut self) {
         self.report();
     }
-}
-
-/// A greeter that says which server it is.
-struct NumberedGreeter(usize);
-
-impl Greeter for NumberedGreeter {
-    async fn say_hello(
-        &self,
-        request: Request<HelloRequest>,
-    ) -> Result<Response<HelloReply>, Status> {
-        let name = request.into_inner().name;
-        Ok(Response::new(HelloReply {
-            message: format!("Hello {name} from server {}", self.0),
-        }))
-    }
-}
-
-/// Starts greeter server number `n` on a free loopback port.
-async fn start_server(n: usize) -> std::io::Result<(Server, SocketAddr)> {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let addr = listener.local_addr()?;
-    let server = Server::builder()
-        .add_service(GreeterServer::new(NumberedGreeter(n)))
-        .build();
-    let serving = server.clone();
-    tokio::spawn(async move { serving.serve_listener(listener).await });
-    Ok((server, addr))
-}
-
-/// Makes one call and returns the greeting and the number of the server
-/// that sent it.
-async fn greet(client: &GreeterClient, name: &str) -> Result<(String, usize), Status> {
-    let request =
-        Request::new(HelloRequest { name: name.into() }).with_timeout(Duration::from_secs(5));
-    let message = client.say_hello(request).await?.into_inner().message;
-    let server = message
-        .rsplit(' ')
-        .next()
-        .and_then(|n| n.parse().ok())
-        .ok_or_else(|| Status::internal(format!("unexpected reply {message:?}")))?;
-    Ok((message, server))
 }
 
 /// Part 1: the `example` scheme.
