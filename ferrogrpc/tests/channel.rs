@@ -471,6 +471,40 @@ async fn pick_first_skips_a_refused_address() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pick_first_tries_the_next_address_beside_a_stalled_one() {
+    // A listener nobody accepts on: the kernel completes the TCP handshake,
+    // but no HTTP/2 SETTINGS ever come, so an attempt there would run for
+    // the whole 20 s connect timeout. Happy Eyeballs starts the next
+    // address 250 ms in, and the call goes there.
+    let stalled = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let live = Backend::tcp("live").await;
+    let ch = Channel::from_target(&format!(
+        "ipv4:{},{}",
+        stalled.local_addr().unwrap(),
+        live.socket_addr()
+    ))
+    .unwrap();
+    let started = std::time::Instant::now();
+    let reply = within(
+        "a call past the stalled address",
+        Duration::from_secs(5),
+        who(&ch),
+    )
+    .await
+    .unwrap();
+    assert_eq!(reply, "live");
+    assert!(
+        started.elapsed() >= ferrogrpc::balancer::pick_first::CONNECTION_ATTEMPT_DELAY,
+        "the live address was tried before the first attempt had its delay"
+    );
+    assert_eq!(
+        spread(&ch, 10, false).await,
+        BTreeMap::from([("live".into(), 10)])
+    );
+    drop(stalled);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pick_first_fails_over_between_unix_and_tcp_addresses() {
     let dir = socket_dir("pf-unix");
     let tcp = Backend::tcp("tcp").await;

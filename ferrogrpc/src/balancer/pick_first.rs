@@ -2,8 +2,11 @@
 //! connects (gRFC A62; the default policy).
 //!
 //! - The addresses are tried in the resolver's order (shuffled first if the
-//!   config says `"shuffleAddressList": true`), one at a time: an address
-//!   that fails passes the turn to the next.
+//!   config says `"shuffleAddressList": true`): an address that fails passes
+//!   the turn to the next at once, and one that has neither connected nor
+//!   failed after [`CONNECTION_ATTEMPT_DELAY`] gets the next address tried
+//!   beside it (Happy Eyeballs, gRFC A61), so an address that swallows
+//!   packets costs 250 ms rather than the whole connect timeout.
 //! - The first address that connects is used for every call; the others are
 //!   shut down.
 //! - When every address has failed once, the channel is TRANSIENT_FAILURE
@@ -21,6 +24,7 @@ use std::{
         atomic::{AtomicBool, Ordering},
         Arc,
     },
+    time::Duration,
 };
 
 use super::{
@@ -31,6 +35,10 @@ use crate::{connectivity::State, resolver::Address, status::Status};
 
 /// The name of the policy in service configs.
 pub const NAME: &str = "pick_first";
+
+/// How long a connection attempt runs alone before the next address is
+/// tried beside it (gRFC A61's Happy Eyeballs delay, as in gRPC-Go).
+pub const CONNECTION_ATTEMPT_DELAY: Duration = Duration::from_millis(250);
 
 /// Builds [`pick_first`](self) balancers.
 #[derive(Clone, Copy, Debug, Default)]
@@ -61,6 +69,7 @@ impl Builder for PickFirstBuilder {
             selected: None,
             state: State::Idle,
             last_error: None,
+            stagger: None,
         })
     }
 
@@ -90,6 +99,14 @@ struct PickFirst {
     selected: Option<SubConn>,
     state: State,
     last_error: Option<Status>,
+    /// The timer that starts the next addresses' attempts beside a slow one.
+    stagger: Option<tokio::task::AbortHandle>,
+}
+
+impl Drop for PickFirst {
+    fn drop(&mut self) {
+        self.stop_stagger();
+    }
 }
 
 /// Sends every call to one subchannel.
@@ -183,9 +200,13 @@ impl PickFirst {
             match subconn.state() {
                 State::Idle => {
                     subconn.connect();
+                    self.start_stagger();
                     return;
                 }
-                State::Connecting => return,
+                State::Connecting => {
+                    self.start_stagger();
+                    return;
+                }
                 State::Ready => {
                     self.select(subconn);
                     return;
@@ -195,6 +216,7 @@ impl PickFirst {
         }
         // Every address failed: sticky TRANSIENT_FAILURE; each subchannel
         // is reconnected when its backoff is over.
+        self.stop_stagger();
         self.first_pass = false;
         self.fail();
         self.helper.resolve_now();
@@ -203,7 +225,32 @@ impl PickFirst {
         }
     }
 
+    /// From the address being tried on, starts each next address's attempt
+    /// after [`CONNECTION_ATTEMPT_DELAY`] while no earlier one has finished
+    /// (a failure moves the pass on and restarts this timer).
+    fn start_stagger(&mut self) {
+        self.stop_stagger();
+        let rest: Vec<SubConn> = self.subconns.iter().skip(self.next + 1).cloned().collect();
+        if rest.is_empty() {
+            return;
+        }
+        let task = tokio::spawn(async move {
+            for subconn in rest {
+                tokio::time::sleep(CONNECTION_ATTEMPT_DELAY).await;
+                subconn.connect();
+            }
+        });
+        self.stagger = Some(task.abort_handle());
+    }
+
+    fn stop_stagger(&mut self) {
+        if let Some(task) = self.stagger.take() {
+            task.abort();
+        }
+    }
+
     fn select(&mut self, subconn: SubConn) {
+        self.stop_stagger();
         for other in &self.subconns {
             if *other != subconn {
                 other.shutdown();
@@ -216,6 +263,7 @@ impl PickFirst {
     }
 
     fn go_idle(&mut self) {
+        self.stop_stagger();
         self.selected = None;
         self.first_pass = false;
         let picker = IdlePicker {
