@@ -16,6 +16,8 @@
 //!   connection error.
 //! - When the connection in use is lost, the policy goes IDLE and asks for
 //!   re-resolution; the next call starts over from the first address.
+//! - Address families take turns in the list (IPv4, IPv6, other), starting
+//!   with the family of the first address (gRFC A61).
 //! - A resolver update that still contains the address in use keeps it.
 
 use std::{
@@ -140,6 +142,35 @@ pub(crate) fn dedup(addresses: Vec<Address>) -> Vec<Address> {
         .into_iter()
         .filter(|a| seen.insert(a.clone()))
         .collect()
+}
+
+/// The addresses with their families taking turns, starting with the
+/// family of the first (gRFC A61): `v4a, v4b, v6a, v6b` becomes
+/// `v4a, v6a, v4b, v6b`, so a family that does not work on this host costs
+/// one attempt delay at a time, not a whole run of them.
+fn interleave_families(addresses: Vec<Address>) -> Vec<Address> {
+    fn family(address: &Address) -> u8 {
+        match address {
+            Address::Tcp(std::net::SocketAddr::V4(_)) => 0,
+            Address::Tcp(std::net::SocketAddr::V6(_)) => 1,
+            _ => 2,
+        }
+    }
+    let mut queues: Vec<(u8, std::collections::VecDeque<Address>)> = Vec::new();
+    for address in addresses {
+        let f = family(&address);
+        match queues.iter_mut().find(|(g, _)| *g == f) {
+            Some((_, queue)) => queue.push_back(address),
+            None => queues.push((f, std::collections::VecDeque::from([address]))),
+        }
+    }
+    let mut out = Vec::new();
+    while queues.iter().any(|(_, q)| !q.is_empty()) {
+        for (_, queue) in &mut queues {
+            out.extend(queue.pop_front());
+        }
+    }
+    out
 }
 
 fn shuffle<T>(items: &mut [T]) {
@@ -285,6 +316,7 @@ impl Balancer for PickFirst {
         if shuffle_list {
             shuffle(&mut addresses);
         }
+        let addresses = interleave_families(addresses);
         if addresses.is_empty() {
             for subconn in self.subconns.drain(..) {
                 subconn.shutdown();
@@ -386,5 +418,71 @@ impl Balancer for PickFirst {
         if self.state == State::Idle && !self.addresses.is_empty() {
             self.start_first_pass();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tcp(s: &str) -> Address {
+        Address::Tcp(s.parse().unwrap())
+    }
+
+    #[test]
+    fn families_take_turns_starting_with_the_first() {
+        let list = vec![
+            tcp("10.0.0.1:1"),
+            tcp("10.0.0.2:1"),
+            tcp("10.0.0.3:1"),
+            tcp("[::1]:1"),
+            Address::Unix("/s".into()),
+            tcp("[::2]:1"),
+        ];
+        assert_eq!(
+            interleave_families(list),
+            vec![
+                tcp("10.0.0.1:1"),
+                tcp("[::1]:1"),
+                Address::Unix("/s".into()),
+                tcp("10.0.0.2:1"),
+                tcp("[::2]:1"),
+                tcp("10.0.0.3:1"),
+            ]
+        );
+        let v6_first = vec![tcp("[::1]:1"), tcp("10.0.0.1:1"), tcp("[::2]:1")];
+        assert_eq!(
+            interleave_families(v6_first),
+            vec![tcp("[::1]:1"), tcp("10.0.0.1:1"), tcp("[::2]:1")]
+        );
+    }
+
+    #[test]
+    fn shuffle_keeps_every_item() {
+        let mut items: Vec<u32> = (0..50).collect();
+        shuffle(&mut items);
+        let mut sorted = items.clone();
+        sorted.sort_unstable();
+        assert_eq!(sorted, (0..50).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn config_parsing() {
+        let b = PickFirstBuilder;
+        let parsed = b
+            .parse_config(&serde_json::json!({"shuffleAddressList": true}))
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            parsed.downcast_ref::<PickFirstConfig>(),
+            Some(&PickFirstConfig {
+                shuffle_address_list: true
+            })
+        );
+        assert!(b
+            .parse_config(&serde_json::json!({"shuffleAddressList": "yes"}))
+            .is_err());
+        assert!(b.parse_config(&serde_json::json!([1])).is_err());
+        assert!(b.parse_config(&serde_json::json!({})).is_ok());
     }
 }
