@@ -1132,6 +1132,42 @@ async fn connect_moves_a_new_channel_from_idle_to_ready() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn close_shuts_the_channel_for_every_clone_and_lets_calls_finish() {
+    let backend = Backend::tcp("s").await;
+    let ch = Channel::from_target(&backend.socket_addr().to_string()).unwrap();
+    let clone = ch.clone();
+    assert_eq!(who(&ch).await.unwrap(), "s");
+    // A stream open when the channel closes finishes on its connection.
+    let (mut sink, mut responses) = ch
+        .streaming::<Bytes, Bytes, _>(
+            PathAndQuery::from_static("/test.Ids/Echo"),
+            Request::new(()),
+            BytesCodec,
+        )
+        .await
+        .unwrap();
+    ch.close();
+    wait_for_state(&clone, Conn::Shutdown, Duration::from_secs(5)).await;
+    let err = who(&clone).await.unwrap_err();
+    assert_eq!(err.code(), Code::Cancelled, "{err}");
+    let err = who_wfr(&clone).await.unwrap_err();
+    assert_eq!(err.code(), Code::Cancelled, "wait-for-ready too: {err}");
+    sink.send(Bytes::from_static(b"after close")).await.unwrap();
+    sink.close().unwrap();
+    let echoed = within("the echo", Duration::from_secs(5), responses.message())
+        .await
+        .unwrap();
+    assert_eq!(echoed.as_deref(), Some(&b"after close"[..]));
+    // Closing again, or a channel never used, is fine.
+    ch.close();
+    let unused = Channel::from_target(&backend.socket_addr().to_string()).unwrap();
+    unused.close();
+    assert_eq!(unused.state(), Conn::Shutdown);
+    assert_eq!(who(&unused).await.unwrap_err().code(), Code::Cancelled);
+    assert_eq!(backend.accepts(), 1, "the unused channel never connected");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connect_to_a_dead_address_fails_with_the_connection_error() {
     let addr = closed_port();
     let ch = Channel::from_target(&addr.to_string()).unwrap();

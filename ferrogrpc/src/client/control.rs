@@ -199,8 +199,25 @@ impl Shared {
         self.send(Event::ResetBackoff);
     }
 
+    /// Closes the channel: the control task (if it ever started) shuts
+    /// everything down; calls from now on fail with `CANCELLED`.
     pub(crate) fn shutdown(&self) {
-        self.send(Event::Shutdown);
+        let unstarted = self
+            .unstarted
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if unstarted.is_some() {
+            // Never used: nothing runs, so close here; the task never starts.
+            self.started.store(true, Ordering::Release);
+            self.publish(
+                State::Shutdown,
+                Arc::new(DropPicker(Status::cancelled("the channel is closed"))),
+                false,
+            );
+        } else {
+            self.send(Event::Shutdown);
+        }
     }
 
     pub(crate) fn subchannel_state(&self, subconn: SubConn, state: SubConnState) {

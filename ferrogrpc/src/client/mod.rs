@@ -592,6 +592,15 @@ impl Channel {
         }
     }
 
+    /// Closes the channel for every clone (gRPC-Go's `ClientConn.Close`):
+    /// the resolver, balancer and connections shut down, calls already under
+    /// way finish on their connections, and new calls fail with `CANCELLED`.
+    /// The state becomes SHUTDOWN for good. Dropping the last clone does the
+    /// same. Idempotent.
+    pub fn close(&self) {
+        self.inner.shared.shutdown();
+    }
+
     /// Makes every subchannel waiting out a reconnection backoff try again
     /// now (gRPC-Go's `ResetConnectBackoff`).
     pub fn reset_connect_backoff(&self) {
