@@ -17,7 +17,7 @@
 //!                                     └─picker─▶ each call picks a subchannel
 //! ```
 //!
-//! - The [`resolver`](crate::resolver) for the target's scheme (`dns` by
+//! - The [`resolver`] for the target's scheme (`dns` by
 //!   default) finds the addresses and, optionally, a service config.
 //! - The [`balancer`](crate::balancer) named by the service config
 //!   (`pick_first` by default, or `round_robin`) connects subchannels and
