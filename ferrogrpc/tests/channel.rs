@@ -1415,3 +1415,101 @@ async fn an_unregistered_scheme_falls_back_to_dns() {
     assert_eq!(err.code(), Code::Unavailable, "{err:?}");
     assert!(err.message().contains("nosuchscheme.invalid"), "{err:?}");
 }
+
+// ---------------------------------------------------------------------------
+// The dns resolver's service config (TXT, gRFC A2) picks the policy.
+
+/// A UDP DNS server on 127.0.0.1 that answers `lb.test` with the A records
+/// given and `_grpc_config.lb.test` with the TXT record given (if any); all
+/// else is NXDOMAIN.
+async fn dns_server(a: Vec<std::net::Ipv4Addr>, txt: Option<&'static str>) -> SocketAddr {
+    use hickory_resolver::proto::{
+        op::{Message, MessageType, OpCode, ResponseCode},
+        rr::{
+            rdata::{A, TXT},
+            RData, Record, RecordType,
+        },
+    };
+    let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let addr = socket.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut buf = vec![0u8; 4096];
+        while let Ok((n, peer)) = socket.recv_from(&mut buf).await {
+            let Ok(query) = Message::from_vec(&buf[..n]) else {
+                continue;
+            };
+            let mut reply = Message::new();
+            reply
+                .set_id(query.id())
+                .set_message_type(MessageType::Response)
+                .set_op_code(OpCode::Query)
+                .set_recursion_available(true);
+            for q in query.queries() {
+                reply.add_query(q.clone());
+                let name = q.name().to_ascii().to_ascii_lowercase();
+                let record = |data| Record::from_rdata(q.name().clone(), 1, data);
+                match (name.as_str(), q.query_type(), txt) {
+                    ("lb.test.", RecordType::A, _) => {
+                        for ip in &a {
+                            reply.add_answer(record(RData::A(A::from(*ip))));
+                        }
+                    }
+                    ("_grpc_config.lb.test.", RecordType::TXT, Some(text)) => {
+                        reply.add_answer(record(RData::TXT(TXT::new(vec![text.into()]))));
+                    }
+                    ("lb.test.", _, _) => {}
+                    _ => {
+                        reply.set_response_code(ResponseCode::NXDomain);
+                    }
+                }
+            }
+            let _ = socket.send_to(&reply.to_vec().unwrap(), peer).await;
+        }
+    });
+    addr
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_service_config_in_dns_txt_chooses_round_robin() {
+    // Two servers on the same port of two loopback addresses, as one name
+    // with two A records resolves.
+    let first = Backend::tcp_on("one", "127.0.0.1:0".parse().unwrap()).await;
+    let port = first.socket_addr().port();
+    let second = Backend::tcp_on("two", SocketAddr::from(([127, 0, 0, 2], port))).await;
+    let ips = vec![[127, 0, 0, 1].into(), [127, 0, 0, 2].into()];
+
+    let txt = r#"grpc_config=[{"clientLanguage": ["go"], "serviceConfig": {"loadBalancingPolicy": "pick_first"}}, {"clientLanguage": ["rust"], "serviceConfig": {"loadBalancingConfig": [{"round_robin": {}}]}}]"#;
+    let dns = dns_server(ips.clone(), Some(txt)).await;
+    let ch = Channel::from_target(&format!("dns://{dns}/lb.test:{port}")).unwrap();
+    call_until_reaching(&ch, "two", Duration::from_secs(5), true).await;
+    call_until_reaching(&ch, "one", Duration::from_secs(5), true).await;
+    let spread = spread(&ch, 40, false).await;
+    assert_eq!(
+        spread,
+        BTreeMap::from([("one".into(), 20), ("two".into(), 20)]),
+        "round_robin from the TXT record"
+    );
+
+    // Without the TXT record: pick_first, every call on one server.
+    let dns = dns_server(ips.clone(), None).await;
+    let ch = Channel::from_target(&format!("dns://{dns}/lb.test:{port}")).unwrap();
+    assert_eq!(
+        spread_one(&ch).await,
+        1,
+        "pick_first without a service config"
+    );
+
+    // With lookups disabled, the TXT record is not used either.
+    let dns = dns_server(ips, Some(txt)).await;
+    let ch = Channel::builder(format!("dns://{dns}/lb.test:{port}"))
+        .disable_service_config()
+        .build()
+        .unwrap();
+    assert_eq!(spread_one(&ch).await, 1, "the TXT record is ignored");
+    drop((first, second));
+}
+
+/// How many servers 20 calls reached.
+async fn spread_one(ch: &Channel) -> usize {
+    spread(ch, 20, true).await.len()
+}
