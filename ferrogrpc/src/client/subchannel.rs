@@ -101,16 +101,16 @@ impl Subchannel {
         self.ctl.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// The READY connection, if there is one. A connection found draining
-    /// (GOAWAY) is let go, which moves the subchannel to IDLE, but is still
-    /// returned: the call then fails on it with the GOAWAY's reason and is
-    /// retried transparently (once), rather than waiting in a loop on a
-    /// server that sends GOAWAY to every new connection.
+    /// The READY connection, if there is one that takes new calls. A
+    /// connection found draining (GOAWAY) is let go (see `forget`), and the
+    /// call waits for the balancer's next picker.
     pub(crate) fn ready_transport(self: &Arc<Self>) -> Option<Http2Client> {
         let current = self.current.load();
         let current = current.as_ref()?;
         if current.client.is_draining() {
-            self.forget(current.id, "draining");
+            let reason = current.client.unusable_reason();
+            self.forget(current.id, reason.as_deref().unwrap_or("closing"));
+            return None;
         }
         Some(current.client.clone())
     }
