@@ -183,7 +183,6 @@ impl Shared {
                 generation: 0,
                 current: None,
                 pending: None,
-                service_config: None,
             };
             tokio::spawn(control.run());
         }
@@ -376,7 +375,6 @@ struct Control {
     /// A balancer of a new policy, taking over once it is ready (graceful
     /// switch).
     pending: Option<Child>,
-    service_config: Option<ServiceConfig>,
 }
 
 /// How many quiet idle checks in a row make a channel idle: the check runs
@@ -542,7 +540,6 @@ impl Control {
         if let Some(child) = self.current.take() {
             self.close(child);
         }
-        self.service_config = None;
         self.shared.service_config.store(None);
     }
 
@@ -554,6 +551,11 @@ impl Control {
                 sub.shutdown();
             }
         }
+    }
+
+    /// The service config in use.
+    fn in_use(&self) -> Option<ServiceConfig> {
+        self.shared.service_config.load_full().map(|c| (*c).clone())
     }
 
     /// The service config to use with a resolver's report.
@@ -572,8 +574,7 @@ impl Control {
                     target = %self.shared.target,
                     "resolver returned an invalid service config ({reason}); keeping the previous one"
                 );
-                self.service_config
-                    .clone()
+                self.in_use()
                     .or_else(|| self.shared.default_service_config.clone())
             }
         }
@@ -656,7 +657,6 @@ impl Control {
             .service_config
             .store(config.clone().map(Arc::new));
         let (builder, lb_config) = self.choose_policy(config.as_ref());
-        self.service_config = config;
         self.ensure_policy(&*builder);
         let Some(child) = self.latest_mut() else {
             return;
@@ -676,7 +676,7 @@ impl Control {
     fn on_resolver_error(&mut self, message: String) {
         tracing::debug!(target = %self.shared.target, "resolver error: {message}");
         if self.current.is_none() {
-            let (builder, _) = self.choose_policy(self.service_config.clone().as_ref());
+            let (builder, _) = self.choose_policy(self.in_use().as_ref());
             self.ensure_policy(&*builder);
         }
         let status = Status::unavailable(format!("name resolver error: {message}"));
