@@ -427,6 +427,22 @@ impl ServerSend {
 }
 
 /// The sending half of a client stream.
+/// The largest payload h2 takes in one `send_data` (its max window size).
+const MAX_DATA_FRAME: usize = (1 << 31) - 1;
+
+/// Whether a `send_data` error means the stream was already closed: h2's
+/// user errors carry no reason and are not I/O, GOAWAY, reset or library
+/// errors; with the size checked first, the only one left is "inactive
+/// stream".
+fn is_closed_stream(err: &h2::Error) -> bool {
+    err.reason().is_none()
+        && !err.is_io()
+        && !err.is_go_away()
+        && !err.is_reset()
+        && !err.is_remote()
+        && !err.is_library()
+}
+
 pub(crate) struct ClientSend {
     stream: h2::SendStream<Bytes>,
     closed: bool,
@@ -451,10 +467,27 @@ impl ClientSend {
 
     /// Sends one message and, with `end`, half-closes, without waiting for
     /// flow control (a unary or server-streaming request).
+    ///
+    /// A stream the server already closed (it answered, e.g. Trailers-Only
+    /// UNIMPLEMENTED, or reset it, before the message went out; on a
+    /// multi-thread runtime the connection task can see that between the
+    /// headers and this call) is not an error here: the response, read
+    /// next, carries the call's status, as in gRPC-Go.
     pub(crate) fn send_now(&mut self, frame: Bytes, end: bool) -> Result<(), Status> {
         self.closed |= end;
-        let result = self.stream.send_data(frame, end);
-        result.map_err(|e| self.error(&e))
+        // h2 refuses larger frames with a user error of its own, which must
+        // not be taken for a closed stream.
+        if frame.len() > MAX_DATA_FRAME {
+            return Err(Status::resource_exhausted(format!(
+                "message of {} bytes is larger than HTTP/2 allows in one send",
+                frame.len()
+            )));
+        }
+        match self.stream.send_data(frame, end) {
+            Ok(()) => Ok(()),
+            Err(e) if is_closed_stream(&e) => Ok(()),
+            Err(e) => Err(self.error(&e)),
+        }
     }
 
     /// Sends one message, waiting for flow-control room first.
