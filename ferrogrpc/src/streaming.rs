@@ -14,12 +14,8 @@ use bytes::Bytes;
 use tokio::time::Sleep;
 
 use crate::{
-    codec::Codec,
-    metadata::MetadataMap,
-    observe::Observed,
-    stats::Payload,
-    status::Status,
-    transport::{client::ClientRecv, RecvMessages},
+    client::retry::CallRecv, codec::Codec, metadata::MetadataMap, observe::Observed,
+    stats::Payload, status::Status, transport::RecvMessages,
 };
 
 /// Decodes received messages; boxed so `Streaming<T>` does not name the codec.
@@ -49,7 +45,7 @@ impl<C: Codec<E, D>, E, D> Decode<D> for DecodeWith<C, E> {
 }
 
 enum Source {
-    Client(ClientRecv),
+    Client(CallRecv),
     Server(RecvMessages),
 }
 
@@ -97,7 +93,7 @@ impl<T> Streaming<T> {
     }
 
     pub(crate) fn client(
-        recv: ClientRecv,
+        recv: CallRecv,
         decoder: Box<dyn Decode<T>>,
         deadline: Option<Instant>,
         observed: Observed<T>,

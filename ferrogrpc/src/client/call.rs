@@ -26,17 +26,18 @@ use crate::{
     status::Status,
     streaming::{DecodeWith, Streaming},
     transport::{
-        client::{CallHead, ClientRecv},
+        client::CallHead,
         frame::{self, SendCompression},
-        ClientSend,
     },
 };
 
+use super::retry::{CallRecv, CallSend, Reopen, Replay};
+
 /// Settings resolved for one call.
-struct CallSetup {
+pub(super) struct CallSetup {
     metadata: MetadataMap,
-    timeout: Option<Duration>,
-    deadline: Option<Instant>,
+    pub(super) timeout: Option<Duration>,
+    pub(super) deadline: Option<Instant>,
     max_recv: usize,
     max_send: usize,
     compression: Option<SendCompression>,
@@ -56,7 +57,7 @@ fn deadline_exceeded(timeout: Option<Duration>) -> Status {
 
 /// Runs `fut` until `deadline`; on expiry it is dropped, which resets the
 /// stream (RST_STREAM CANCEL) so the server stops too.
-async fn until<T>(
+pub(super) async fn until<T>(
     deadline: Option<Instant>,
     timeout: Option<Duration>,
     fut: impl Future<Output = Result<T, Status>>,
@@ -102,7 +103,7 @@ fn report_end<T>(observer: Option<&Observer>, result: &Result<T, Status>) {
 /// Reads the single response message of a unary or client-streaming call,
 /// then the final status.
 async fn read_unary<T: 'static>(
-    recv: &mut ClientRecv,
+    recv: &mut CallRecv,
     mut decode: impl FnMut(Bytes) -> Result<T, Status>,
     observer: Option<&Observer>,
 ) -> Result<Response<T>, Status> {
@@ -191,13 +192,19 @@ impl Channel {
         Ok((setup, message))
     }
 
-    async fn open(
+    pub(super) async fn open(
         &self,
         path: PathAndQuery,
         setup: &mut CallSetup,
         content_subtype: &'static str,
         observer: Option<&Observer>,
-    ) -> Result<(ClientRecv, ClientSend), Status> {
+    ) -> Result<
+        (
+            crate::transport::client::ClientRecv,
+            crate::transport::ClientSend,
+        ),
+        Status,
+    > {
         let transport = self.pick(path.path(), setup.wait_for_ready).await?;
         if let Some(per_rpc) = self
             .inner
@@ -313,24 +320,35 @@ impl Channel {
         let (mut setup, ()) = self.setup(&path, request)?;
         let (deadline, timeout) = (setup.deadline, setup.timeout);
         let observer = self.observer(&path, hooks, client_stream, server_stream);
-        let method = path.clone();
         let opened = until(deadline, timeout, async {
             retry_unprocessed!(
-                method.path(),
+                path.path(),
                 self.open(path.clone(), &mut setup, subtype, observer.as_deref())
                     .await
             )
         })
         .await;
         match opened {
-            Ok((recv, send)) => Ok(StreamStart {
-                setup,
-                deadline,
-                timeout,
-                observer,
-                recv,
-                send,
-            }),
+            Ok((recv, send)) => {
+                let (max_send, compression) = (setup.max_send, setup.compression.clone());
+                // Kept so that a stream the server refuses can be replayed.
+                let reopen = Reopen {
+                    channel: self.clone(),
+                    path,
+                    setup,
+                    content_subtype: subtype,
+                };
+                let (recv, send) = Replay::split(recv, send, reopen);
+                Ok(StreamStart {
+                    max_send,
+                    compression,
+                    deadline,
+                    timeout,
+                    observer,
+                    recv,
+                    send,
+                })
+            }
             Err(status) => {
                 report_end(observer.as_deref(), &Err::<(), _>(status.clone()));
                 Err(status)
@@ -407,13 +425,13 @@ impl Channel {
             retry_unprocessed!(
                 path.path(),
                 async {
-                    let (mut recv, mut send) =
+                    let (recv, mut send) =
                         self.open(path.clone(), &mut setup, subtype, obs).await?;
                     send.send_now(encoded.frame.clone(), true)?;
                     if let Some(o) = obs {
                         o.out_payload(payload);
                     }
-                    read_unary(&mut recv, |b| codec.decode(b), obs).await
+                    read_unary(&mut CallRecv::direct(recv), |b| codec.decode(b), obs).await
                 }
                 .await
             )
@@ -493,7 +511,7 @@ impl Channel {
         let observed: Observed<Resp> =
             observer.map(|o| (o, as_any::<Resp> as fn(&Resp) -> &dyn Any));
         let stream = Streaming::client(
-            recv.with_send(send),
+            CallRecv::direct(recv.with_send(send)),
             DecodeWith::<C, Req>::boxed(codec),
             deadline,
             observed,
@@ -519,23 +537,18 @@ impl Channel {
         Req: Send + 'static,
         Resp: Send + 'static,
     {
-        let StreamStart {
-            setup,
-            deadline,
-            timeout,
-            observer,
-            recv,
-            send,
-        } = self
+        let start = self
             .start_streaming_call(path, request, true, false, codec.name())
             .await?;
+        let (observer, recv) = (start.observer.clone(), start.recv);
         Ok(ClientStreamingCall {
             sink: RequestSink::new(
-                send,
+                start.send,
                 codec.clone(),
-                &setup,
-                deadline,
-                timeout,
+                start.max_send,
+                start.compression,
+                start.deadline,
+                start.timeout,
                 observer.clone(),
             ),
             recv,
@@ -566,7 +579,8 @@ impl Channel {
         Resp: Send + 'static,
     {
         let StreamStart {
-            setup,
+            max_send,
+            compression,
             deadline,
             timeout,
             observer,
@@ -578,7 +592,8 @@ impl Channel {
         let sink = RequestSink::new(
             send,
             codec.clone(),
-            &setup,
+            max_send,
+            compression,
             deadline,
             timeout,
             observer.clone(),
@@ -593,18 +608,19 @@ impl Channel {
 
 /// A streaming call, opened.
 struct StreamStart {
-    setup: CallSetup,
+    max_send: usize,
+    compression: Option<SendCompression>,
     deadline: Option<Instant>,
     timeout: Option<Duration>,
     observer: Option<Arc<Observer>>,
-    recv: ClientRecv,
-    send: ClientSend,
+    recv: CallRecv,
+    send: CallSend,
 }
 
 /// Sends the requests of a client-streaming or bidi call (gRPC-Go's
 /// `ClientStream.SendMsg` and `CloseSend`).
 pub struct RequestSink<T> {
-    send: ClientSend,
+    send: CallSend,
     encode: crate::codec::EncodeFn<T>,
     compression: Option<SendCompression>,
     compress_messages: bool,
@@ -621,9 +637,10 @@ impl<T> std::fmt::Debug for RequestSink<T> {
 
 impl<T: 'static> RequestSink<T> {
     fn new<C, D>(
-        send: ClientSend,
+        send: CallSend,
         mut codec: C,
-        setup: &CallSetup,
+        max_send: usize,
+        compression: Option<SendCompression>,
         deadline: Option<Instant>,
         timeout: Option<Duration>,
         observer: Option<Arc<Observer>>,
@@ -631,14 +648,13 @@ impl<T: 'static> RequestSink<T> {
     where
         C: Codec<T, D>,
     {
-        let max_send = setup.max_send;
         let mut scratch = bytes::BytesMut::new();
         RequestSink {
             send,
             encode: Box::new(move |item, compression| {
                 frame::encode_into(&mut codec, item, max_send, compression, &mut scratch)
             }),
-            compression: setup.compression.clone(),
+            compression,
             compress_messages: true,
             deadline,
             timeout,
@@ -696,7 +712,7 @@ type DecodeFn<T> = Box<dyn FnMut(Bytes) -> Result<T, Status> + Send>;
 /// A client-streaming call under way.
 pub struct ClientStreamingCall<Req, Resp> {
     sink: RequestSink<Req>,
-    recv: ClientRecv,
+    recv: CallRecv,
     decode: DecodeFn<Resp>,
     observer: Option<Arc<Observer>>,
 }

@@ -35,6 +35,7 @@
 
 mod call;
 mod control;
+pub(crate) mod retry;
 pub(crate) mod subchannel;
 
 use std::{fmt, str::FromStr, sync::Arc, time::Duration};

@@ -587,11 +587,6 @@ impl ClientRecv {
         }
     }
 
-    /// The next message.
-    pub(crate) async fn message(&mut self) -> Result<Option<Bytes>, Status> {
-        poll_fn(|cx| self.poll_message(cx)).await
-    }
-
     /// Whether the response headers (or a Trailers-Only response) arrived.
     pub(crate) fn headers_received(&self) -> bool {
         !matches!(self.state, ClientRecvState::Waiting { .. })
@@ -637,6 +632,12 @@ impl ClientRecv {
             ClientRecvState::Open(recv) => recv.last_wire_len(),
             _ => 0,
         }
+    }
+
+    /// Ends the call here with `status` (e.g. when a replacement stream
+    /// could not be opened).
+    pub(crate) fn fail(&mut self, status: Status) {
+        self.state = ClientRecvState::Failed(status);
     }
 
     /// Whether the call has ended.

@@ -8,7 +8,7 @@ use std::{
     io,
     pin::Pin,
     sync::{
-        atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering},
+        atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering},
         Arc, Mutex, OnceLock,
     },
     task::{ready, Context, Poll},
@@ -179,6 +179,9 @@ pub(crate) struct ConnSignals {
     resets: Mutex<ResetWindow>,
     violation: OnceLock<Violation>,
     goaway: OnceLock<GoAway>,
+    /// The lowest last stream id of the GOAWAYs received (`u32::MAX`
+    /// before any): streams above it were never processed.
+    goaway_last_stream: AtomicU32,
     /// Why the connection ended, when this side decided it.
     pub(crate) close_reason: OnceLock<String>,
     /// Whether the peer's first SETTINGS frame arrived.
@@ -199,7 +202,7 @@ pub(crate) struct ConnSignals {
     /// DATA bytes since the last BDP ping was asked for.
     bdp_accum: AtomicU64,
     /// The highest stream id the peer opened (server side).
-    max_peer_stream: std::sync::atomic::AtomicU32,
+    max_peer_stream: AtomicU32,
     /// A frame to write before h2's next frame (a GOAWAY with debug data,
     /// which h2 cannot send itself).
     inject: Mutex<Option<Bytes>>,
@@ -243,6 +246,7 @@ impl ConnSignals {
             }),
             violation: OnceLock::new(),
             goaway: OnceLock::new(),
+            goaway_last_stream: AtomicU32::new(u32::MAX),
             close_reason: OnceLock::new(),
             settings_received: AtomicBool::new(false),
             ended: OnceLock::new(),
@@ -252,7 +256,7 @@ impl ConnSignals {
             bdp_enabled: AtomicBool::new(false),
             bdp_wanted: AtomicBool::new(false),
             bdp_accum: AtomicU64::new(0),
-            max_peer_stream: std::sync::atomic::AtomicU32::new(0),
+            max_peer_stream: AtomicU32::new(0),
             inject: Mutex::new(None),
             notify: tokio::sync::Notify::new(),
         }
@@ -266,6 +270,12 @@ impl ConnSignals {
     /// The GOAWAY the peer sent, if any.
     pub(crate) fn goaway(&self) -> Option<&GoAway> {
         self.goaway.get()
+    }
+
+    /// Whether a GOAWAY received says the server never processed
+    /// `stream_id` (it is above the GOAWAY's last stream id).
+    pub(crate) fn goaway_unprocessed(&self, stream_id: u32) -> bool {
+        stream_id > self.goaway_last_stream.load(Ordering::Acquire)
     }
 
     fn violate(&self, what: &'static str) {
@@ -376,6 +386,8 @@ impl ConnSignals {
                     debug_data: Bytes::copy_from_slice(&payload[8..]),
                 };
                 tracing::debug!("received {}", goaway.describe());
+                self.goaway_last_stream
+                    .fetch_min(last_stream_id, Ordering::AcqRel);
                 // Only the first GOAWAY's reason is kept; a later one only
                 // lowers the last stream id, which h2 handles.
                 if self.goaway.set(goaway).is_ok() {

@@ -462,6 +462,12 @@ impl ClientSend {
     }
 
     fn error(&self, err: &h2::Error) -> Status {
+        if is_closed_stream(err) {
+            return Status::internal(
+                "the call has already ended (the server answered or reset it); \
+                 its status comes from the response",
+            );
+        }
         self.conn.stream_error(err, "server")
     }
 
@@ -492,14 +498,52 @@ impl ClientSend {
 
     /// Sends one message, waiting for flow-control room first.
     pub(crate) async fn send(&mut self, frame: Bytes) -> Result<(), Status> {
-        if self.closed {
-            return Err(Status::internal("send after the request stream was closed"));
-        }
         let len = frame.len();
-        let ready = poll_fn(|cx| poll_send_capacity(&mut self.stream, cx, len)).await;
-        ready.map_err(|e| self.error(&e))?;
+        poll_fn(|cx| self.poll_capacity(cx, len)).await?;
+        self.send_ready(frame)
+    }
+
+    /// Waits until there is flow-control room for (part of) a `len`-byte
+    /// message.
+    pub(crate) fn poll_capacity(
+        &mut self,
+        cx: &mut Context<'_>,
+        len: usize,
+    ) -> Poll<Result<(), Status>> {
+        if self.closed {
+            return Poll::Ready(Err(Status::internal(
+                "send after the request stream was closed",
+            )));
+        }
+        poll_send_capacity(&mut self.stream, cx, len).map_err(|e| self.error(&e))
+    }
+
+    /// Sends one message after [`poll_capacity`](Self::poll_capacity) said
+    /// there is room.
+    pub(crate) fn send_ready(&mut self, frame: Bytes) -> Result<(), Status> {
+        if frame.len() > MAX_DATA_FRAME {
+            return Err(Status::resource_exhausted(format!(
+                "message of {} bytes is larger than HTTP/2 allows in one send",
+                frame.len()
+            )));
+        }
         let result = self.stream.send_data(frame, false);
         result.map_err(|e| self.error(&e))
+    }
+
+    /// Whether the server never processed this stream, so the call may be
+    /// replayed on another: it refused it (REFUSED_STREAM), or a GOAWAY's
+    /// last stream id is below it.
+    pub(crate) fn unprocessed(&mut self) -> bool {
+        let id = u32::from(self.stream.stream_id());
+        if self.conn.goaway_unprocessed(id) {
+            return true;
+        }
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        matches!(
+            self.stream.poll_reset(&mut cx),
+            Poll::Ready(Ok(h2::Reason::REFUSED_STREAM))
+        )
     }
 
     /// Half-closes the request stream. Idempotent.

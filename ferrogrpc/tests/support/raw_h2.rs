@@ -324,6 +324,36 @@ impl Conn {
         })
     }
 
+    /// The server end of a connection a test accepted: reads the client's
+    /// preface and sends an empty SETTINGS. The client's SETTINGS are read
+    /// like any other frame.
+    pub async fn accept(tcp: TcpStream) -> io::Result<Conn> {
+        tcp.set_nodelay(true)?;
+        let mut conn = Conn {
+            tcp,
+            rbuf: Vec::with_capacity(32 << 10),
+            pending: VecDeque::new(),
+            hpack: hpack::Decoder::new(4096),
+            auto_ack_pings: false,
+            server_settings: Vec::new(),
+        };
+        let mut preface = [0u8; PREFACE.len()];
+        match tokio::time::timeout(Duration::from_secs(5), conn.tcp.read_exact(&mut preface)).await
+        {
+            Ok(Ok(_)) if preface == PREFACE => {}
+            Ok(Ok(_)) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    "not the HTTP/2 preface",
+                ))
+            }
+            Ok(Err(e)) => return Err(e),
+            Err(_) => return Err(io::Error::new(io::ErrorKind::TimedOut, "no preface")),
+        }
+        conn.send_settings(&[]).await?;
+        Ok(conn)
+    }
+
     /// Connects and completes the HTTP/2 handshake: preface and an empty
     /// SETTINGS; reads the server's SETTINGS (and ACKs them) and the ACK of
     /// ours. Other frames seen meanwhile are kept for later reads.
