@@ -68,6 +68,15 @@ type Seen = Arc<Mutex<Vec<Vec<Bytes>>>>;
 /// An h2 server: stream `i` (counted over all connections) follows
 /// `policies[i]`, later ones `fallback`.
 async fn h2_server(policies: Vec<Policy>, fallback: Policy) -> (std::net::SocketAddr, Seen) {
+    h2_server_with(move |index, _| policies.get(index).copied().unwrap_or(fallback)).await
+}
+
+/// An h2 server whose `decide` picks each stream's policy from its index
+/// (counted over all connections) and request headers.
+async fn h2_server_with(
+    decide: impl Fn(usize, &http::HeaderMap) -> Policy + Send + Sync + 'static,
+) -> (std::net::SocketAddr, Seen) {
+    let decide = Arc::new(decide);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let seen: Seen = Arc::default();
@@ -77,9 +86,14 @@ async fn h2_server(policies: Vec<Policy>, fallback: Policy) -> (std::net::Socket
             let Ok((tcp, _)) = listener.accept().await else {
                 return;
             };
-            let (seen, policies) = (Arc::clone(&s), policies.clone());
+            let (seen, decide) = (Arc::clone(&s), Arc::clone(&decide));
             tokio::spawn(async move {
-                let Ok(mut conn) = h2::server::handshake(tcp).await else {
+                // h2 sends GOAWAY when too many small DATA frames wait
+                // unread; 40 busy bidi calls must not look like that.
+                let handshake = h2::server::Builder::new()
+                    .data_frame_budget(usize::MAX)
+                    .handshake(tcp);
+                let Ok(mut conn) = handshake.await else {
                     return;
                 };
                 while let Some(Ok((req, respond))) = conn.accept().await {
@@ -88,7 +102,7 @@ async fn h2_server(policies: Vec<Policy>, fallback: Policy) -> (std::net::Socket
                         seen.push(Vec::new());
                         seen.len() - 1
                     };
-                    let policy = policies.get(index).copied().unwrap_or(fallback);
+                    let policy = decide(index, req.headers());
                     let seen = Arc::clone(&seen);
                     tokio::spawn(serve_stream(req, respond, policy, seen, index));
                 }
@@ -397,4 +411,56 @@ async fn replay_that_cannot_reach_a_server_ends_both_halves_with_the_reason() {
     let send_err = sink.send(Bytes::from_static(b"b")).await.unwrap_err();
     assert_eq!(send_err.code(), Code::Unavailable, "{send_err}");
     first.await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_concurrent_bidi_calls_with_refusals_all_complete_in_order() {
+    // The first stream of every even-numbered call is refused after its
+    // first message; everything else is echoed.
+    let refused = Mutex::new(std::collections::HashSet::new());
+    let (addr, seen) = h2_server_with(move |_, headers| {
+        let call: u32 = headers["x-call"].to_str().unwrap().parse().unwrap();
+        if call % 2 == 0 && refused.lock().unwrap().insert(call) {
+            Policy::RefuseAfter(1)
+        } else {
+            Policy::Echo
+        }
+    })
+    .await;
+    let ch = Channel::from_target(&addr.to_string()).unwrap();
+    let calls: Vec<_> = (0..40u32)
+        .map(|call| {
+            let ch = ch.clone();
+            tokio::spawn(async move {
+                let mut request = Request::new(());
+                request
+                    .metadata_mut()
+                    .insert("x-call", &call.to_string())
+                    .unwrap();
+                let (mut sink, mut stream) = ch
+                    .streaming(path("/t.Svc/Echo"), request, BytesCodec)
+                    .await
+                    .unwrap();
+                let sender = tokio::spawn(async move {
+                    for i in 0..5u32 {
+                        sink.send(Bytes::from(format!("{call}.{i}"))).await.unwrap();
+                        tokio::task::yield_now().await;
+                    }
+                    sink.close().unwrap();
+                });
+                let mut echoed = Vec::new();
+                while let Some(m) = next(&mut stream).await.unwrap() {
+                    echoed.push(m);
+                }
+                sender.await.unwrap();
+                let want: Vec<Bytes> = (0..5).map(|i| Bytes::from(format!("{call}.{i}"))).collect();
+                assert_eq!(echoed, want, "call {call}");
+            })
+        })
+        .collect();
+    for call in calls {
+        call.await.unwrap();
+    }
+    // 40 calls, and one extra stream for each of the 20 refused.
+    assert_eq!(seen_streams(&seen).len(), 60);
 }
