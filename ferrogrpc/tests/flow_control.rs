@@ -194,3 +194,101 @@ async fn explicit_windows_stay_fixed() {
     let announced = download(None, 16).await;
     assert!(announced <= 65_535, "{announced}");
 }
+
+/// Many one-byte messages that wait unread: `Upload` counts its requests
+/// once `go` is notified; `Download` sends `n` (the request's two bytes)
+/// messages, then notifies `sent`.
+#[derive(Clone, Default)]
+struct Tiny {
+    go: Arc<tokio::sync::Notify>,
+    sent: Arc<tokio::sync::Notify>,
+}
+
+impl Service for Tiny {
+    fn name(&self) -> &'static str {
+        "f.Tiny"
+    }
+
+    fn call(&self, method: &str, call: ServerCall) -> server::BoxFuture {
+        let this = self.clone();
+        match method {
+            "Upload" => Box::pin(server::client_streaming(
+                call,
+                BytesCodec,
+                move |req: Request<ferrogrpc::Streaming<Bytes>>| async move {
+                    this.go.notified().await;
+                    let mut requests = req.into_inner();
+                    let mut n = 0u32;
+                    while requests.message().await?.is_some() {
+                        n += 1;
+                    }
+                    Ok(ferrogrpc::Response::new(Bytes::from(
+                        n.to_be_bytes().to_vec(),
+                    )))
+                },
+            )),
+            _ => Box::pin(server::server_streaming(
+                call,
+                BytesCodec,
+                move |req: Request<Bytes>, mut sink: ResponseSink<Bytes>| async move {
+                    let n = u16::from_be_bytes([req.get_ref()[0], req.get_ref()[1]]);
+                    for _ in 0..n {
+                        sink.send(Bytes::from_static(b"x")).await?;
+                    }
+                    this.sent.notify_one();
+                    Ok(())
+                },
+            )),
+        }
+    }
+}
+
+#[tokio::test]
+async fn many_small_messages_may_wait_unread_on_either_side() {
+    // h2's default budget for unread DATA frames (half the connection
+    // window) ended the connection after about 4,000 of these.
+    const N: u16 = 12_000;
+    let tiny = Tiny::default();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = Server::builder().add_service(tiny.clone()).build();
+    let s = server.clone();
+    tokio::spawn(async move { s.serve_listener(listener).await });
+    let ch = Channel::from_target(&addr.to_string()).unwrap();
+
+    // To a handler that reads only after all were sent.
+    let mut call = ch
+        .client_streaming::<Bytes, Bytes, _>(
+            PathAndQuery::from_static("/f.Tiny/Upload"),
+            Request::new(()),
+            BytesCodec,
+        )
+        .await
+        .unwrap();
+    for i in 0..N {
+        if let Err(e) = call.send(Bytes::from_static(b"x")).await {
+            panic!("message {i}: {e}");
+        }
+    }
+    tiny.go.notify_one();
+    let count = call.close_and_recv().await.unwrap().into_inner();
+    assert_eq!(count[..], u32::from(N).to_be_bytes());
+
+    // To a client that reads only after all were sent.
+    let mut stream = ch
+        .server_streaming(
+            PathAndQuery::from_static("/f.Tiny/Download"),
+            Request::new(Bytes::from(N.to_be_bytes().to_vec())),
+            BytesCodec,
+        )
+        .await
+        .unwrap()
+        .into_inner();
+    tiny.sent.notified().await;
+    let mut got = 0u16;
+    while stream.message().await.unwrap().is_some() {
+        got += 1;
+    }
+    assert_eq!(got, N);
+    server.stop();
+}

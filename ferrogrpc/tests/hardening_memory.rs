@@ -58,6 +58,16 @@ impl Service for Svc {
 
     fn call(&self, method: &str, call: ServerCall) -> server::BoxFuture {
         match method {
+            "Stall" => Box::pin(server::client_streaming(
+                call,
+                BytesCodec,
+                |req: Request<ferrogrpc::Streaming<Bytes>>| async move {
+                    // Holds the requests unread.
+                    let _requests = req;
+                    tokio::time::sleep(Duration::from_secs(3600)).await;
+                    Ok::<_, Status>(Response::new(Bytes::new()))
+                },
+            )),
             "Hold" => Box::pin(server::unary(
                 call,
                 BytesCodec,
@@ -201,6 +211,32 @@ async fn floods_leave_memory_bounded() {
     })
     .await;
     assert!(grown < BOUND, "window overrun: heap grew {grown} bytes");
+
+    // One-byte DATA frames nobody reads, up to the stream's window: h2
+    // holds about 256 bytes for each, so 1 MiB of them would take some
+    // 270 MB; the frame budget ends the connection first.
+    let grown = peak_growth(|addr| async move {
+        let mut conn = Conn::handshake(addr).await;
+        let _ = conn.send_headers(1, &headers("/m.Svc/Stall"), false).await;
+        let frame = raw_h2::data_frame(1, &[0], false);
+        let batch: Vec<u8> = frame
+            .iter()
+            .copied()
+            .cycle()
+            .take(frame.len() * 1000)
+            .collect();
+        for _ in 0..1040 {
+            if conn.write_raw(&batch).await.is_err() {
+                break;
+            }
+        }
+        let drained = conn.drain(Duration::from_secs(2)).await;
+        let (_, code, debug) = drained.goaway().expect("GOAWAY");
+        assert_eq!(code, raw_h2::code::ENHANCE_YOUR_CALM);
+        assert_eq!(debug, b"too_many_data_frames");
+    })
+    .await;
+    assert!(grown < BOUND, "tiny DATA frames: heap grew {grown} bytes");
 
     // Many connections that never finish the handshake.
     let grown = peak_growth(|addr| async move {

@@ -258,6 +258,9 @@ async fn refusal_after_response_headers_is_not_replayed() {
     let err = next(&mut stream).await.unwrap_err();
     assert_eq!(err.code(), Code::Unavailable, "{err}");
     assert!(err.message().contains("REFUSED_STREAM"), "{err}");
+    // A later send names why the stream is gone.
+    let send_err = sink.send(Bytes::from_static(b"b")).await.unwrap_err();
+    assert!(send_err.message().contains("REFUSED_STREAM"), "{send_err}");
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert_eq!(seen_streams(&seen), vec![bytes(&["a"])], "no second stream");
 }

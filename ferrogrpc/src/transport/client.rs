@@ -280,6 +280,9 @@ impl Http2Client {
                 .initial_connection_window_size(config.initial_connection_window_size)
                 .max_frame_size(config.max_frame_size)
                 .max_header_list_size(config.max_header_list_size)
+                .data_frame_budget(super::data_frame_budget(
+                    config.initial_connection_window_size,
+                ))
                 .enable_push(false)
                 .handshake::<_, Bytes>(io)
                 .await

@@ -246,6 +246,20 @@ impl RecvMessages {
     }
 }
 
+/// h2's budget for DATA frames received but not read yet: each small frame
+/// costs h2 about 256 bytes of bookkeeping whatever its payload, so
+/// flow control alone lets a peer that sends one-byte frames make us hold
+/// some 250 times its window (measured: 270 MB for 1 MiB of one-byte frames).
+/// Past the budget h2 ends the connection with GOAWAY ENHANCE_YOUR_CALM
+/// `too_many_data_frames`. h2's own default, half the connection window
+/// (1 MiB here), cut off an honest client after about 4,000 small messages
+/// a busy handler had not read yet; two windows allow some 16,000 (none of
+/// the messages of 256 bytes or more count) while a hostile peer can make a
+/// connection hold about 12 MB at most (`tests/hardening_memory.rs`).
+pub(crate) fn data_frame_budget(connection_window: u32) -> usize {
+    (connection_window as usize).saturating_mul(2).max(1 << 20)
+}
+
 /// Waits until the peer's flow-control window (and h2's send buffer limit)
 /// has room for at least part of a `len`-byte message, so a fast sender cannot
 /// buffer without bound: at most one message is buffered beyond the window.
@@ -461,14 +475,33 @@ impl ClientSend {
         }
     }
 
-    fn error(&self, err: &h2::Error) -> Status {
+    fn error(&mut self, err: &h2::Error) -> Status {
         if is_closed_stream(err) {
-            return Status::internal(
-                "the call has already ended (the server answered or reset it); \
-                 its status comes from the response",
-            );
+            return self.closed_status();
         }
         self.conn.stream_error(err, "server")
+    }
+
+    /// Why a stream that takes no more messages ended, as far as this side
+    /// can tell: the server's reset or GOAWAY, or else its answer.
+    fn closed_status(&mut self) -> Status {
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        match self.stream.poll_reset(&mut cx) {
+            Poll::Ready(Ok(reason)) if reason != h2::Reason::NO_ERROR => {
+                match self.conn.goaway().filter(|g| g.code == u32::from(reason)) {
+                    Some(goaway) => Status::unavailable(format!(
+                        "connection closed by server with {}",
+                        goaway.describe()
+                    )),
+                    None => self.conn.stream_error(&h2::Error::from(reason), "server"),
+                }
+            }
+            Poll::Ready(Err(err)) => self.conn.stream_error(&err, "server"),
+            _ => Status::internal(
+                "the call has already ended (the server answered it); its status comes \
+                 from the response",
+            ),
+        }
     }
 
     /// Sends one message and, with `end`, half-closes, without waiting for

@@ -327,7 +327,10 @@ pub(crate) async fn serve_connection<IO, H>(
         .initial_window_size(config.initial_stream_window_size)
         .initial_connection_window_size(config.initial_connection_window_size)
         .max_frame_size(config.max_frame_size)
-        .max_header_list_size(config.max_header_list_size);
+        .max_header_list_size(config.max_header_list_size)
+        .data_frame_budget(super::data_frame_budget(
+            config.initial_connection_window_size,
+        ));
     if let Some(n) = config.max_concurrent_streams {
         builder.max_concurrent_streams(n);
     }
