@@ -16,7 +16,7 @@ use std::{
 
 use bytes::{Buf, Bytes, BytesMut};
 use ferrogrpc::{
-    client::Channel,
+    client::{Channel, RequestSink},
     codec::BytesCodec,
     server::{self, Server, ServerCall, Service},
     Code, Request, Response, Status, Streaming,
@@ -182,6 +182,18 @@ fn bytes(items: &[&'static str]) -> Vec<Bytes> {
         .collect()
 }
 
+/// A bidi call to an h2 server whose first stream follows `first`; later
+/// streams echo.
+async fn bidi_call(first: Policy) -> (Seen, RequestSink<Bytes>, Streaming<Bytes>) {
+    let (addr, seen) = h2_server(vec![first], Policy::Echo).await;
+    let ch = Channel::from_target(&addr.to_string()).unwrap();
+    let (sink, stream) = ch
+        .streaming(path("/t.Svc/Echo"), Request::new(()), BytesCodec)
+        .await
+        .unwrap();
+    (seen, sink, stream)
+}
+
 async fn next(stream: &mut Streaming<Bytes>) -> Result<Option<Bytes>, Status> {
     tokio::time::timeout(Duration::from_secs(10), stream.message())
         .await
@@ -190,12 +202,7 @@ async fn next(stream: &mut Streaming<Bytes>) -> Result<Option<Bytes>, Status> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bidi_stream_refused_after_requests_is_replayed_when_reading() {
-    let (addr, seen) = h2_server(vec![Policy::RefuseAfter(2)], Policy::Echo).await;
-    let ch = Channel::from_target(&addr.to_string()).unwrap();
-    let (mut sink, mut stream) = ch
-        .streaming(path("/t.Svc/Echo"), Request::new(()), BytesCodec)
-        .await
-        .unwrap();
+    let (seen, mut sink, mut stream) = bidi_call(Policy::RefuseAfter(2)).await;
     sink.send(Bytes::from_static(b"a")).await.unwrap();
     sink.send(Bytes::from_static(b"b")).await.unwrap();
     // The first stream is refused once both arrived; reading notices, and
@@ -215,12 +222,7 @@ async fn bidi_stream_refused_after_requests_is_replayed_when_reading() {
 
 #[tokio::test]
 async fn bidi_stream_refused_after_requests_is_replayed_when_sending() {
-    let (addr, seen) = h2_server(vec![Policy::RefuseAfter(2)], Policy::Echo).await;
-    let ch = Channel::from_target(&addr.to_string()).unwrap();
-    let (mut sink, mut stream) = ch
-        .streaming(path("/t.Svc/Echo"), Request::new(()), BytesCodec)
-        .await
-        .unwrap();
+    let (seen, mut sink, mut stream) = bidi_call(Policy::RefuseAfter(2)).await;
     sink.send(Bytes::from_static(b"a")).await.unwrap();
     sink.send(Bytes::from_static(b"b")).await.unwrap();
     // Let the refusal arrive before anything reads the responses: the next
@@ -247,12 +249,7 @@ async fn bidi_stream_refused_after_requests_is_replayed_when_sending() {
 
 #[tokio::test]
 async fn refusal_after_response_headers_is_not_replayed() {
-    let (addr, seen) = h2_server(vec![Policy::HeadersThenRefuseAfter(1)], Policy::Echo).await;
-    let ch = Channel::from_target(&addr.to_string()).unwrap();
-    let (mut sink, mut stream) = ch
-        .streaming(path("/t.Svc/Echo"), Request::new(()), BytesCodec)
-        .await
-        .unwrap();
+    let (seen, mut sink, mut stream) = bidi_call(Policy::HeadersThenRefuseAfter(1)).await;
     sink.send(Bytes::from_static(b"a")).await.unwrap();
     // The headers committed the call: the server is processing it.
     let err = next(&mut stream).await.unwrap_err();

@@ -313,6 +313,10 @@ impl Conn {
         let tcp = tokio::time::timeout(Duration::from_secs(5), TcpStream::connect(addr))
             .await
             .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "connect timed out"))??;
+        Conn::over(tcp)
+    }
+
+    fn over(tcp: TcpStream) -> io::Result<Conn> {
         tcp.set_nodelay(true)?;
         Ok(Conn {
             tcp,
@@ -328,15 +332,7 @@ impl Conn {
     /// preface and sends an empty SETTINGS. The client's SETTINGS are read
     /// like any other frame.
     pub async fn accept(tcp: TcpStream) -> io::Result<Conn> {
-        tcp.set_nodelay(true)?;
-        let mut conn = Conn {
-            tcp,
-            rbuf: Vec::with_capacity(32 << 10),
-            pending: VecDeque::new(),
-            hpack: hpack::Decoder::new(4096),
-            auto_ack_pings: false,
-            server_settings: Vec::new(),
-        };
+        let mut conn = Conn::over(tcp)?;
         let mut preface = [0u8; PREFACE.len()];
         match tokio::time::timeout(Duration::from_secs(5), conn.tcp.read_exact(&mut preface)).await
         {
