@@ -44,6 +44,9 @@ pub(crate) const PER_RPC_BUFFER_LIMIT: usize = 256 << 10;
 
 /// What opening a replacement stream needs.
 pub(super) struct Reopen {
+    /// A clone: like the call's open stream, an uncommitted call keeps
+    /// working when the caller drops the channel (`Channel::close` still
+    /// ends it).
     pub(super) channel: Channel,
     pub(super) path: PathAndQuery,
     pub(super) setup: CallSetup,
