@@ -255,9 +255,13 @@ impl RecvMessages {
 /// (1 MiB here), cut off an honest client after about 4,000 small messages
 /// a busy handler had not read yet; two windows allow some 16,000 (none of
 /// the messages of 256 bytes or more count) while a hostile peer can make a
-/// connection hold about 12 MB at most (`tests/hardening_memory.rs`).
+/// connection hold about 12 MB at most (`tests/hardening_memory.rs`). A
+/// larger configured window raises it up to 16 MiB (about 50 MB, scaled
+/// from that measurement).
 pub(crate) fn data_frame_budget(connection_window: u32) -> usize {
-    (connection_window as usize).saturating_mul(2).max(1 << 20)
+    (connection_window as usize)
+        .saturating_mul(2)
+        .clamp(1 << 20, 16 << 20)
 }
 
 /// Waits until the peer's flow-control window (and h2's send buffer limit)
