@@ -675,6 +675,11 @@ impl<T: 'static> RequestSink<T> {
     /// When the message cannot be encoded or is too large, an interceptor's
     /// hook refuses it, the deadline passed, or the call has ended; the
     /// call's own status then comes from the response side.
+    ///
+    /// # Cancel safety
+    /// Not cancel-safe: when the future is dropped before it completes, the
+    /// message may or may not reach the server (a transparent retry may
+    /// still send it).
     pub async fn send(&mut self, message: T) -> Result<(), Status> {
         if let Some((obs, as_any)) = &self.observed {
             obs.before_send(as_any(&message))?;
