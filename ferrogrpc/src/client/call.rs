@@ -537,20 +537,12 @@ impl Channel {
         Req: Send + 'static,
         Resp: Send + 'static,
     {
-        let start = self
+        let (sink, recv, observer) = self
             .start_streaming_call(path, request, true, false, codec.name())
-            .await?;
-        let (observer, recv) = (start.observer.clone(), start.recv);
+            .await?
+            .split(codec.clone());
         Ok(ClientStreamingCall {
-            sink: RequestSink::new(
-                start.send,
-                codec.clone(),
-                start.max_send,
-                start.compression,
-                start.deadline,
-                start.timeout,
-                observer.clone(),
-            ),
+            sink,
             recv,
             decode: Box::new(move |bytes| {
                 let mut codec = codec.clone();
@@ -578,30 +570,18 @@ impl Channel {
         Req: Send + 'static,
         Resp: Send + 'static,
     {
-        let StreamStart {
-            max_send,
-            compression,
-            deadline,
-            timeout,
-            observer,
-            recv,
-            send,
-        } = self
+        let (sink, recv, observer) = self
             .start_streaming_call(path, request, true, true, codec.name())
-            .await?;
-        let sink = RequestSink::new(
-            send,
-            codec.clone(),
-            max_send,
-            compression,
-            deadline,
-            timeout,
-            observer.clone(),
-        );
+            .await?
+            .split(codec.clone());
         let observed: Observed<Resp> =
             observer.map(|o| (o, as_any::<Resp> as fn(&Resp) -> &dyn Any));
-        let stream =
-            Streaming::client(recv, DecodeWith::<C, Req>::boxed(codec), deadline, observed);
+        let stream = Streaming::client(
+            recv,
+            DecodeWith::<C, Req>::boxed(codec),
+            sink.deadline,
+            observed,
+        );
         Ok((sink, stream))
     }
 }
@@ -615,6 +595,25 @@ struct StreamStart {
     observer: Option<Arc<Observer>>,
     recv: CallRecv,
     send: CallSend,
+}
+
+impl StreamStart {
+    /// The request sink, the response side and the observer of the call.
+    fn split<T: 'static, C, D>(self, codec: C) -> (RequestSink<T>, CallRecv, Option<Arc<Observer>>)
+    where
+        C: Codec<T, D>,
+    {
+        let sink = RequestSink::new(
+            self.send,
+            codec,
+            self.max_send,
+            self.compression,
+            self.deadline,
+            self.timeout,
+            self.observer.clone(),
+        );
+        (sink, self.recv, self.observer)
+    }
 }
 
 /// Sends the requests of a client-streaming or bidi call (gRPC-Go's
