@@ -272,6 +272,12 @@ impl CallSend {
         }
     }
 
+    /// Ends sending with `status` (a replay failed), which it returns.
+    fn end(&mut self, status: Status) -> Status {
+        *self = CallSend::Done(status.clone());
+        status
+    }
+
     /// Keeps a copy of `frame` for a replay, returning the attempt it was
     /// kept in; `None` when the call has committed and this half now owns
     /// its stream.
@@ -282,11 +288,9 @@ impl CallSend {
             CallSend::Shared(replay) => Arc::clone(replay),
         };
         let mut state = replay.lock();
-        if let Some(status) = &state.failed {
-            let status = status.clone();
+        if let Some(status) = state.failed.clone() {
             drop(state);
-            *self = CallSend::Done(status.clone());
-            return Err(status);
+            return Err(self.end(status));
         }
         if state.closed {
             return Err(Status::internal("send after the request stream was closed"));
@@ -323,11 +327,9 @@ impl CallSend {
             }
         };
         let mut state = replay.lock();
-        if let Some(status) = &state.failed {
-            let status = status.clone();
+        if let Some(status) = state.failed.clone() {
             drop(state);
-            *self = CallSend::Done(status.clone());
-            return Poll::Ready(Err(status));
+            return Poll::Ready(Err(self.end(status)));
         }
         if state.attempt != attempt {
             // The replacement stream sent the kept copy.
