@@ -1123,6 +1123,62 @@ async fn max_connection_idle_closes_even_if_the_goaway_ping_is_ignored() {
     fx.assert_work_released(SECOND).await;
 }
 
+/// A call that reaches the server between the idle GOAWAY(2^31-1) and the
+/// client's answer to its PING is accepted, and once the PING is answered it
+/// runs to its end: nothing cuts it 5 s after the GOAWAY.
+#[tokio::test]
+async fn a_call_started_during_the_idle_drain_is_not_cut() {
+    let fx =
+        start(|b| b.keepalive_params(keepalive(|p| p.max_connection_idle = Some(ms(200))))).await;
+    let mut conn = Conn::handshake(fx.addr).await;
+    let goaway = conn
+        .read_until(3 * SECOND, Frame::is_goaway)
+        .await
+        .expect("GOAWAY on an idle connection");
+    assert!(
+        matches!(
+            goaway,
+            Frame::GoAway {
+                last_stream_id: 0x7fff_ffff,
+                ..
+            }
+        ),
+        "{goaway:?}"
+    );
+    conn.write_raw(&call_bytes(1, "Sleep", b"zz"))
+        .await
+        .unwrap();
+    assert!(
+        wait_for(SECOND, || fx.started() == 1).await,
+        "the call sent during the drain was accepted"
+    );
+    let ping = conn
+        .read_until(SECOND, |f| matches!(f, Frame::Ping { ack: false, .. }))
+        .await
+        .expect("the drain PING");
+    let Frame::Ping { payload, .. } = ping else {
+        unreachable!()
+    };
+    conn.send_ping_ack(payload).await.unwrap();
+    conn.auto_ack_pings = true;
+    // Well past the 5 s a client has to answer the PING.
+    let drained = conn.drain(7 * SECOND).await;
+    assert!(
+        matches!(drained.end, ReadError::Timeout),
+        "the connection ended: {}; frames {:?}",
+        drained.end,
+        drained.frames
+    );
+    assert_eq!(
+        drained.goaways().map(|(last, ..)| last).collect::<Vec<_>>(),
+        [1],
+        "the final GOAWAY names the call's stream"
+    );
+    assert_eq!(fx.sleeping(), 1, "the call is still running");
+    conn.send_rst(1, code::CANCEL).await.unwrap();
+    fx.assert_work_released(SECOND).await;
+}
+
 #[tokio::test]
 async fn max_connection_idle_waits_for_calls_to_end() {
     let fx =

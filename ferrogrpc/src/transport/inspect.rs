@@ -31,6 +31,10 @@ const FLAG_ACK: u8 = 0x1;
 const PREFACE_LEN: usize = 24;
 /// How much data must arrive before a BDP sample starts.
 const BDP_MIN_BYTES: u64 = 16 << 10;
+/// The payload of the PING h2 sends after a graceful GOAWAY(max id); its
+/// acknowledgement tells that the client has seen the GOAWAY, and h2 then
+/// sends the final GOAWAY with the last stream it will process.
+const DRAIN_PING_PAYLOAD: [u8; 8] = [0x0b, 0x7b, 0xa2, 0xf0, 0x8b, 0x9b, 0xfe, 0x54];
 /// How much GOAWAY debug data is kept.
 const MAX_DEBUG_DATA: usize = 256;
 
@@ -85,6 +89,7 @@ impl Scanner {
                 self.capture_left = match self.kind {
                     FRAME_GOAWAY => len.min(8 + MAX_DEBUG_DATA),
                     FRAME_RST_STREAM => len.min(4),
+                    FRAME_PING => len.min(8),
                     _ => 0,
                 };
                 self.frame_len = len;
@@ -186,6 +191,8 @@ pub(crate) struct ConnSignals {
     pub(crate) close_reason: OnceLock<String>,
     /// Whether the peer's first SETTINGS frame arrived.
     pub(crate) settings_received: AtomicBool,
+    /// The peer acknowledged the PING that follows a graceful GOAWAY.
+    pub(crate) drain_ping_acked: AtomicBool,
     /// Client: why the connection ended, set by its driver when it does.
     pub(crate) ended: OnceLock<String>,
     /// Client: wakes the connect that waits for the server's first
@@ -249,6 +256,7 @@ impl ConnSignals {
             goaway_last_stream: AtomicU32::new(u32::MAX),
             close_reason: OnceLock::new(),
             settings_received: AtomicBool::new(false),
+            drain_ping_acked: AtomicBool::new(false),
             ended: OnceLock::new(),
             handshake: tokio::sync::Notify::new(),
             not_http2: AtomicBool::new(false),
@@ -374,6 +382,9 @@ impl ConnSignals {
                 self.max_peer_stream.fetch_max(stream_id, Ordering::AcqRel);
             }
             FRAME_PING if flags & FLAG_ACK == 0 => self.on_ping(),
+            FRAME_PING if payload == DRAIN_PING_PAYLOAD => {
+                self.drain_ping_acked.store(true, Ordering::Release);
+            }
             FRAME_RST_STREAM => self.on_reset(),
             FRAME_GOAWAY if payload.len() >= 8 => {
                 let last_stream_id =

@@ -428,10 +428,18 @@ pub(crate) async fn serve_connection<IO, H>(
             }
             () = sleep_until(drain_deadline) => {
                 // h2 sends its final GOAWAY only after the client acknowledges
-                // a PING; a client that never does must not keep the
-                // connection forever (gRPC-Go waits 5 s too).
+                // the PING that follows the first; until then it must accept
+                // new streams. A client that acknowledged it has its calls
+                // run to their end (or to the grace the user set). One that
+                // never answers must not keep the connection forever.
                 drain_deadline = far;
-                conn.abrupt_shutdown(h2::Reason::NO_ERROR);
+                if !signals.drain_ping_acked.load(std::sync::atomic::Ordering::Acquire) {
+                    tracing::info!(
+                        peer = %peer.remote_addr,
+                        "client did not acknowledge the drain PING within {DRAIN:?}; closing the connection"
+                    );
+                    conn.abrupt_shutdown(h2::Reason::NO_ERROR);
+                }
                 continue;
             }
             event = poll_fn(|cx| pinger.poll_ping(cx, &signals)) => {
