@@ -162,7 +162,22 @@ fn binary_value(value: &[u8]) -> HeaderValue {
         .unwrap_or_else(|_| HeaderValue::from_static(""))
 }
 
+/// Turns a full header map into the error users see.
+fn try_add(added: Result<(), http::header::MaxSizeReached>) -> Result<(), InvalidMetadata> {
+    added.map_err(|_| {
+        InvalidMetadata::new(format!(
+            "metadata can hold at most {} distinct keys",
+            MetadataMap::MAX_KEYS
+        ))
+    })
+}
+
 impl MetadataMap {
+    /// The most distinct keys a map holds (the limit of `http::HeaderMap`);
+    /// adding one more is an error, never a panic. A key may have any number
+    /// of values.
+    pub const MAX_KEYS: usize = 24_576;
+
     /// An empty map.
     pub fn new() -> MetadataMap {
         MetadataMap::default()
@@ -181,11 +196,16 @@ impl MetadataMap {
     /// Sets an ASCII value, replacing any values the key had.
     ///
     /// # Errors
-    /// When the key is invalid, reserved or ends in `-bin`, or the value is not
-    /// printable ASCII.
+    /// When the key is invalid, reserved or ends in `-bin`, the value is not
+    /// printable ASCII, or the map already holds
+    /// [`MAX_KEYS`](MetadataMap::MAX_KEYS) other keys.
     pub fn insert(&mut self, key: &str, value: &str) -> Result<(), InvalidMetadata> {
         let name = user_key(key, false)?;
-        self.headers.insert(name, ascii_value(key, value)?);
+        try_add(
+            self.headers
+                .try_insert(name, ascii_value(key, value)?)
+                .map(drop),
+        )?;
         Ok(())
     }
 
@@ -195,7 +215,11 @@ impl MetadataMap {
     /// As for [`insert`](Self::insert).
     pub fn append(&mut self, key: &str, value: &str) -> Result<(), InvalidMetadata> {
         let name = user_key(key, false)?;
-        self.headers.append(name, ascii_value(key, value)?);
+        try_add(
+            self.headers
+                .try_append(name, ascii_value(key, value)?)
+                .map(drop),
+        )?;
         Ok(())
     }
 
@@ -209,7 +233,11 @@ impl MetadataMap {
         value: impl AsRef<[u8]>,
     ) -> Result<(), InvalidMetadata> {
         let name = user_key(key, true)?;
-        self.headers.insert(name, binary_value(value.as_ref()));
+        try_add(
+            self.headers
+                .try_insert(name, binary_value(value.as_ref()))
+                .map(drop),
+        )?;
         Ok(())
     }
 
@@ -223,7 +251,11 @@ impl MetadataMap {
         value: impl AsRef<[u8]>,
     ) -> Result<(), InvalidMetadata> {
         let name = user_key(key, true)?;
-        self.headers.append(name, binary_value(value.as_ref()));
+        try_add(
+            self.headers
+                .try_append(name, binary_value(value.as_ref()))
+                .map(drop),
+        )?;
         Ok(())
     }
 
@@ -299,16 +331,22 @@ impl MetadataMap {
     }
 
     /// Adds every value of `other` after the values already here.
-    pub fn extend(&mut self, other: MetadataMap) {
+    ///
+    /// # Errors
+    /// When the map would hold more distinct keys than it can
+    /// ([`MAX_KEYS`](MetadataMap::MAX_KEYS)); the values up to that point are
+    /// added.
+    pub fn extend(&mut self, other: MetadataMap) -> Result<(), InvalidMetadata> {
         let mut last: Option<HeaderName> = None;
         for (name, value) in other.headers {
             if let Some(name) = name {
                 last = Some(name);
             }
             if let Some(name) = &last {
-                self.headers.append(name.clone(), value);
+                try_add(self.headers.try_append(name.clone(), value).map(drop))?;
             }
         }
+        Ok(())
     }
 
     /// Takes received headers as metadata: removes the protocol's reserved
@@ -348,13 +386,24 @@ impl MetadataMap {
     }
 
     /// Appends the metadata to outgoing headers, skipping anything reserved.
-    pub(crate) fn write_to(&self, out: &mut HeaderMap) {
+    ///
+    /// Fails with INTERNAL when `out` cannot hold another distinct name (an
+    /// `http::HeaderMap` holds at most 24,576): metadata echoed from a peer
+    /// must not be able to panic the task that sends it.
+    pub(crate) fn write_to(&self, out: &mut HeaderMap) -> Result<(), Status> {
         for (name, value) in &self.headers {
             if is_reserved(name.as_str()) {
                 continue;
             }
-            out.append(name.clone(), value.clone());
+            if out.try_append(name.clone(), value.clone()).is_err() {
+                return Err(Status::internal(format!(
+                    "metadata with {} distinct keys ({} entries) does not fit in one HTTP/2 header block",
+                    self.headers.keys_len(),
+                    self.headers.len()
+                )));
+            }
         }
+        Ok(())
     }
 }
 
@@ -463,7 +512,7 @@ mod tests {
         h.insert("a", HeaderValue::from_static("1"));
         let md = MetadataMap { headers: h };
         let mut out = HeaderMap::new();
-        md.write_to(&mut out);
+        md.write_to(&mut out).unwrap();
         assert_eq!(out.len(), 1);
     }
 }

@@ -160,7 +160,7 @@ impl Service for TestService {
                     }
                     let mut tr = MetadataMap::new();
                     tr.insert("x-sent", &count.to_string()).unwrap();
-                    sink.set_trailer(tr);
+                    sink.set_trailer(tr)?;
                     guard.disarm();
                     Ok(())
                 },

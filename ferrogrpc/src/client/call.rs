@@ -259,7 +259,7 @@ impl Channel {
             security_level: level,
         };
         let extra = per_rpc.request_metadata(info).await?;
-        metadata.extend(extra);
+        metadata.extend(extra)?;
         Ok(())
     }
 

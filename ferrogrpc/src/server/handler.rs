@@ -88,13 +88,16 @@ fn panic_message(panic: &(dyn Any + Send)) -> String {
 fn outcome_status<T>(outcome: Outcome<T>, method: &str) -> Result<T, Option<Status>> {
     match outcome {
         Outcome::Done(v) => Ok(v),
-        Outcome::Panicked(msg) => {
-            tracing::error!(%method, "handler panicked: {msg}");
-            Err(Some(Status::unknown(format!("handler panicked: {msg}"))))
-        }
+        Outcome::Panicked(msg) => Err(Some(panicked(&msg, method))),
         Outcome::DeadlineExceeded => Err(Some(Status::deadline_exceeded("deadline exceeded"))),
         Outcome::Reset => Err(None),
     }
+}
+
+/// The status of a call whose handler panicked, logged.
+fn panicked(msg: &str, method: &str) -> Status {
+    tracing::error!(%method, "handler panicked: {msg}");
+    Status::unknown(format!("handler panicked: {msg}"))
 }
 
 /// Per-call state shared by the drivers.
@@ -201,7 +204,28 @@ fn send_status(send: &mut ServerSend, status: Status, observer: Option<&Observer
 }
 
 /// Sends a unary-shaped result: headers, the message, trailers; or the error.
+/// A panic on the way (in the codec or a stats handler) ends the call with
+/// UNKNOWN, as a panic in the handler does.
 fn finish_unary<C, Resp: 'static, Req>(
+    send: &mut ServerSend,
+    codec: &mut C,
+    result: Result<Response<Resp>, Status>,
+    settings: &CallSettings,
+    accept: Option<&HeaderValue>,
+    observer: Option<&Observer>,
+    method: &str,
+) where
+    C: Codec<Resp, Req>,
+{
+    let finished = std::panic::catch_unwind(AssertUnwindSafe(|| {
+        send_unary_result(send, codec, result, settings, accept, observer)
+    }));
+    if let Err(panic) = finished {
+        send.send_status(panicked(&panic_message(&*panic), method), None);
+    }
+}
+
+fn send_unary_result<C, Resp: 'static, Req>(
     send: &mut ServerSend,
     codec: &mut C,
     result: Result<Response<Resp>, Status>,
@@ -234,9 +258,12 @@ fn finish_unary<C, Resp: 'static, Req>(
         obs.out_header(&metadata);
     }
     let payload = payload_of(&encoded.frame, encoded.plain_len);
-    if send.send_headers(metadata, encoding).is_err()
-        || send.send_message_now(encoded.frame).is_err()
-    {
+    if let Err(status) = send.send_headers(metadata, encoding) {
+        // Headers that could not be built leave room for the status; a
+        // client that went away gets nothing (`send_status` sends nothing).
+        return send_status(send, status, observer);
+    }
+    if send.send_message_now(encoded.frame).is_err() {
         if let Some(obs) = observer {
             obs.end(Err(&Status::cancelled("the client went away")));
         }
@@ -315,7 +342,15 @@ where
     let outcome = supervise(work, deadline, |cx| send.poll_reset(cx)).await;
     let accept = stream.accept_encoding.as_ref();
     match outcome_status(outcome, path.path()) {
-        Ok(result) => finish_unary(&mut send, &mut codec, result, &settings, accept, observer),
+        Ok(result) => finish_unary(
+            &mut send,
+            &mut codec,
+            result,
+            &settings,
+            accept,
+            observer,
+            path.path(),
+        ),
         Err(Some(status)) => send_status(&mut send, status, observer),
         Err(None) => {
             if let Some(obs) = observer {
@@ -431,7 +466,15 @@ where
     match outcome_status(outcome, path.path()) {
         Ok(Ok(())) => {
             let result = slot.ok_or_else(|| Status::internal("handler returned no response"));
-            finish_unary(&mut send, &mut codec, result, &settings, accept, observer);
+            finish_unary(
+                &mut send,
+                &mut codec,
+                result,
+                &settings,
+                accept,
+                observer,
+                path.path(),
+            );
         }
         Ok(Err(status)) => send_status(&mut send, status.into_error(), observer),
         Err(Some(status)) => send_status(&mut send, status, observer),
@@ -570,8 +613,10 @@ fn finish_stream(shared: &Mutex<SinkState>, result: Result<Result<(), Status>, O
             let trailers = std::mem::take(&mut state.trailers);
             if !trailers.is_empty() {
                 let mut md = trailers;
-                md.extend(std::mem::take(status.metadata_mut()));
-                status = status.with_metadata(md);
+                status = match md.extend(std::mem::take(status.metadata_mut())) {
+                    Ok(()) => status.with_metadata(md),
+                    Err(err) => Status::internal(format!("the call's trailers: {err}")),
+                };
             }
             status
         }
@@ -685,8 +730,12 @@ impl<T: 'static> ResponseSink<T> {
 
     /// Sets metadata to send in the trailers when the call ends. Adds to what
     /// was set before.
-    pub fn set_trailer(&mut self, metadata: MetadataMap) {
-        lock(&self.shared).trailers.extend(metadata);
+    ///
+    /// # Errors
+    /// When the trailers would hold more than
+    /// [`MetadataMap::MAX_KEYS`] distinct keys.
+    pub fn set_trailer(&mut self, metadata: MetadataMap) -> Result<(), Status> {
+        Ok(lock(&self.shared).trailers.extend(metadata)?)
     }
 
     /// Compresses the responses with `name` (or `"identity"` for none)

@@ -426,7 +426,7 @@ impl Http2Client {
         head: CallHead<'_>,
         max_recv: usize,
     ) -> Result<(ClientRecv, ClientSend), Status> {
-        let request = request_headers(head);
+        let request = request_headers(head)?;
         // Nothing has reached the server if opening fails: safe to retry.
         let refused = |e: h2::Error| {
             self.signals
@@ -456,13 +456,15 @@ pub(crate) struct CallHead<'a> {
 }
 
 /// Builds the request headers of a call (PROTOCOL-HTTP2.md "Requests").
-pub(crate) fn request_headers(head: CallHead<'_>) -> http::Request<()> {
+/// Fails when the call's metadata does not fit in one header block.
+pub(crate) fn request_headers(head: CallHead<'_>) -> Result<http::Request<()>, Status> {
     let mut uri = http::uri::Parts::default();
     uri.scheme = Some(head.scheme.clone());
     uri.authority = Some(head.authority.clone());
     uri.path_and_query = Some(head.path);
     let uri = http::Uri::from_parts(uri).unwrap_or_default();
-    let mut headers = HeaderMap::with_capacity(head.metadata.len() + 5);
+    let mut headers =
+        HeaderMap::with_capacity(head.metadata.len().min(http_util::MAX_HEADER_HINT) + 5);
     headers.insert(http::header::TE, HeaderValue::from_static("trailers"));
     let content_type = match head.content_subtype {
         "proto" | "" => HeaderValue::from_static("application/grpc"),
@@ -486,13 +488,16 @@ pub(crate) fn request_headers(head: CallHead<'_>) -> http::Request<()> {
             .unwrap_or_else(|_| HeaderValue::from_static(USER_AGENT)),
         None => HeaderValue::from_static(USER_AGENT),
     };
-    head.metadata.write_to(&mut headers);
-    headers.insert(http::header::USER_AGENT, user_agent);
+    head.metadata.write_to(&mut headers)?;
+    // Replaces the application's user-agent, which is in ours.
+    headers
+        .try_insert(http::header::USER_AGENT, user_agent)
+        .map_err(|_| Status::internal("too many request headers for one HTTP/2 header block"))?;
     let mut request = http::Request::new(());
     *request.method_mut() = http::Method::POST;
     *request.uri_mut() = uri;
     *request.headers_mut() = headers;
-    request
+    Ok(request)
 }
 
 /// The receiving half of a client call: response headers, then messages,

@@ -213,23 +213,57 @@ pub(crate) fn status_from_trailers(mut map: HeaderMap) -> Status {
 }
 
 /// Writes a status into trailers (or Trailers-Only headers).
-pub(crate) fn write_status(status: Status, out: &mut HeaderMap) {
+///
+/// Fails when the status's metadata does not fit (see
+/// [`MetadataMap::write_to`](crate::metadata::MetadataMap)); `out` must then
+/// be built again, with [`write_status_or_internal`] for example.
+pub(crate) fn write_status(status: Status, out: &mut HeaderMap) -> Result<(), Status> {
     let (code, message, details, metadata) = status.into_parts();
-    metadata.write_to(out);
-    out.insert(GRPC_STATUS, HeaderValue::from_static(code.as_ascii()));
+    let full = |_| Status::internal("too many headers for one HTTP/2 header block");
+    out.try_insert(GRPC_STATUS, HeaderValue::from_static(code.as_ascii()))
+        .map_err(full)?;
     if !message.is_empty() {
         let encoded = crate::status::percent_encode(&message);
         if let Ok(v) = HeaderValue::from_str(&encoded) {
-            out.insert(GRPC_MESSAGE, v);
+            out.try_insert(GRPC_MESSAGE, v).map_err(full)?;
         }
     }
     if !details.is_empty() {
-        out.insert(
+        out.try_insert(
             GRPC_STATUS_DETAILS,
             crate::metadata::encode_base64(&details),
-        );
+        )
+        .map_err(full)?;
     }
+    metadata.write_to(out)
 }
+
+/// Writes `status` into the header map `base()` builds; when the status's
+/// metadata does not fit, writes an INTERNAL status naming why instead, so
+/// the peer always gets a status.
+pub(crate) fn write_status_or_internal(
+    status: Status,
+    mut base: impl FnMut() -> HeaderMap,
+) -> HeaderMap {
+    let mut out = base();
+    let Err(err) = write_status(status, &mut out) else {
+        return out;
+    };
+    tracing::warn!("status not sent as it was: {}", err.message());
+    let mut out = base();
+    let _ = write_status(
+        Status::internal(format!(
+            "the call's status could not be sent: {}",
+            err.message()
+        )),
+        &mut out,
+    );
+    out
+}
+
+/// The most entries a header map is sized for up front; more grow it as
+/// they are added (a peer's entry count must not size an allocation).
+pub(crate) const MAX_HEADER_HINT: usize = 64;
 
 #[cfg(test)]
 mod tests {
@@ -297,7 +331,7 @@ mod tests {
         )
         .with_metadata(md);
         let mut map = HeaderMap::new();
-        write_status(status, &mut map);
+        write_status(status, &mut map).unwrap();
         assert_eq!(map["grpc-status"], "5");
         let back = status_from_trailers(map);
         assert_eq!(back.code(), Code::NotFound);

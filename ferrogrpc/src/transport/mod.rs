@@ -304,7 +304,7 @@ enum ServerSendState {
 /// Response headers every gRPC response starts with: the content type and
 /// the encodings this side can decode.
 fn grpc_response_headers(capacity: usize) -> HeaderMap {
-    let mut headers = HeaderMap::with_capacity(capacity + 3);
+    let mut headers = HeaderMap::with_capacity(capacity.min(http_util::MAX_HEADER_HINT) + 3);
     headers.insert(
         http::header::CONTENT_TYPE,
         HeaderValue::from_static("application/grpc"),
@@ -355,7 +355,8 @@ impl ServerSend {
         if let Some(name) = encoding {
             headers.insert(http_util::GRPC_ENCODING, HeaderValue::from_static(name));
         }
-        metadata.write_to(&mut headers);
+        // Headers that cannot be built leave the call able to send a status.
+        metadata.write_to(&mut headers)?;
         match respond.send_response(response(headers), false) {
             Ok(stream) => {
                 self.state = ServerSendState::Body(stream);
@@ -407,16 +408,29 @@ impl ServerSend {
     pub(crate) fn send_status(&mut self, status: Status, header_metadata: Option<MetadataMap>) {
         match std::mem::replace(&mut self.state, ServerSendState::Done) {
             ServerSendState::Start(mut respond) => {
-                let mut headers = grpc_response_headers(status.metadata().len() + 2);
-                if let Some(md) = header_metadata {
-                    md.write_to(&mut headers);
-                }
-                http_util::write_status(status, &mut headers);
+                let capacity = status.metadata().len() + 2;
+                let mut base = grpc_response_headers(capacity);
+                // Header metadata that does not fit is dropped; the status
+                // then says why instead.
+                let written = header_metadata.map_or(Ok(()), |md| md.write_to(&mut base));
+                let status = match written {
+                    Ok(()) => status,
+                    Err(err) => {
+                        tracing::warn!("response headers not sent: {}", err.message());
+                        base = grpc_response_headers(0);
+                        Status::internal(format!(
+                            "the call's response headers could not be sent: {}",
+                            err.message()
+                        ))
+                    }
+                };
+                let headers = http_util::write_status_or_internal(status, || base.clone());
                 let _ = respond.send_response(response(headers), true);
             }
             ServerSendState::Body(mut stream) => {
-                let mut trailers = HeaderMap::with_capacity(status.metadata().len() + 2);
-                http_util::write_status(status, &mut trailers);
+                let hint = status.metadata().len().min(http_util::MAX_HEADER_HINT) + 2;
+                let trailers =
+                    http_util::write_status_or_internal(status, || HeaderMap::with_capacity(hint));
                 let _ = stream.send_trailers(trailers);
             }
             ServerSendState::Done => {}

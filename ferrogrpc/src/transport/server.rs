@@ -596,7 +596,8 @@ fn reject(respond: &mut h2::server::SendResponse<Bytes>, status: StatusCode, mes
         http::header::CONTENT_TYPE,
         HeaderValue::from_static("application/grpc"),
     );
-    http_util::write_status(Status::internal(message), &mut headers);
+    // Our own short status always fits.
+    let _ = http_util::write_status(Status::internal(message), &mut headers);
     let mut resp = http::Response::new(());
     *resp.status_mut() = status;
     if status == StatusCode::METHOD_NOT_ALLOWED {

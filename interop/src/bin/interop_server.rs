@@ -135,9 +135,13 @@ impl Echo {
     /// frame when header metadata was set).
     fn error(self, status: Status) -> Status {
         let mut metadata = self.initial;
-        metadata.extend(self.trailing);
-        metadata.extend(status.metadata().clone());
-        status.with_metadata(metadata)
+        let merged = metadata
+            .extend(self.trailing)
+            .and_then(|()| metadata.extend(status.metadata().clone()));
+        match merged {
+            Ok(()) => status.with_metadata(metadata),
+            Err(err) => Status::internal(format!("echoed metadata: {err}")),
+        }
     }
 
     /// Starts a streaming response: sends the echoed headers now (if any
@@ -153,7 +157,7 @@ impl Echo {
         sink.set_compression(RESPONSE_COMPRESSION)?;
         sink.set_message_compression(false);
         if !self.trailing.is_empty() {
-            sink.set_trailer(self.trailing);
+            sink.set_trailer(self.trailing)?;
         }
         if !self.initial.is_empty() {
             sink.send_header(self.initial)?;
@@ -171,8 +175,8 @@ fn with_echo<T>(
     let echo = Echo::from_request(metadata)?;
     match f() {
         Ok(mut response) => {
-            response.metadata_mut().extend(echo.initial);
-            response.trailers_mut().extend(echo.trailing);
+            response.metadata_mut().extend(echo.initial)?;
+            response.trailers_mut().extend(echo.trailing)?;
             Ok(response)
         }
         Err(status) => Err(echo.error(status)),
