@@ -25,6 +25,11 @@
 //! against `--ca_file` (which `--use_test_ca true` requires: the test CA is
 //! not built in); `--server_host_override` is then also the name checked in
 //! the server's certificate.
+//!
+//! `--service_config_json` is the channel's default service config
+//! ([`ChannelBuilder::default_service_config`](ferrogrpc::client::ChannelBuilder::default_service_config)),
+//! e.g. a `retryPolicy` for `grpc.testing.TestService`; JSON that is not a
+//! valid service config is a bad flag (exit status 2).
 
 use std::{
     fmt,
@@ -37,6 +42,7 @@ use ferrogrpc::{
     client::{Channel, RequestSink},
     credentials::{tls::ClientTlsConfig, ChannelCredentials},
     metadata::MetadataMap,
+    serviceconfig::ServiceConfig,
     Code, Request, Status, Streaming,
 };
 use interop::{
@@ -123,7 +129,7 @@ const FLAGS: &[Spec] = &[
         name: "service_config_json",
         kind: Kind::Value,
         default: "",
-        help: "default service config (accepted, not applied yet)",
+        help: "the channel's default service config, as JSON (e.g. a retryPolicy)",
     },
     Spec {
         name: "additional_metadata",
@@ -247,6 +253,8 @@ struct Config {
     tls: Option<ClientTlsConfig>,
     cases: Vec<&'static str>,
     metadata: MetadataMap,
+    /// `--service_config_json`, already checked to parse.
+    service_config: Option<String>,
     rpc_timeout: Duration,
     case_timeout: Duration,
     concurrent_calls: usize,
@@ -339,6 +347,21 @@ fn config(flags: &flags::Flags) -> Result<Config, flags::Error> {
     let cases = parse_cases(&flags.string("test_case", "all")).map_err(bad)?;
     let metadata =
         parse_additional_metadata(&flags.string("additional_metadata", "")).map_err(bad)?;
+    // Checked here so that a bad config is reported as such, not as a
+    // channel that cannot be built.
+    let service_config = flags
+        .get("service_config_json")
+        .filter(|s| !s.trim().is_empty())
+        .map(|json| {
+            ServiceConfig::parse(json)
+                .map(|_| json.to_string())
+                .map_err(|e| {
+                    bad(format!(
+                        "--service_config_json: invalid service config: {e}"
+                    ))
+                })
+        })
+        .transpose()?;
     let size = |name: &str, default: usize| -> Result<usize, flags::Error> {
         let n: usize = flags.parse(name, default)?;
         if i32::try_from(n).is_err() {
@@ -363,6 +386,7 @@ fn config(flags: &flags::Flags) -> Result<Config, flags::Error> {
         tls,
         cases,
         metadata,
+        service_config,
         rpc_timeout: seconds(flags, "rpc_timeout_seconds", 10.0)?,
         case_timeout: seconds(flags, "case_timeout_seconds", 60.0)?,
         concurrent_calls: flags.parse("concurrent_calls", 1000)?,
@@ -382,6 +406,9 @@ fn new_channel(config: &Config) -> Result<Channel, String> {
     }
     if let Some(tls) = &config.tls {
         builder = builder.credentials(ChannelCredentials::tls(tls.clone()));
+    }
+    if let Some(json) = &config.service_config {
+        builder = builder.default_service_config(json);
     }
     builder.build().map_err(|e| e.to_string())
 }
@@ -1251,10 +1278,9 @@ async fn run(interop: Interop) -> u8 {
 fn main() -> ExitCode {
     let summary =
         "gRPC interop test client on ferrogrpc (grpc/grpc doc/interop-test-descriptions.md)";
-    let parsed =
-        flags::parse(std::env::args().skip(1), FLAGS).and_then(|f| config(&f).map(|c| (f, c)));
-    let (flags, config) = match parsed {
-        Ok(pair) => pair,
+    let parsed = flags::parse(std::env::args().skip(1), FLAGS).and_then(|f| config(&f));
+    let config = match parsed {
+        Ok(config) => config,
         Err(flags::Error::Help) => {
             print!("{}", flags::usage("interop_client", summary, FLAGS));
             return ExitCode::SUCCESS;
@@ -1265,12 +1291,6 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    if !flags.string("service_config_json", "").is_empty() {
-        eprintln!(
-            "interop_client: note: --service_config_json is accepted but not applied \
-             (ferrogrpc has no service config support yet)"
-        );
-    }
     let interop = match Interop::new(config) {
         Ok(i) => i,
         Err(err) => {
