@@ -55,7 +55,7 @@ mod transport;
 pub use codes::Code;
 pub use request::{CallOptions, IntoRequest, Request};
 pub use response::Response;
-pub use status::Status;
+pub use status::{RetryPushback, Status};
 pub use streaming::Streaming;
 
 /// Includes the code `ferrogrpc-build` generated for a proto package, e.g.

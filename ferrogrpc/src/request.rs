@@ -22,7 +22,7 @@ pub struct Request<T> {
 }
 
 /// Per-call options of a client call.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 #[non_exhaustive]
 pub struct CallOptions {
     /// How long the call may take; sent as `grpc-timeout` and enforced locally.
@@ -40,6 +40,23 @@ pub struct CallOptions {
     /// wait-for-ready). `None` takes the service config's `waitForReady` for
     /// the method, else `false` (fail fast).
     pub wait_for_ready: Option<bool>,
+    /// `false` turns off retries by the service config's retry policy for
+    /// this call (a transparent retry of a call the server never processed
+    /// still happens). Default `true`.
+    pub retry: bool,
+}
+
+impl Default for CallOptions {
+    fn default() -> CallOptions {
+        CallOptions {
+            timeout: None,
+            max_decoding_message_size: None,
+            max_encoding_message_size: None,
+            compression: None,
+            wait_for_ready: None,
+            retry: true,
+        }
+    }
 }
 
 impl<T> Request<T> {
@@ -138,6 +155,14 @@ impl<T> Request<T> {
     /// channel is in TRANSIENT_FAILURE. See [`CallOptions::wait_for_ready`].
     pub fn with_wait_for_ready(mut self, wait: bool) -> Request<T> {
         self.options.wait_for_ready = Some(wait);
+        self
+    }
+
+    /// Returns the request with retries by the service config's retry
+    /// policy allowed (`true`, the default) or not (client). See
+    /// [`CallOptions::retry`].
+    pub fn with_retry(mut self, retry: bool) -> Request<T> {
+        self.options.retry = retry;
         self
     }
 

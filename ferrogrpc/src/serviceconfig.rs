@@ -25,10 +25,11 @@
 //! ([`ServiceConfig::load_balancing_config`]) to choose its policy, and for
 //! each call the [`MethodConfig`] found by [`ServiceConfig::method_config`]
 //! for its default wait-for-ready, timeout and message size limits.
-//! Retry and hedging policies ([`RetryPolicy`], [`HedgingPolicy`]) and
-//! [`RetryThrottling`] are parsed and validated, so a config gRPC-Go would
-//! reject is rejected here too, but calls are not retried or hedged by them
-//! yet: that is still to be wired into the channel.
+//! Retry policies ([`RetryPolicy`]) and [`RetryThrottling`] are acted on by
+//! the channel for all four kinds of calls (gRFC A6). Hedging policies
+//! ([`HedgingPolicy`]) are parsed and validated, so a config gRPC-Go would
+//! reject is rejected here too, but calls are not hedged yet: a channel
+//! given one logs a warning and sends each call once.
 //!
 //! A parsed config is immutable and shared: cloning it is a reference-count
 //! increment, and looking up a method's config does not allocate.
@@ -100,12 +101,11 @@ pub struct MethodConfig {
     /// Values beyond `usize::MAX` are read as `usize::MAX`.
     pub max_response_message_bytes: Option<usize>,
     /// `retryPolicy`: how failed calls are retried. Never set together with
-    /// [`hedging_policy`](Self::hedging_policy). Parsed and validated, not
-    /// yet acted upon by the channel.
+    /// [`hedging_policy`](Self::hedging_policy).
     pub retry_policy: Option<RetryPolicy>,
     /// `hedgingPolicy`: how calls are hedged. Never set together with
-    /// [`retry_policy`](Self::retry_policy). Parsed and validated, not yet
-    /// acted upon by the channel.
+    /// [`retry_policy`](Self::retry_policy). Parsed and validated; calls are
+    /// not hedged yet (the channel logs a warning).
     pub hedging_policy: Option<HedgingPolicy>,
 }
 
@@ -339,6 +339,14 @@ impl ServiceConfig {
     /// Parsed and validated, not yet acted upon by the channel.
     pub fn retry_throttling(&self) -> Option<&RetryThrottling> {
         self.inner.retry_throttling.as_ref()
+    }
+
+    /// Whether any method config has a hedging policy.
+    pub fn has_hedging_policy(&self) -> bool {
+        self.inner
+            .method_configs
+            .iter()
+            .any(|m| m.hedging_policy.is_some())
     }
 
     /// The service name for client-side health checking

@@ -4,7 +4,7 @@
 //! A `Status` returned as an error never carries [`Code::Ok`]; when a handler
 //! returns one anyway, the server sends `UNKNOWN` and says so in the message.
 
-use std::{borrow::Cow, fmt};
+use std::{borrow::Cow, fmt, time::Duration};
 
 use bytes::Bytes;
 
@@ -26,6 +26,47 @@ struct Inner {
     /// The call never reached the server's application, so the library may
     /// retry it at once on another connection (gRFC A6 transparent retry).
     transparent_retry: bool,
+    /// The server's word on retrying (`grpc-retry-pushback-ms`).
+    pushback: Option<RetryPushback>,
+}
+
+/// What a server tells a client about retrying a failed call (gRFC A6
+/// pushback), sent in the `grpc-retry-pushback-ms` trailer.
+///
+/// It applies only to calls whose service config has a retry or hedging
+/// policy; it never makes a call retried that would not be otherwise.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RetryPushback {
+    /// Retry after this delay instead of the policy's backoff (sent in whole
+    /// milliseconds, at most `i32::MAX`).
+    After(Duration),
+    /// Do not retry this call.
+    Never,
+}
+
+impl RetryPushback {
+    /// Reads a `grpc-retry-pushback-ms` value: a non-negative number of
+    /// milliseconds; anything else (negative, malformed) means never.
+    pub(crate) fn parse(raw: &[u8]) -> RetryPushback {
+        std::str::from_utf8(raw)
+            .ok()
+            .and_then(|s| s.parse::<i32>().ok())
+            .and_then(|ms| u64::try_from(ms).ok())
+            .map_or(RetryPushback::Never, |ms| {
+                RetryPushback::After(Duration::from_millis(ms))
+            })
+    }
+
+    /// The `grpc-retry-pushback-ms` value.
+    pub(crate) fn to_header(self) -> http::HeaderValue {
+        match self {
+            RetryPushback::Never => http::HeaderValue::from_static("-1"),
+            RetryPushback::After(d) => {
+                let ms = d.as_millis().min(i32::MAX as u128);
+                http::HeaderValue::from(ms as u32)
+            }
+        }
+    }
 }
 
 macro_rules! constructors {
@@ -48,6 +89,7 @@ impl Status {
             details: Bytes::new(),
             metadata: MetadataMap::new(),
             transparent_retry: false,
+            pushback: None,
         }))
     }
 
@@ -126,6 +168,32 @@ impl Status {
         self
     }
 
+    /// Returns this status telling a retrying client to make its next
+    /// attempt after `delay` (gRFC A6 pushback; a client with no retry
+    /// policy ignores it).
+    pub fn with_retry_pushback(mut self, delay: Duration) -> Status {
+        self.0.pushback = Some(RetryPushback::After(delay));
+        self
+    }
+
+    /// Returns this status telling a retrying client not to retry the call
+    /// (gRFC A6 pushback).
+    pub fn without_retry(mut self) -> Status {
+        self.0.pushback = Some(RetryPushback::Never);
+        self
+    }
+
+    /// The server's pushback, set with [`with_retry_pushback`](Self::with_retry_pushback)
+    /// or [`without_retry`](Self::without_retry), or received in the
+    /// `grpc-retry-pushback-ms` trailer.
+    pub fn retry_pushback(&self) -> Option<RetryPushback> {
+        self.0.pushback
+    }
+
+    pub(crate) fn set_retry_pushback(&mut self, pushback: Option<RetryPushback>) {
+        self.0.pushback = pushback;
+    }
+
     /// Builds a status from the parts received on the wire.
     pub(crate) fn from_parts(
         code: Code,
@@ -139,6 +207,7 @@ impl Status {
             details,
             metadata,
             transparent_retry: false,
+            pushback: None,
         }))
     }
 

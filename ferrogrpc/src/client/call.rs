@@ -22,6 +22,7 @@ use crate::{
     observe::{as_any, payload_of, Observed, Observer},
     request::Request,
     response::Response,
+    serviceconfig::ServiceConfig,
     stats::Payload,
     status::Status,
     streaming::{DecodeWith, Streaming},
@@ -31,7 +32,10 @@ use crate::{
     },
 };
 
-use super::retry::{CallRecv, CallSend, Reopen, Replay};
+use super::{
+    attempts::{Attempts, Next, RetryBuffer},
+    retry::{CallRecv, CallSend, Reopen, Replay},
+};
 
 /// Settings resolved for one call.
 pub(super) struct CallSetup {
@@ -46,6 +50,8 @@ pub(super) struct CallSetup {
     credentials_added: bool,
     /// Wait for a connection instead of failing fast in TRANSIENT_FAILURE.
     wait_for_ready: bool,
+    /// The call's retry state (gRFC A6).
+    pub(super) attempts: Attempts,
 }
 
 fn deadline_exceeded(timeout: Option<Duration>) -> Status {
@@ -70,24 +76,55 @@ pub(super) async fn until<T>(
     }
 }
 
-/// Evaluates the `attempt` expression (an `.await`ed call attempt), and once
-/// more if the server never processed the first (GOAWAY above its last
-/// stream id, REFUSED_STREAM, or refused on open): gRFC A6's transparent
-/// retry. A macro rather than a function over an async closure, so the
-/// calls' futures stay `Send`.
-macro_rules! retry_unprocessed {
-    ($method:expr, $attempt:expr) => {{
-        let mut retried = false;
+/// Evaluates the `attempt` expression (an `.await`ed call attempt giving
+/// `Result<T, (Status, committed)>`) until it succeeds, fails after the call
+/// committed, or [`Channel::after_failure`] says not to try again: gRFC A6's
+/// transparent retry and the service config's retry policy. Waits out the
+/// backoff in between; the caller's deadline bounds the whole. A macro
+/// rather than a function over an async closure, so the calls' futures stay
+/// `Send`.
+macro_rules! with_retries {
+    ($channel:expr, $method:expr, $setup:expr, $attempt:expr) => {{
         loop {
             match $attempt {
-                Err(status) if status.is_transparent_retry() && !retried => {
-                    tracing::debug!(method = $method, "transparent retry: {}", status.message());
-                    retried = true;
+                Ok(value) => break Ok(value),
+                Err((status, true)) => break Err(status),
+                Err((status, false)) => {
+                    match $channel.after_failure($method, &mut $setup.attempts, &status) {
+                        Next::Transparent => {}
+                        Next::After(delay) => tokio::time::sleep(delay).await,
+                        Next::Stop => break Err(status),
+                    }
                 }
-                other => break other,
             }
         }
     }};
+}
+
+/// Request bytes a call keeps in the channel's retry buffer; given back
+/// when dropped.
+pub(super) struct Kept {
+    buffer: Arc<RetryBuffer>,
+    bytes: usize,
+}
+
+impl Kept {
+    /// Keeps `bytes` more for the call, within its own limit and the
+    /// channel's; false when they do not fit (the call then commits).
+    pub(super) fn add(&mut self, bytes: usize, per_rpc_limit: usize) -> bool {
+        let total = self.bytes.saturating_add(bytes);
+        if total > per_rpc_limit || !self.buffer.reserve(bytes) {
+            return false;
+        }
+        self.bytes = total;
+        true
+    }
+}
+
+impl Drop for Kept {
+    fn drop(&mut self) {
+        self.buffer.release(self.bytes);
+    }
 }
 
 /// Tells the observer how a call ended.
@@ -151,11 +188,15 @@ impl Channel {
         let mut timeout = options.timeout.or(self.inner.default_timeout);
         let mut wait_for_ready = options.wait_for_ready;
         let (mut max_recv, mut max_send) = (self.inner.max_recv, self.inner.max_send);
+        let mut retry_config = None;
         // The service config's settings for this method, if it has any: the
         // smaller timeout and size limits win; the call's own
         // wait-for-ready wins.
         if let Some(config) = &*self.inner.shared.service_config.load() {
             if let Some(method) = config.method_config(path.path()) {
+                if method.retry_policy.is_some() && options.retry && !self.inner.retry.disabled {
+                    retry_config = Some(ServiceConfig::clone(config));
+                }
                 timeout = match (timeout, method.timeout) {
                     (Some(a), Some(b)) => Some(a.min(b)),
                     (a, b) => a.or(b),
@@ -188,6 +229,7 @@ impl Channel {
             compression,
             credentials_added: false,
             wait_for_ready: wait_for_ready.unwrap_or(false),
+            attempts: Attempts::new(retry_config, self.inner.retry.max_attempts),
         };
         Ok((setup, message))
     }
@@ -230,8 +272,45 @@ impl Channel {
             metadata: &setup.metadata,
             content_subtype,
             encoding: setup.compression.as_ref().map(|c| c.compressor.name()),
+            previous_attempts: setup.attempts.previous(),
         };
         transport.open_stream(head, setup.max_recv).await
+    }
+
+    /// What follows a failed attempt of a call that had not committed.
+    pub(super) fn after_failure(
+        &self,
+        method: &str,
+        attempts: &mut Attempts,
+        status: &Status,
+    ) -> Next {
+        let throttle = self.inner.shared.throttle.load();
+        attempts.after_failure(method, status, throttle.as_deref())
+    }
+
+    /// The channel's retry throttle, when the service config has one: every
+    /// call that ends with OK gives tokens back.
+    pub(super) fn throttle(&self) -> Option<Arc<super::attempts::Throttle>> {
+        self.inner.shared.throttle.load_full()
+    }
+
+    /// Keeps `bytes` of a call's requests for its retries; a call whose
+    /// requests do not fit gives up its retry policy (it commits at once).
+    pub(super) fn keep_for_retry(&self, attempts: &mut Attempts, bytes: usize) -> Option<Kept> {
+        if !attempts.has_policy() {
+            return None;
+        }
+        let mut kept = Kept {
+            buffer: Arc::clone(&self.inner.retry_buffer),
+            bytes: 0,
+        };
+        if kept.add(bytes, self.inner.retry.per_rpc_buffer) {
+            Some(kept)
+        } else {
+            tracing::debug!("request too large to keep for retries; the call will not be retried");
+            attempts.drop_policy();
+            None
+        }
     }
 
     /// Adds per-RPC credentials' metadata, if the connection may carry it.
@@ -321,24 +400,29 @@ impl Channel {
         let (deadline, timeout) = (setup.deadline, setup.timeout);
         let observer = self.observer(&path, hooks, client_stream, server_stream);
         let opened = until(deadline, timeout, async {
-            retry_unprocessed!(
+            with_retries!(
+                self,
                 path.path(),
+                setup,
                 self.open(path.clone(), &mut setup, subtype, observer.as_deref())
                     .await
+                    .map_err(|s| (s, false))
             )
         })
         .await;
         match opened {
             Ok((recv, send)) => {
                 let (max_send, compression) = (setup.max_send, setup.compression.clone());
-                // Kept so that a stream the server refuses can be replayed.
+                // Kept so that the stream can be replayed: transparently
+                // when the server refuses it, and under the retry policy.
+                let kept = self.keep_for_retry(&mut setup.attempts, 0);
                 let reopen = Reopen {
                     channel: self.clone(),
                     path,
                     setup,
                     content_subtype: subtype,
                 };
-                let (recv, send) = Replay::split(recv, send, reopen);
+                let (recv, send) = Replay::split(recv, send, reopen, kept, self.throttle());
                 Ok(StreamStart {
                     max_send,
                     compression,
@@ -418,20 +502,30 @@ impl Channel {
             setup.compression.as_ref(),
         );
         drop(message);
+        let throttle = self.throttle();
         let result = until(deadline, timeout, async {
             let encoded = encoded?;
             let subtype = codec.name();
             let payload = payload_of(&encoded.frame, encoded.plain_len);
-            retry_unprocessed!(
+            let _kept = self.keep_for_retry(&mut setup.attempts, encoded.frame.len());
+            with_retries!(
+                self,
                 path.path(),
+                setup,
                 async {
-                    let (recv, mut send) =
-                        self.open(path.clone(), &mut setup, subtype, obs).await?;
-                    send.send_now(encoded.frame.clone(), true)?;
+                    let (recv, mut send) = self
+                        .open(path.clone(), &mut setup, subtype, obs)
+                        .await
+                        .map_err(|s| (s, false))?;
+                    send.send_now(encoded.frame.clone(), true)
+                        .map_err(|s| (s, false))?;
                     if let Some(o) = obs {
                         o.out_payload(payload);
                     }
-                    read_unary(&mut CallRecv::direct(recv), |b| codec.decode(b), obs).await
+                    let mut recv = CallRecv::direct(recv).counting_success(throttle.clone());
+                    read_unary(&mut recv, |b| codec.decode(b), obs)
+                        .await
+                        .map_err(|s| (s, recv.committed()))
                 }
                 .await
             )
@@ -480,22 +574,30 @@ impl Channel {
             let encoded = encoded?;
             let subtype = codec.name();
             let payload = payload_of(&encoded.frame, encoded.plain_len);
-            // Refused before the response headers: the server never saw it.
-            retry_unprocessed!(
+            let _kept = self.keep_for_retry(&mut setup.attempts, encoded.frame.len());
+            // Retried only until the response headers commit the call.
+            with_retries!(
+                self,
                 path.path(),
+                setup,
                 async {
-                    let (mut recv, mut send) =
-                        self.open(path.clone(), &mut setup, subtype, obs).await?;
-                    send.send_now(encoded.frame.clone(), true)?;
+                    let (mut recv, mut send) = self
+                        .open(path.clone(), &mut setup, subtype, obs)
+                        .await
+                        .map_err(|s| (s, false))?;
+                    send.send_now(encoded.frame.clone(), true)
+                        .map_err(|s| (s, false))?;
                     if let Some(o) = obs {
                         o.out_payload(payload);
                     }
-                    poll_fn(|cx| recv.poll_headers(cx)).await?;
+                    poll_fn(|cx| recv.poll_headers(cx))
+                        .await
+                        .map_err(|s| (s, false))?;
                     if let Some(o) = obs {
                         o.in_header(recv.headers());
                     }
                     let headers = recv.take_headers();
-                    Ok::<_, Status>((recv, send, headers))
+                    Ok::<_, (Status, bool)>((recv, send, headers))
                 }
                 .await
             )
@@ -511,7 +613,7 @@ impl Channel {
         let observed: Observed<Resp> =
             observer.map(|o| (o, as_any::<Resp> as fn(&Resp) -> &dyn Any));
         let stream = Streaming::client(
-            CallRecv::direct(recv.with_send(send)),
+            CallRecv::direct(recv.with_send(send)).counting_success(self.throttle()),
             DecodeWith::<C, Req>::boxed(codec),
             deadline,
             observed,

@@ -103,6 +103,9 @@ pub(crate) struct Shared {
     subchannels: Mutex<HashMap<u64, Arc<Subchannel>>>,
     /// The service config in use, for per-method settings.
     pub(crate) service_config: ArcSwapOption<ServiceConfig>,
+    /// The retry throttle of the service config in use (gRFC A6), kept
+    /// across updates that do not change it.
+    pub(crate) throttle: ArcSwapOption<super::attempts::Throttle>,
 }
 
 impl Shared {
@@ -113,6 +116,13 @@ impl Shared {
             .keepalive
             .time
             .map_or(0, |t| t.as_nanos().min(u64::MAX as u128) as u64);
+        // Until the resolver reports, calls use the default config (gRPC-Go
+        // makes the first calls wait for the resolver instead).
+        let initial_config = settings.default_service_config.clone().map(Arc::new);
+        let initial_throttle = initial_config
+            .as_ref()
+            .and_then(|c| c.retry_throttling())
+            .map(|t| Arc::new(super::attempts::Throttle::new(t)));
         Arc::new(Shared {
             target,
             parsed_target: settings.target,
@@ -136,7 +146,8 @@ impl Shared {
             waiting: AtomicUsize::new(0),
             next_id: AtomicU64::new(1),
             subchannels: Mutex::new(HashMap::new()),
-            service_config: ArcSwapOption::empty(),
+            service_config: ArcSwapOption::new(initial_config),
+            throttle: ArcSwapOption::new(initial_throttle),
         })
     }
 
@@ -540,7 +551,8 @@ impl Control {
         if let Some(child) = self.current.take() {
             self.close(child);
         }
-        self.shared.service_config.store(None);
+        let default = self.shared.default_service_config.clone();
+        self.shared.service_config.store(default.map(Arc::new));
     }
 
     /// Drops a balancer and shuts down every subchannel it made.
@@ -656,6 +668,25 @@ impl Control {
         self.shared
             .service_config
             .store(config.clone().map(Arc::new));
+        if config
+            .as_ref()
+            .is_some_and(ServiceConfig::has_hedging_policy)
+        {
+            tracing::warn!(
+                target = %self.shared.target,
+                "the service config has a hedgingPolicy; hedging is not supported yet, so calls are sent once"
+            );
+        }
+        let throttling = config.as_ref().and_then(ServiceConfig::retry_throttling);
+        let unchanged = match (self.shared.throttle.load().as_deref(), throttling) {
+            (Some(throttle), Some(config)) => throttle.is_for(config),
+            (None, None) => true,
+            _ => false,
+        };
+        if !unchanged {
+            let throttle = throttling.map(|c| Arc::new(super::attempts::Throttle::new(c)));
+            self.shared.throttle.store(throttle);
+        }
         let (builder, lb_config) = self.choose_policy(config.as_ref());
         self.ensure_policy(&*builder);
         let Some(child) = self.latest_mut() else {

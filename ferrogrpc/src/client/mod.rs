@@ -33,6 +33,7 @@
 //!   them back.
 //! - Dropping the last clone closes the channel.
 
+mod attempts;
 mod call;
 mod control;
 pub(crate) mod retry;
@@ -101,6 +102,9 @@ struct Inner {
     allow_insecure_per_rpc: bool,
     chain: Option<Arc<ClientChain>>,
     stats: Option<stats::Handlers>,
+    retry: RetrySettings,
+    /// Request bytes kept for retries by all calls.
+    retry_buffer: Arc<attempts::RetryBuffer>,
 }
 
 impl fmt::Debug for Channel {
@@ -135,7 +139,26 @@ pub struct ChannelBuilder {
     idle_timeout: Option<Duration>,
     default_service_config: Option<Result<ServiceConfig, String>>,
     disable_service_config: bool,
+    retry: RetrySettings,
 }
+
+/// A channel's limits on retries (gRFC A6), fixed when it is built.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct RetrySettings {
+    /// Retry policies are ignored (transparent retry still happens).
+    pub(crate) disabled: bool,
+    /// The cap on `maxAttempts`.
+    pub(crate) max_attempts: u32,
+    /// The most request bytes one call keeps for retries.
+    pub(crate) per_rpc_buffer: usize,
+    /// The most request bytes all calls keep for retries together.
+    pub(crate) channel_buffer: usize,
+}
+
+/// The default of [`ChannelBuilder::retry_buffer_size`] (gRPC-Go's).
+pub const DEFAULT_RETRY_BUFFER_SIZE: usize = 16 << 20;
+/// The default of [`ChannelBuilder::per_rpc_retry_buffer_size`] (gRPC-Go's).
+pub const DEFAULT_PER_RPC_RETRY_BUFFER_SIZE: usize = 256 << 10;
 
 impl fmt::Debug for ChannelBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -301,6 +324,41 @@ impl ChannelBuilder {
         self
     }
 
+    /// Turns off retries by service-config policies (gRPC-Go's
+    /// `WithDisableRetry`): `retryPolicy` is then ignored on every call. A
+    /// call that never reached the server's application is still retried
+    /// once, transparently (gRFC A6). A single call can opt out instead with
+    /// [`Request::with_retry`](crate::Request::with_retry).
+    pub fn disable_retry(mut self) -> ChannelBuilder {
+        self.retry.disabled = true;
+        self
+    }
+
+    /// The most attempts a retry policy may make, whatever its
+    /// `maxAttempts` says. Default 5, as in gRPC-Go; at least 1 (1 turns
+    /// retries off).
+    pub fn max_retry_attempts(mut self, attempts: u32) -> ChannelBuilder {
+        self.retry.max_attempts = attempts.max(1);
+        self
+    }
+
+    /// The most request bytes all calls of the channel keep together so
+    /// that they can be retried (gRFC A6 `retry_buffer_size_in_bytes`).
+    /// A call that finds the buffer full is not retried. Default 16 MiB.
+    pub fn retry_buffer_size(mut self, bytes: usize) -> ChannelBuilder {
+        self.retry.channel_buffer = bytes;
+        self
+    }
+
+    /// The most request bytes one call keeps so that it can be retried
+    /// (gRFC A6 `per_rpc_buffer_limit_in_bytes`); a streaming call that
+    /// sends more commits and is not retried after that. Also bounds what a
+    /// transparent retry replays. Default 256 KiB.
+    pub fn per_rpc_retry_buffer_size(mut self, bytes: usize) -> ChannelBuilder {
+        self.retry.per_rpc_buffer = bytes;
+        self
+    }
+
     /// Ignores service configs from the resolver; only the
     /// [default](Self::default_service_config) applies (gRPC-Go's
     /// `WithDisableServiceConfig`). The `dns` resolver then skips its TXT
@@ -425,6 +483,8 @@ impl ChannelBuilder {
                 chain: (!self.chain.unary.is_empty() || !self.chain.stream.is_empty())
                     .then(|| Arc::new(self.chain)),
                 stats: (!self.stats.is_empty()).then(|| self.stats.into()),
+                retry: self.retry,
+                retry_buffer: attempts::RetryBuffer::new(self.retry.channel_buffer),
             }),
         })
     }
@@ -542,6 +602,12 @@ impl Channel {
             idle_timeout: Some(DEFAULT_IDLE_TIMEOUT),
             default_service_config: None,
             disable_service_config: false,
+            retry: RetrySettings {
+                disabled: false,
+                max_attempts: crate::serviceconfig::MAX_ATTEMPTS_LIMIT,
+                per_rpc_buffer: DEFAULT_PER_RPC_RETRY_BUFFER_SIZE,
+                channel_buffer: DEFAULT_RETRY_BUFFER_SIZE,
+            },
         }
     }
 

@@ -1,18 +1,26 @@
-//! Transparent retry of client-streaming and bidi calls (gRFC A6).
+//! Retries of client-streaming and bidi calls (gRFC A6).
 //!
 //! A server that refuses a stream (RST_STREAM REFUSED_STREAM, or a GOAWAY
 //! whose last stream id is below it) never processed it, so the call may be
-//! replayed on another stream, once, even after request messages went out.
-//! Until the call commits, the request messages sent so far are kept; a
-//! replay opens a new stream and sends them again.
+//! replayed on another stream, once, even after request messages went out
+//! (transparent retry). A call whose method has a retry policy is also
+//! replayed, after the policy's backoff, when it fails with a retryable
+//! status before any response headers arrived. Until the call commits, the
+//! request messages sent so far are kept; a replay opens a new stream and
+//! sends them again.
+//!
+//! Only the receiving half sees the status an attempt failed with. When the
+//! sending half finds its stream gone on a call with a retry policy, it keeps
+//! the messages it is given and leaves the decision to the receiving half.
 //!
 //! The two halves of a call, [`CallSend`] and [`CallRecv`], may be used from
 //! different tasks, so until the call commits they share a [`Replay`] behind
 //! a mutex (held for a poll, never across one). A call commits when:
 //! - the response headers (or a Trailers-Only status) arrive: the server is
 //!   processing it;
-//! - the kept messages would pass [`PER_RPC_BUFFER_LIMIT`];
-//! - the call failed, was cancelled, or was replayed already.
+//! - the kept messages would pass the channel's per-call retry buffer
+//!   (256 KiB by default) or, with a retry policy, its channel-wide one;
+//! - the call failed for good, or was cancelled.
 //!
 //! From then on each half drives its own stream without the lock, and
 //! nothing is kept.
@@ -30,17 +38,17 @@ use std::{
 use bytes::Bytes;
 use http::uri::PathAndQuery;
 
-use super::{call::CallSetup, Channel};
+use super::{
+    attempts::{Next, Throttle},
+    call::{CallSetup, Kept},
+    Channel,
+};
 use crate::{
     metadata::MetadataMap,
     peer::Peer,
     status::Status,
     transport::{client::ClientRecv, ClientSend},
 };
-
-/// The most request bytes a call keeps for a replay; past it, the call
-/// commits (gRPC-Go's default per-RPC retry buffer).
-pub(crate) const PER_RPC_BUFFER_LIMIT: usize = 256 << 10;
 
 /// What opening a replacement stream needs.
 pub(super) struct Reopen {
@@ -82,8 +90,15 @@ struct State {
     /// The request stream was half-closed.
     closed: bool,
     cancelled: bool,
-    /// Present until the one replay is used (or the call commits).
+    /// Present until the call commits (taken while a replay runs).
     reopen: Option<Reopen>,
+    /// The per-call limit of kept bytes.
+    per_rpc_limit: usize,
+    /// The kept bytes in the channel's retry buffer, with a retry policy.
+    reserved: Option<Kept>,
+    /// The sending half found the current stream gone and left the decision
+    /// to the receiving half (with a retry policy); why, for after a commit.
+    send_failed: Option<Status>,
     /// Why a replay failed: both halves end with it.
     failed: Option<Status>,
     send_waker: Option<Waker>,
@@ -100,6 +115,16 @@ impl State {
         self.reopen = None;
         self.kept = Vec::new();
         self.kept_bytes = 0;
+        self.reserved = None;
+    }
+
+    /// Whether `len` more bytes may be kept; with a retry policy they are
+    /// reserved in the channel's buffer.
+    fn keep_room(&mut self, len: usize) -> bool {
+        match &mut self.reserved {
+            Some(reserved) => reserved.add(len, self.per_rpc_limit),
+            None => self.kept_bytes + len <= self.per_rpc_limit,
+        }
     }
 
     fn wake_both(&mut self) {
@@ -126,7 +151,10 @@ impl Replay {
         recv: ClientRecv,
         send: ClientSend,
         reopen: Reopen,
+        reserved: Option<Kept>,
+        throttle: Option<Arc<Throttle>>,
     ) -> (CallRecv, CallSend) {
+        let per_rpc_limit = reopen.channel.inner.retry.per_rpc_buffer;
         let replay = Arc::new(Replay {
             state: Mutex::new(State {
                 phase: Phase::Buffering,
@@ -138,6 +166,9 @@ impl Replay {
                 closed: false,
                 cancelled: false,
                 reopen: Some(reopen),
+                per_rpc_limit,
+                reserved,
+                send_failed: None,
                 failed: None,
                 send_waker: None,
                 recv_waker: None,
@@ -148,6 +179,7 @@ impl Replay {
             CallRecv {
                 recv,
                 replay: Some((Arc::clone(&replay), 0)),
+                throttle,
             },
             CallSend::Shared(replay),
         )
@@ -159,35 +191,86 @@ impl Replay {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Starts the replay if the call may still be replayed and the failed
-    /// stream was never processed. Returns whether a replay is under way
-    /// (the caller then waits for it).
-    fn try_replay(self: &Arc<Self>, state: &mut State, unprocessed: bool) -> bool {
+    /// Starts a replay if the attempt that failed with `status` may be
+    /// retried (transparently, or under the retry policy after its
+    /// backoff). Returns whether a replay is under way (the caller then
+    /// waits for it).
+    fn try_replay(self: &Arc<Self>, state: &mut State, status: &Status) -> bool {
         match state.phase {
             Phase::Reopening => return true,
             Phase::Committed => return false,
             Phase::Buffering => {}
         }
-        let Some(reopen) = state
-            .reopen
-            .take()
-            .filter(|_| unprocessed && !state.cancelled)
-        else {
+        let Some(mut reopen) = state.reopen.take().filter(|_| !state.cancelled) else {
             state.commit();
             return false;
         };
+        let delay = match reopen.channel.after_failure(
+            reopen.path.path(),
+            &mut reopen.setup.attempts,
+            status,
+        ) {
+            Next::Transparent => std::time::Duration::ZERO,
+            Next::After(delay) => delay,
+            Next::Stop => {
+                state.commit();
+                return false;
+            }
+        };
         state.phase = Phase::Reopening;
         state.send = None;
+        state.send_failed = None;
         let (alive, abandoned) = tokio::sync::oneshot::channel();
         state._alive = Some(alive);
         tracing::debug!(
             method = reopen.path.path(),
-            "transparent retry: the server never processed the stream; replaying {} request messages",
-            state.kept.len()
+            "replaying {} request messages after {delay:?}: {}",
+            state.kept.len(),
+            status.message()
         );
-        tokio::spawn(reopen_stream(Arc::downgrade(self), reopen, abandoned));
+        tokio::spawn(reopen_stream(
+            Arc::downgrade(self),
+            reopen,
+            delay,
+            abandoned,
+        ));
         state.wake_both();
         true
+    }
+
+    /// The sending half found its stream gone with `status`. A stream the
+    /// server never processed is replayed at once; with a retry policy the
+    /// receiving half decides once the attempt's status arrives, and this
+    /// half keeps what it is given meanwhile. Returns whether sending may
+    /// go on as if the message went out.
+    fn on_send_failure(
+        self: &Arc<Self>,
+        state: &mut State,
+        status: Status,
+        unprocessed: bool,
+    ) -> Result<(), Status> {
+        if unprocessed {
+            let status = status.with_transparent_retry();
+            return if self.try_replay(state, &status) {
+                Ok(())
+            } else {
+                Err(status)
+            };
+        }
+        let deferred = state.phase == Phase::Buffering
+            && state
+                .reopen
+                .as_ref()
+                .is_some_and(|r| r.setup.attempts.has_policy());
+        if deferred {
+            state.send = None;
+            state.send_failed = Some(status);
+            return Ok(());
+        }
+        if state.phase == Phase::Buffering {
+            state.commit();
+        }
+        Err(status)
     }
 }
 
@@ -196,17 +279,20 @@ impl Replay {
 async fn reopen_stream(
     replay: Weak<Replay>,
     mut reopen: Reopen,
+    delay: std::time::Duration,
     abandoned: tokio::sync::oneshot::Receiver<()>,
 ) {
     let setup = &mut reopen.setup;
     let (deadline, timeout) = (setup.deadline, setup.timeout);
-    let open = super::call::until(
-        deadline,
-        timeout,
+    let open = super::call::until(deadline, timeout, async {
+        if !delay.is_zero() {
+            tokio::time::sleep(delay).await;
+        }
         reopen
             .channel
-            .open(reopen.path.clone(), setup, reopen.content_subtype, None),
-    );
+            .open(reopen.path.clone(), setup, reopen.content_subtype, None)
+            .await
+    });
     let opened = tokio::select! {
         opened = open => opened,
         // Both halves were dropped: nobody waits for the stream.
@@ -236,11 +322,17 @@ async fn reopen_stream(
             state.attempt += 1;
             state.send = Some(send);
             state.replacement = Some(recv);
+            // Further attempts may follow, until the call commits.
+            if state.phase == Phase::Reopening {
+                state.phase = Phase::Buffering;
+                state.reopen = Some(reopen);
+            }
         }
-        Err(status) => state.failed = Some(status),
+        Err(status) => {
+            state.failed = Some(status);
+            state.commit();
+        }
     }
-    // One replay per call.
-    state.commit();
     state._alive = None;
     state.wake_both();
 }
@@ -295,8 +387,7 @@ impl CallSend {
         if state.closed {
             return Err(Status::internal("send after the request stream was closed"));
         }
-        if state.phase == Phase::Buffering && state.kept_bytes + frame.len() > PER_RPC_BUFFER_LIMIT
-        {
+        if state.phase == Phase::Buffering && !state.keep_room(frame.len()) {
             state.commit();
         }
         if state.phase == Phase::Committed {
@@ -304,6 +395,11 @@ impl CallSend {
                 drop(state);
                 *self = CallSend::Own(send);
                 return Ok(None);
+            }
+            // The stream went while the decision was left to the receiving
+            // half, which then committed: its status is the call's.
+            if let Some(status) = state.send_failed.clone() {
+                return Err(status);
             }
         }
         // Kept while reopening too: the replay sends it.
@@ -340,6 +436,10 @@ impl CallSend {
             return Poll::Pending;
         }
         let Some(send) = state.send.as_mut() else {
+            if state.send_failed.is_some() {
+                // Kept for a retry the receiving half may decide on.
+                return Poll::Ready(Ok(()));
+            }
             return Poll::Ready(Err(Status::internal("the call's stream is gone")));
         };
         let len = frame.as_ref().map_or(0, Bytes::len);
@@ -358,11 +458,14 @@ impl CallSend {
             Ok(()) => Poll::Ready(Ok(())),
             Err(status) => {
                 let unprocessed = send.unprocessed();
-                if replay.try_replay(&mut state, unprocessed) {
-                    store_waker(&mut state.send_waker, cx);
-                    Poll::Pending
-                } else {
-                    Poll::Ready(Err(status))
+                match replay.on_send_failure(&mut state, status, unprocessed) {
+                    Ok(()) if state.phase == Phase::Reopening => {
+                        store_waker(&mut state.send_waker, cx);
+                        Poll::Pending
+                    }
+                    // Kept; the receiving half decides.
+                    Ok(()) => Poll::Ready(Ok(())),
+                    Err(status) => Poll::Ready(Err(status)),
                 }
             }
         }
@@ -381,18 +484,15 @@ impl CallSend {
         }
         state.closed = true;
         let Some(send) = state.send.as_mut() else {
-            // Reopening: the replay half-closes the new stream.
+            // Reopening (or waiting for the receiving half to decide): a
+            // replay half-closes the new stream.
             return Ok(());
         };
         match send.close() {
             Ok(()) => Ok(()),
             Err(status) => {
                 let unprocessed = send.unprocessed();
-                if replay.try_replay(&mut state, unprocessed) {
-                    Ok(())
-                } else {
-                    Err(status)
-                }
+                replay.on_send_failure(&mut state, status, unprocessed)
             }
         }
     }
@@ -423,12 +523,25 @@ pub(crate) struct CallRecv {
     /// Until the call commits: the shared state, and the attempt `recv`
     /// belongs to.
     replay: Option<(Arc<Replay>, u32)>,
+    /// The channel's retry throttle, given a success when the call ends
+    /// with OK (gRFC A6).
+    throttle: Option<Arc<Throttle>>,
 }
 
 impl CallRecv {
     /// A receiving half that is never replayed.
     pub(crate) fn direct(recv: ClientRecv) -> CallRecv {
-        CallRecv { recv, replay: None }
+        CallRecv {
+            recv,
+            replay: None,
+            throttle: None,
+        }
+    }
+
+    /// Counts the call's success in the channel's retry throttle.
+    pub(crate) fn counting_success(mut self, throttle: Option<Arc<Throttle>>) -> CallRecv {
+        self.throttle = throttle;
+        self
     }
 
     /// Waits for the response headers; a stream the server never processed
@@ -459,7 +572,7 @@ impl CallRecv {
             Poll::Ready(result) => result,
         };
         if let Err(status) = &result {
-            if replay.try_replay(&mut state, status.is_transparent_retry()) {
+            if replay.try_replay(&mut state, status) {
                 // The replacement comes with the state's next attempt.
                 store_waker(&mut state.recv_waker, cx);
                 return Poll::Pending;
@@ -482,7 +595,13 @@ impl CallRecv {
         if self.replay.is_some() {
             std::task::ready!(self.poll_headers(cx))?;
         }
-        self.recv.poll_message(cx)
+        let polled = self.recv.poll_message(cx);
+        if let Poll::Ready(Ok(None)) = polled {
+            if let Some(throttle) = self.throttle.take() {
+                throttle.record_success();
+            }
+        }
+        polled
     }
 
     /// The next message.
@@ -498,6 +617,12 @@ impl CallRecv {
     /// The connection's two ends.
     pub(crate) fn peer(&self) -> &Arc<Peer> {
         self.recv.peer()
+    }
+
+    /// Whether response headers (not Trailers-Only) arrived: the call
+    /// committed.
+    pub(crate) fn committed(&self) -> bool {
+        self.replay.is_none() && self.recv.response_headers_arrived()
     }
 
     /// Whether the response headers (or a Trailers-Only response) arrived.

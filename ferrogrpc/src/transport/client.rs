@@ -453,6 +453,9 @@ pub(crate) struct CallHead<'a> {
     pub(crate) content_subtype: &'static str,
     /// The `grpc-encoding` of the request messages, if compressed.
     pub(crate) encoding: Option<&'static str>,
+    /// The attempts of this call made before this one (gRFC A6); sent as
+    /// `grpc-previous-rpc-attempts` when not zero.
+    pub(crate) previous_attempts: u32,
 }
 
 /// Builds the request headers of a call (PROTOCOL-HTTP2.md "Requests").
@@ -477,6 +480,12 @@ pub(crate) fn request_headers(head: CallHead<'_>) -> Result<http::Request<()>, S
     }
     if let Some(name) = head.encoding {
         headers.insert(http_util::GRPC_ENCODING, HeaderValue::from_static(name));
+    }
+    if head.previous_attempts > 0 {
+        headers.insert(
+            http_util::GRPC_PREVIOUS_RPC_ATTEMPTS,
+            HeaderValue::from(head.previous_attempts),
+        );
     }
     let registry = crate::encoding::registry();
     let accept = registry.accept_encoding();
@@ -593,6 +602,12 @@ impl ClientRecv {
             ClientRecvState::Failed(status) => Poll::Ready(Err(status.clone())),
             ClientRecvState::Waiting { .. } => Poll::Pending,
         }
+    }
+
+    /// Whether response headers (not a Trailers-Only response) arrived: the
+    /// server is processing the call, which has committed (gRFC A6).
+    pub(crate) fn response_headers_arrived(&self) -> bool {
+        matches!(self.state, ClientRecvState::Open(_))
     }
 
     /// Whether the response headers (or a Trailers-Only response) arrived.

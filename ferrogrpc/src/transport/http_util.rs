@@ -13,6 +13,12 @@ pub(crate) const GRPC_STATUS: HeaderName = HeaderName::from_static("grpc-status"
 pub(crate) const GRPC_MESSAGE: HeaderName = HeaderName::from_static("grpc-message");
 pub(crate) const GRPC_STATUS_DETAILS: HeaderName =
     HeaderName::from_static("grpc-status-details-bin");
+/// A server's word on retrying a failed call (gRFC A6).
+pub(crate) const GRPC_RETRY_PUSHBACK: HeaderName =
+    HeaderName::from_static("grpc-retry-pushback-ms");
+/// The attempts made before this one, on retries and hedges (gRFC A6).
+pub(crate) const GRPC_PREVIOUS_RPC_ATTEMPTS: HeaderName =
+    HeaderName::from_static("grpc-previous-rpc-attempts");
 pub(crate) const GRPC_TIMEOUT: HeaderName = HeaderName::from_static("grpc-timeout");
 pub(crate) const GRPC_ENCODING: HeaderName = HeaderName::from_static("grpc-encoding");
 pub(crate) const GRPC_ACCEPT_ENCODING: HeaderName = HeaderName::from_static("grpc-accept-encoding");
@@ -205,11 +211,17 @@ pub(crate) fn status_from_trailers(mut map: HeaderMap) -> Status {
         },
         None => bytes::Bytes::new(),
     };
+    // Left in the metadata too, where gRPC-Go's users find it.
+    let pushback = map
+        .get(GRPC_RETRY_PUSHBACK)
+        .map(|v| crate::status::RetryPushback::parse(v.as_bytes()));
     let metadata = match MetadataMap::from_received(map) {
         Ok(md) => md,
         Err(status) => return status,
     };
-    Status::from_parts(code, message, details, metadata)
+    let mut status = Status::from_parts(code, message, details, metadata);
+    status.set_retry_pushback(pushback);
+    status
 }
 
 /// Writes a status into trailers (or Trailers-Only headers).
@@ -218,8 +230,13 @@ pub(crate) fn status_from_trailers(mut map: HeaderMap) -> Status {
 /// [`MetadataMap::write_to`](crate::metadata::MetadataMap)); `out` must then
 /// be built again, with [`write_status_or_internal`] for example.
 pub(crate) fn write_status(status: Status, out: &mut HeaderMap) -> Result<(), Status> {
+    let pushback = status.retry_pushback();
     let (code, message, details, metadata) = status.into_parts();
     let full = |_| Status::internal("too many headers for one HTTP/2 header block");
+    if let Some(pushback) = pushback {
+        out.try_insert(GRPC_RETRY_PUSHBACK, pushback.to_header())
+            .map_err(full)?;
+    }
     out.try_insert(GRPC_STATUS, HeaderValue::from_static(code.as_ascii()))
         .map_err(full)?;
     if !message.is_empty() {
