@@ -11,7 +11,7 @@ use std::{
 
 use bytes::Bytes;
 use ferrogrpc::{
-    client::{Channel, ChannelBuilder},
+    client::{Channel, ChannelBuilder, ClientStreamingCall},
     codec::BytesCodec,
     metadata::MetadataMap,
     server::{self, BoxFuture, ResponseSink, Server, ServerCall, Service},
@@ -177,6 +177,12 @@ fn req<T>(msg: T, md: &[(&str, &str)]) -> Request<T> {
     r
 }
 
+async fn client_stream(ch: &Channel, md: &[(&str, &str)]) -> ClientStreamingCall<Bytes, Bytes> {
+    ch.client_streaming(path("ClientStream"), req((), md), BytesCodec)
+        .await
+        .unwrap()
+}
+
 async fn unary(ch: &Channel, md: &[(&str, &str)]) -> Result<Bytes, Status> {
     ch.unary(path("Unary"), req(Bytes::from_static(b"u"), md), BytesCodec)
         .await
@@ -215,14 +221,7 @@ async fn server_streaming_succeeds_after_two_failures() {
 #[tokio::test]
 async fn client_streaming_replays_the_same_messages_on_each_attempt() {
     let (flaky, ch) = setup().await;
-    let mut call = ch
-        .client_streaming::<Bytes, Bytes, _>(
-            path("ClientStream"),
-            req((), &[("x-fail", "2")]),
-            BytesCodec,
-        )
-        .await
-        .unwrap();
+    let mut call = client_stream(&ch, &[("x-fail", "2")]).await;
     for m in ["a", "b", "c"] {
         call.send(Bytes::from(m)).await.unwrap();
     }
@@ -300,14 +299,7 @@ async fn a_failure_after_response_headers_is_not_retried() {
 #[tokio::test]
 async fn a_stream_past_its_buffer_limit_commits() {
     let (flaky, ch) = setup_with(POLICY, |b| b.per_rpc_retry_buffer_size(1000)).await;
-    let mut call = ch
-        .client_streaming::<Bytes, Bytes, _>(
-            path("ClientStream"),
-            req((), &[("x-fail", "1")]),
-            BytesCodec,
-        )
-        .await
-        .unwrap();
+    let mut call = client_stream(&ch, &[("x-fail", "1")]).await;
     for _ in 0..3 {
         call.send(Bytes::from(vec![7; 400])).await.unwrap();
     }
@@ -315,14 +307,7 @@ async fn a_stream_past_its_buffer_limit_commits() {
     assert_eq!(err.code(), Code::Unavailable);
     assert_eq!(flaky.seen().len(), 1, "1,200 bytes kept: not retried");
     // Under the limit it is retried.
-    let mut call = ch
-        .client_streaming::<Bytes, Bytes, _>(
-            path("ClientStream"),
-            req((), &[("x-fail", "1")]),
-            BytesCodec,
-        )
-        .await
-        .unwrap();
+    let mut call = client_stream(&ch, &[("x-fail", "1")]).await;
     call.send(Bytes::from(vec![7; 400])).await.unwrap();
     assert_eq!(call.close_and_recv().await.unwrap().into_inner(), "1");
 }

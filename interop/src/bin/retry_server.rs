@@ -172,6 +172,17 @@ async fn send_responses(
 /// `grpc.testing.TestService`, failing the first `x-retry-fail` attempts.
 struct RetryService;
 
+/// The answer to UnaryCall and CacheableUnaryCall.
+fn simple_response(previous: u64, req: &SimpleRequest) -> Result<Response<SimpleResponse>, Status> {
+    answer(
+        previous,
+        SimpleResponse {
+            payload: Some(payload(req.response_type, req.response_size)?),
+            ..SimpleResponse::default()
+        },
+    )
+}
+
 impl TestService for RetryService {
     async fn empty_call(&self, request: Request<Empty>) -> Result<Response<Empty>, Status> {
         let previous = gate("EmptyCall", request.metadata())?;
@@ -183,14 +194,7 @@ impl TestService for RetryService {
         request: Request<SimpleRequest>,
     ) -> Result<Response<SimpleResponse>, Status> {
         let previous = gate("UnaryCall", request.metadata())?;
-        let req = request.get_ref();
-        answer(
-            previous,
-            SimpleResponse {
-                payload: Some(payload(req.response_type, req.response_size)?),
-                ..SimpleResponse::default()
-            },
-        )
+        simple_response(previous, request.get_ref())
     }
 
     async fn cacheable_unary_call(
@@ -198,14 +202,7 @@ impl TestService for RetryService {
         request: Request<SimpleRequest>,
     ) -> Result<Response<SimpleResponse>, Status> {
         let previous = gate("CacheableUnaryCall", request.metadata())?;
-        let req = request.get_ref();
-        answer(
-            previous,
-            SimpleResponse {
-                payload: Some(payload(req.response_type, req.response_size)?),
-                ..SimpleResponse::default()
-            },
-        )
+        simple_response(previous, request.get_ref())
     }
 
     async fn streaming_output_call(
