@@ -55,6 +55,11 @@ pub fn main<S: System>(tool: &str) -> ExitCode {
         return ExitCode::from(2);
     }
     crate::tls::set_security(flags.security);
+    if flags.service_config.is_some() && tool == "tonic_bench" {
+        eprintln!("{tool}: --service-config: tonic has no service config");
+        return ExitCode::from(2);
+    }
+    crate::ours::set_service_config(flags.service_config.clone());
     if flags.mode != Mode::Server {
         for run in flags.runs() {
             if let Err(reason) = S::supports(run.workload, run.compression) {

@@ -164,6 +164,9 @@ pub struct Flags {
     pub json: bool,
     /// `--serve-for`: how long server mode serves before it stops by itself.
     pub serve_for: Duration,
+    /// `--service-config`: the default service config of the client's
+    /// channels (`bench` only), e.g. a retry policy that is never needed.
+    pub service_config: Option<String>,
 }
 
 /// One configuration to measure: one element of the flags' product.
@@ -235,6 +238,7 @@ Other:
                        server on --addr)                       [inproc]
   --addr HOST:PORT     loopback address for server/client modes  [{DEFAULT_ADDR}]
   --serve-for SECS     server mode stops by itself after this  [600]
+  --service-config J   the client channels' default service config (bench only)
   --runtime-threads N  tokio worker threads; 1 = current-thread runtime
                                                   [CPUs this process may use]
   --tls                TLS 1.3 with a test certificate made at start-up (in
@@ -340,6 +344,7 @@ impl Flags {
             security: Security::Insecure,
             json: false,
             serve_for: Duration::from_secs(600),
+            service_config: None,
         };
         let mut args = args.into_iter();
         while let Some(arg) = args.next() {
@@ -414,6 +419,7 @@ impl Flags {
                     }
                 }
                 "--serve-for" => flags.serve_for = parse_seconds(v).map_err(FlagsError::Invalid)?,
+                "--service-config" => flags.service_config = Some(v.to_string()),
                 "--mode" => {
                     flags.mode = match v {
                         "inproc" => Mode::Inproc,

@@ -136,6 +136,14 @@ impl BenchService for BenchServer {
     }
 }
 
+static SERVICE_CONFIG: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+
+/// Sets the default service config of the channels [`channel`] builds
+/// (`--service-config`).
+pub fn set_service_config(json: Option<String>) {
+    let _ = SERVICE_CONFIG.set(json);
+}
+
 /// The channel for one benchmark connection: compression of requests on
 /// (with no minimum size) when the run asks for it.
 ///
@@ -145,6 +153,9 @@ pub fn channel(addr: &str, compression: Compression) -> Result<Channel, String> 
     let mut builder = Channel::builder(addr)
         .max_decoding_message_size(MAX_MESSAGE_SIZE)
         .min_compress_size(0);
+    if let Some(json) = SERVICE_CONFIG.get().and_then(Option::as_deref) {
+        builder = builder.default_service_config(json);
+    }
     if let Some(credentials) = crate::tls::channel_credentials()? {
         builder = builder.credentials(credentials);
     }
