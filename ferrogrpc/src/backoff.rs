@@ -225,7 +225,7 @@ impl Backoff {
     /// a fixed sequence; `|| 0.5` means no jitter.
     pub(crate) fn with_rng(config: Config, rng: impl FnMut() -> f64 + Send + 'static) -> Backoff {
         Backoff {
-            config: config.validated(),
+            config: crate::logging::in_scope(|| config.validated()),
             rng: Box::new(rng),
             current: None,
         }
@@ -333,7 +333,7 @@ fn later(now: Instant, d: Duration) -> Instant {
 /// A xorshift64* generator mapped to `[0, 1)`, seeded from std's per-process
 /// random hash keys (which also differ per call) and the wall clock. Not for
 /// cryptography; only to spread reconnection times.
-pub(crate) fn seeded_rng() -> impl FnMut() -> f64 + Send {
+pub(crate) fn seeded_rng() -> impl FnMut() -> f64 + Send + Sync {
     let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
     let since_epoch = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

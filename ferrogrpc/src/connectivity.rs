@@ -173,7 +173,9 @@ impl StateTracker {
         });
         if let Some(from) = refused {
             // Outside the lock, so a debug panic leaves the tracker usable.
-            tracing::error!("refused connectivity state change {from} -> {to}");
+            crate::logging::in_scope(|| {
+                tracing::error!("refused connectivity state change {from} -> {to}")
+            });
             debug_assert!(false, "invalid connectivity state change {from} -> {to}");
         }
         changed

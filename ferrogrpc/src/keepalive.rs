@@ -64,9 +64,11 @@ impl ClientParameters {
     pub(crate) fn clamped(mut self) -> ClientParameters {
         if let Some(t) = self.time {
             if t < MIN_CLIENT_TIME {
-                tracing::warn!(
-                    "keepalive time {t:?} is below the minimum {MIN_CLIENT_TIME:?}; using the minimum"
-                );
+                crate::logging::in_scope(|| {
+                    tracing::warn!(
+                        "keepalive time {t:?} is below the minimum {MIN_CLIENT_TIME:?}; using the minimum"
+                    )
+                });
                 self.time = Some(MIN_CLIENT_TIME);
             }
         }

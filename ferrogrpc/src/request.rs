@@ -40,8 +40,8 @@ pub struct CallOptions {
     /// wait-for-ready). `None` takes the service config's `waitForReady` for
     /// the method, else `false` (fail fast).
     pub wait_for_ready: Option<bool>,
-    /// `false` turns off retries by the service config's retry policy for
-    /// this call (a transparent retry of a call the server never processed
+    /// `false` turns off retries and hedging by the service config's
+    /// policies for this call (a transparent retry of a call the server never processed
     /// still happens). Default `true`.
     pub retry: bool,
 }

@@ -27,9 +27,9 @@
 //! for its default wait-for-ready, timeout and message size limits.
 //! Retry policies ([`RetryPolicy`]) and [`RetryThrottling`] are acted on by
 //! the channel for all four kinds of calls (gRFC A6). Hedging policies
-//! ([`HedgingPolicy`]) are parsed and validated, so a config gRPC-Go would
-//! reject is rejected here too, but calls are not hedged yet: a channel
-//! given one logs a warning and sends each call once.
+//! ([`HedgingPolicy`]) are acted on for unary and server-streaming calls;
+//! client-streaming and bidi calls are not hedged yet and are sent once (a
+//! channel given such a config says so in its log).
 //!
 //! A parsed config is immutable and shared: cloning it is a reference-count
 //! increment, and looking up a method's config does not allocate.
@@ -104,8 +104,9 @@ pub struct MethodConfig {
     /// [`hedging_policy`](Self::hedging_policy).
     pub retry_policy: Option<RetryPolicy>,
     /// `hedgingPolicy`: how calls are hedged. Never set together with
-    /// [`retry_policy`](Self::retry_policy). Parsed and validated; calls are
-    /// not hedged yet (the channel logs a warning).
+    /// [`retry_policy`](Self::retry_policy). Applied to unary and
+    /// server-streaming calls; client-streaming and bidi calls are not
+    /// hedged yet.
     pub hedging_policy: Option<HedgingPolicy>,
 }
 

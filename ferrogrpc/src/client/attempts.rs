@@ -47,7 +47,7 @@ pub(crate) struct Attempts {
     /// Retries since the last pushback: the exponent of the backoff.
     since_pushback: i32,
     transparent_used: bool,
-    rng: Option<Box<dyn FnMut() -> f64 + Send>>,
+    rng: Option<Box<dyn FnMut() -> f64 + Send + Sync>>,
 }
 
 impl Attempts {
@@ -213,7 +213,6 @@ impl Throttle {
     }
 
     /// Whether retries and hedges are currently throttled.
-    #[cfg(test)]
     pub(crate) fn is_throttled(&self) -> bool {
         self.tokens.load(Ordering::Acquire) <= self.max / 2
     }

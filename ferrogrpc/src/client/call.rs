@@ -34,6 +34,7 @@ use crate::{
 
 use super::{
     attempts::{Attempts, Next, RetryBuffer},
+    hedge,
     retry::{CallRecv, CallSend, Reopen, Replay},
 };
 
@@ -52,6 +53,9 @@ pub(super) struct CallSetup {
     wait_for_ready: bool,
     /// The call's retry state (gRFC A6).
     pub(super) attempts: Attempts,
+    /// The service config whose hedging policy applies to the call, if any
+    /// (unary and server-streaming calls only).
+    hedging: Option<ServiceConfig>,
 }
 
 fn deadline_exceeded(timeout: Option<Duration>) -> Status {
@@ -188,14 +192,18 @@ impl Channel {
         let mut timeout = options.timeout.or(self.inner.default_timeout);
         let mut wait_for_ready = options.wait_for_ready;
         let (mut max_recv, mut max_send) = (self.inner.max_recv, self.inner.max_send);
-        let mut retry_config = None;
+        let (mut retry_config, mut hedging) = (None, None);
         // The service config's settings for this method, if it has any: the
         // smaller timeout and size limits win; the call's own
         // wait-for-ready wins.
         if let Some(config) = &*self.inner.shared.service_config.load() {
             if let Some(method) = config.method_config(path.path()) {
-                if method.retry_policy.is_some() && options.retry && !self.inner.retry.disabled {
+                let enabled = options.retry && !self.inner.retry.disabled;
+                if method.retry_policy.is_some() && enabled {
                     retry_config = Some(ServiceConfig::clone(config));
+                }
+                if method.hedging_policy.is_some() && enabled {
+                    hedging = Some(ServiceConfig::clone(config));
                 }
                 timeout = match (timeout, method.timeout) {
                     (Some(a), Some(b)) => Some(a.min(b)),
@@ -230,6 +238,7 @@ impl Channel {
             credentials_added: false,
             wait_for_ready: wait_for_ready.unwrap_or(false),
             attempts: Attempts::new(retry_config, self.inner.retry.max_attempts),
+            hedging,
         };
         Ok((setup, message))
     }
@@ -258,6 +267,51 @@ impl Channel {
                 .await?;
             setup.credentials_added = true;
         }
+        let previous = setup.attempts.previous();
+        self.open_on(&transport, path, setup, content_subtype, observer, previous)
+            .await
+    }
+
+    /// Opens a hedge of a call whose first attempt was opened (so its
+    /// per-RPC credentials are in `setup`'s metadata).
+    async fn open_hedge(
+        &self,
+        path: PathAndQuery,
+        setup: &CallSetup,
+        content_subtype: &'static str,
+        observer: Option<&Observer>,
+        previous: u32,
+    ) -> Result<
+        (
+            crate::transport::client::ClientRecv,
+            crate::transport::ClientSend,
+        ),
+        Status,
+    > {
+        let transport = self.pick(path.path(), setup.wait_for_ready).await?;
+        if let Some(per_rpc) = &self.inner.per_rpc {
+            self.credentials_allowed(&**per_rpc, &transport)?;
+        }
+        self.open_on(&transport, path, setup, content_subtype, observer, previous)
+            .await
+    }
+
+    /// Sends the request headers of an attempt on `transport`.
+    async fn open_on(
+        &self,
+        transport: &crate::transport::client::Http2Client,
+        path: PathAndQuery,
+        setup: &CallSetup,
+        content_subtype: &'static str,
+        observer: Option<&Observer>,
+        previous_attempts: u32,
+    ) -> Result<
+        (
+            crate::transport::client::ClientRecv,
+            crate::transport::ClientSend,
+        ),
+        Status,
+    > {
         if let Some(obs) = observer {
             obs.out_header(&setup.metadata);
         }
@@ -272,7 +326,7 @@ impl Channel {
             metadata: &setup.metadata,
             content_subtype,
             encoding: setup.compression.as_ref().map(|c| c.compressor.name()),
-            previous_attempts: setup.attempts.previous(),
+            previous_attempts,
         };
         transport.open_stream(head, setup.max_recv).await
     }
@@ -300,6 +354,16 @@ impl Channel {
         if !attempts.has_policy() {
             return None;
         }
+        let kept = self.reserve_for_retry(bytes);
+        if kept.is_none() {
+            attempts.drop_policy();
+        }
+        kept
+    }
+
+    /// Reserves `bytes` of the call's requests in the retry buffers; `None`
+    /// when they do not fit (the call is then sent once).
+    fn reserve_for_retry(&self, bytes: usize) -> Option<Kept> {
         let mut kept = Kept {
             buffer: Arc::clone(&self.inner.retry_buffer),
             bytes: 0,
@@ -307,10 +371,28 @@ impl Channel {
         if kept.add(bytes, self.inner.retry.per_rpc_buffer) {
             Some(kept)
         } else {
-            tracing::debug!("request too large to keep for retries; the call will not be retried");
-            attempts.drop_policy();
+            tracing::debug!("request too large to keep for retries; the call is sent once");
             None
         }
+    }
+
+    /// Whether `transport` may carry per-RPC credentials' metadata.
+    fn credentials_allowed(
+        &self,
+        per_rpc: &dyn crate::credentials::PerRpcCredentials,
+        transport: &crate::transport::client::Http2Client,
+    ) -> Result<(), Status> {
+        use crate::credentials::SecurityLevel;
+        if per_rpc.require_transport_security()
+            && transport.security_level() < SecurityLevel::PrivacyAndIntegrity
+            && !self.inner.allow_insecure_per_rpc
+        {
+            return Err(Status::unauthenticated(
+                "per-RPC credentials require transport security, but this connection \
+                 is not protected; the credentials were not sent",
+            ));
+        }
+        Ok(())
     }
 
     /// Adds per-RPC credentials' metadata, if the connection may carry it.
@@ -321,21 +403,11 @@ impl Channel {
         transport: &crate::transport::client::Http2Client,
         metadata: &mut MetadataMap,
     ) -> Result<(), Status> {
-        use crate::credentials::{RequestInfo, SecurityLevel};
-        let level = transport.security_level();
-        if per_rpc.require_transport_security()
-            && level < SecurityLevel::PrivacyAndIntegrity
-            && !self.inner.allow_insecure_per_rpc
-        {
-            return Err(Status::unauthenticated(
-                "per-RPC credentials require transport security, but this connection \
-                 is not protected; the credentials were not sent",
-            ));
-        }
-        let info = RequestInfo {
+        self.credentials_allowed(per_rpc, transport)?;
+        let info = crate::credentials::RequestInfo {
             method: path.path(),
             authority: self.inner.authority.as_str(),
-            security_level: level,
+            security_level: transport.security_level(),
         };
         let extra = per_rpc.request_metadata(info).await?;
         metadata.extend(extra)?;
@@ -502,37 +574,85 @@ impl Channel {
             setup.compression.as_ref(),
         );
         drop(message);
-        let throttle = self.throttle();
         let result = until(deadline, timeout, async {
             let encoded = encoded?;
             let subtype = codec.name();
-            let payload = payload_of(&encoded.frame, encoded.plain_len);
-            let _kept = self.keep_for_retry(&mut setup.attempts, encoded.frame.len());
-            with_retries!(
-                self,
-                path.path(),
-                setup,
-                async {
-                    let (recv, mut send) = self
-                        .open(path.clone(), &mut setup, subtype, obs)
-                        .await
-                        .map_err(|s| (s, false))?;
-                    send.send_now(encoded.frame.clone(), true)
-                        .map_err(|s| (s, false))?;
-                    if let Some(o) = obs {
-                        o.out_payload(payload);
-                    }
-                    let mut recv = CallRecv::direct(recv).counting_success(throttle.clone());
-                    read_unary(&mut recv, |b| codec.decode(b), obs)
-                        .await
-                        .map_err(|s| (s, recv.committed()))
-                }
-                .await
-            )
+            let (recv, send) = self
+                .until_headers(&path, &mut setup, &encoded, subtype, obs)
+                .await?;
+            let mut recv = CallRecv::direct(recv.with_send(send)).counting_success(self.throttle());
+            read_unary(&mut recv, |b| codec.decode(b), obs).await
         })
         .await;
         report_end(obs, &result);
         result
+    }
+
+    /// Sends a single-request call (unary or server-streaming) until an
+    /// attempt gets its response headers, which commit the call: retried
+    /// under its retry policy, or hedged under its hedging policy (gRFC
+    /// A6), as long as its request fits in the retry buffers; always
+    /// retried transparently once when the server never processed it.
+    async fn until_headers(
+        &self,
+        path: &PathAndQuery,
+        setup: &mut CallSetup,
+        encoded: &frame::Encoded,
+        subtype: &'static str,
+        obs: Option<&Observer>,
+    ) -> Result<
+        (
+            crate::transport::client::ClientRecv,
+            crate::transport::ClientSend,
+        ),
+        Status,
+    > {
+        let len = encoded.frame.len();
+        let payload = payload_of(&encoded.frame, encoded.plain_len);
+        let attempt = |opened: Result<
+            (
+                crate::transport::client::ClientRecv,
+                crate::transport::ClientSend,
+            ),
+            Status,
+        >| async move {
+            let (mut recv, mut send) = opened?;
+            send.send_now(encoded.frame.clone(), true)?;
+            if let Some(o) = obs {
+                o.out_payload(payload);
+            }
+            poll_fn(|cx| recv.poll_headers(cx)).await?;
+            Ok((recv, send))
+        };
+        if let Some(config) = setup.hedging.take() {
+            if let (Some(policy), Some(_kept)) = (
+                hedge::policy(&config, path.path()),
+                self.reserve_for_retry(len),
+            ) {
+                let mut first = Some(self.open(path.clone(), setup, subtype, obs).await);
+                let setup = &*setup;
+                return hedge::run(self, path.path(), policy, |n| {
+                    let first = if n == 0 { first.take() } else { None };
+                    async move {
+                        let opened = match first {
+                            Some(opened) => opened,
+                            None => self.open_hedge(path.clone(), setup, subtype, obs, n).await,
+                        };
+                        attempt(opened).await
+                    }
+                })
+                .await;
+            }
+        }
+        let _kept = self.keep_for_retry(&mut setup.attempts, len);
+        with_retries!(
+            self,
+            path.path(),
+            setup,
+            attempt(self.open(path.clone(), setup, subtype, obs).await)
+                .await
+                .map_err(|s| (s, false))
+        )
     }
 
     /// Makes a server-streaming call; returns once the response headers
@@ -572,35 +692,14 @@ impl Channel {
         drop(message);
         let result = until(deadline, timeout, async {
             let encoded = encoded?;
-            let subtype = codec.name();
-            let payload = payload_of(&encoded.frame, encoded.plain_len);
-            let _kept = self.keep_for_retry(&mut setup.attempts, encoded.frame.len());
-            // Retried only until the response headers commit the call.
-            with_retries!(
-                self,
-                path.path(),
-                setup,
-                async {
-                    let (mut recv, mut send) = self
-                        .open(path.clone(), &mut setup, subtype, obs)
-                        .await
-                        .map_err(|s| (s, false))?;
-                    send.send_now(encoded.frame.clone(), true)
-                        .map_err(|s| (s, false))?;
-                    if let Some(o) = obs {
-                        o.out_payload(payload);
-                    }
-                    poll_fn(|cx| recv.poll_headers(cx))
-                        .await
-                        .map_err(|s| (s, false))?;
-                    if let Some(o) = obs {
-                        o.in_header(recv.headers());
-                    }
-                    let headers = recv.take_headers();
-                    Ok::<_, (Status, bool)>((recv, send, headers))
-                }
-                .await
-            )
+            let (mut recv, send) = self
+                .until_headers(&path, &mut setup, &encoded, codec.name(), obs)
+                .await?;
+            if let Some(o) = obs {
+                o.in_header(recv.headers());
+            }
+            let headers = recv.take_headers();
+            Ok((recv, send, headers))
         })
         .await;
         let (recv, send, headers) = match result {

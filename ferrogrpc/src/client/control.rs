@@ -672,9 +672,10 @@ impl Control {
             .as_ref()
             .is_some_and(ServiceConfig::has_hedging_policy)
         {
-            tracing::warn!(
+            tracing::info!(
                 target = %self.shared.target,
-                "the service config has a hedgingPolicy; hedging is not supported yet, so calls are sent once"
+                "the service config has a hedgingPolicy: unary and server-streaming calls are \
+                 hedged; client-streaming and bidi calls are not hedged yet and are sent once"
             );
         }
         let throttling = config.as_ref().and_then(ServiceConfig::retry_throttling);

@@ -36,6 +36,7 @@
 mod attempts;
 mod call;
 mod control;
+mod hedge;
 pub(crate) mod retry;
 pub(crate) mod subchannel;
 
@@ -324,8 +325,9 @@ impl ChannelBuilder {
         self
     }
 
-    /// Turns off retries by service-config policies (gRPC-Go's
-    /// `WithDisableRetry`): `retryPolicy` is then ignored on every call. A
+    /// Turns off retries and hedging by service-config policies (gRPC-Go's
+    /// `WithDisableRetry`): `retryPolicy` and `hedgingPolicy` are then
+    /// ignored on every call. A
     /// call that never reached the server's application is still retried
     /// once, transparently (gRFC A6). A single call can opt out instead with
     /// [`Request::with_retry`](crate::Request::with_retry).

@@ -619,12 +619,6 @@ impl CallRecv {
         self.recv.peer()
     }
 
-    /// Whether response headers (not Trailers-Only) arrived: the call
-    /// committed.
-    pub(crate) fn committed(&self) -> bool {
-        self.replay.is_none() && self.recv.response_headers_arrived()
-    }
-
     /// Whether the response headers (or a Trailers-Only response) arrived.
     pub(crate) fn headers_received(&self) -> bool {
         self.replay.is_none() && self.recv.headers_received()

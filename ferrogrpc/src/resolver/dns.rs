@@ -454,7 +454,9 @@ fn start(
     controller: Controller,
 ) -> DnsResolver {
     let (tx, rx) = mpsc::channel(1);
-    let task = runtime.spawn(run(lookup, settings, backoff, controller, rx));
+    let task = runtime.spawn(crate::logging::fallback(run(
+        lookup, settings, backoff, controller, rx,
+    )));
     DnsResolver {
         resolve_now: tx,
         task,

@@ -377,7 +377,7 @@ impl StreamHandler for Router {
         };
         match self.services.get(service) {
             Some(svc) => {
-                tokio::spawn(svc.call(method, call));
+                crate::logging::spawn(svc.call(method, call));
             }
             None => call.fail(Status::unimplemented(format!("unknown service {service}"))),
         }
@@ -529,7 +529,7 @@ impl Server {
                     Ok((io, peer)) => self.spawn_connection(io, peer),
                     Err(err) => {
                         // Such as EMFILE: pause rather than spin.
-                        tracing::warn!("accept failed: {err}");
+                        crate::logging::in_scope(|| tracing::warn!("accept failed: {err}"));
                         tokio::time::sleep(Duration::from_millis(50)).await;
                     }
                 }
@@ -556,7 +556,7 @@ impl Server {
         let inner = Arc::clone(&self.inner);
         let shutdown = inner.shutdown.subscribe();
         inner.connections.send_modify(|n| *n += 1);
-        tokio::spawn(async move {
+        crate::logging::spawn(async move {
             let remote = peer.remote_addr.clone();
             tracing::debug!(peer = %remote, "accepted connection");
             let stats = &inner.router.stats;
@@ -652,7 +652,7 @@ impl Server {
         }
         let tls = Arc::clone(tls);
         let weak = Arc::downgrade(&self.inner);
-        tokio::spawn(async move {
+        crate::logging::spawn(async move {
             let mut tick = tokio::time::interval(tls.reload_interval());
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
@@ -695,7 +695,9 @@ impl Server {
     /// # Cancel safety
     /// Dropping the future does not undo the stop.
     pub async fn graceful_stop(&self) {
-        tracing::info!("graceful stop: GOAWAY to every connection, waiting for calls to finish");
+        crate::logging::in_scope(|| {
+            tracing::info!("graceful stop: GOAWAY to every connection, waiting for calls to finish")
+        });
         // Listeners close first, as in gRPC-Go, so a client that reconnects
         // on the GOAWAY cannot reach this server again. (A loop that does
         // not get to run within a second is not waited for further.)
@@ -726,7 +728,9 @@ impl Server {
             .await
             .is_err()
         {
-            tracing::info!("graceful stop did not finish within {grace:?}; stopping hard");
+            crate::logging::in_scope(|| {
+                tracing::info!("graceful stop did not finish within {grace:?}; stopping hard")
+            });
             self.stop();
             let mut connections = self.inner.connections.subscribe();
             let _ = connections.wait_for(|n| *n == 0).await;
@@ -736,7 +740,7 @@ impl Server {
     /// Stops now, as gRPC-Go's `Stop`: closes every connection; calls under
     /// way fail on the client and their handlers are cancelled.
     pub fn stop(&self) {
-        tracing::info!("stop: closing every connection");
+        crate::logging::in_scope(|| tracing::info!("stop: closing every connection"));
         self.inner.shutdown.send_replace(Shutdown::Hard);
     }
 

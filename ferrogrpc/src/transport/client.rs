@@ -260,6 +260,16 @@ impl Http2Client {
         config: &ClientConfig,
         on_event: impl Fn(ConnEvent) + Send + Sync + 'static,
     ) -> Result<Http2Client, Status> {
+        // The caller's task may not be one of ours: the handshake's events
+        // reach the stderr logger too.
+        crate::logging::fallback(Http2Client::connect_logged(endpoint, config, on_event)).await
+    }
+
+    async fn connect_logged(
+        endpoint: &Endpoint,
+        config: &ClientConfig,
+        on_event: impl Fn(ConnEvent) + Send + Sync + 'static,
+    ) -> Result<Http2Client, Status> {
         let what = match endpoint {
             Endpoint::Tcp(hostport) => hostport.clone(),
             Endpoint::Addrs(addrs) => addrs
@@ -318,7 +328,7 @@ impl Http2Client {
         let connection_window = config.initial_connection_window_size;
         let driver_signals = Arc::clone(&signals);
         let driver_what = what.clone();
-        tokio::spawn(async move {
+        crate::logging::spawn(async move {
             let what = driver_what;
             use tokio::time::sleep_until;
             let signals = driver_signals;
@@ -602,12 +612,6 @@ impl ClientRecv {
             ClientRecvState::Failed(status) => Poll::Ready(Err(status.clone())),
             ClientRecvState::Waiting { .. } => Poll::Pending,
         }
-    }
-
-    /// Whether response headers (not a Trailers-Only response) arrived: the
-    /// server is processing the call, which has committed (gRFC A6).
-    pub(crate) fn response_headers_arrived(&self) -> bool {
-        matches!(self.state, ClientRecvState::Open(_))
     }
 
     /// Whether the response headers (or a Trailers-Only response) arrived.
