@@ -16,7 +16,7 @@ use http::uri::PathAndQuery;
 use crate::{
     interceptor::StreamHook,
     metadata::MetadataMap,
-    stats::{Handlers, Payload, RpcEvent, RpcEventKind},
+    stats::{Attempt, Handlers, Payload, RpcEvent, RpcEventKind},
     status::Status,
 };
 
@@ -28,6 +28,8 @@ pub(crate) struct Observer {
     stats: Option<Handlers>,
     hooks: OnceLock<Vec<Arc<dyn StreamHook>>>,
     ended: AtomicBool,
+    /// (client stream, server stream), for the `Begin` of later attempts.
+    kind: OnceLock<(bool, bool)>,
 }
 
 /// Lets typed code hand its messages to the observer as `&dyn Any`.
@@ -57,6 +59,7 @@ impl Observer {
             stats: stats.cloned(),
             hooks: OnceLock::new(),
             ended: AtomicBool::new(false),
+            kind: OnceLock::new(),
         }))
     }
 
@@ -84,10 +87,39 @@ impl Observer {
     }
 
     pub(crate) fn begin(&self, client_stream: bool, server_stream: bool) {
+        let _ = self.kind.set((client_stream, server_stream));
         self.emit(RpcEventKind::Begin {
             client_stream,
             server_stream,
+            attempt: Attempt::Original,
+            previous_attempts: 0,
         });
+    }
+
+    /// Another attempt of the call begins (client, gRFC A6).
+    pub(crate) fn begin_attempt(&self, attempt: Attempt, previous_attempts: u32) {
+        let (client_stream, server_stream) = self.kind.get().copied().unwrap_or_default();
+        self.emit(RpcEventKind::Begin {
+            client_stream,
+            server_stream,
+            attempt,
+            previous_attempts,
+        });
+    }
+
+    /// An attempt that is not the call's last ended (for stats handlers
+    /// only; stream hooks see the call end once).
+    pub(crate) fn end_attempt(&self, result: Result<(), &Status>) {
+        self.emit(RpcEventKind::End {
+            result,
+            begin: self.begin,
+        });
+    }
+
+    /// The attempt that failed with `failed` is followed by another.
+    pub(crate) fn next_attempt(&self, failed: &Status, attempt: Attempt, previous_attempts: u32) {
+        self.end_attempt(Err(failed));
+        self.begin_attempt(attempt, previous_attempts);
     }
 
     pub(crate) fn in_header(&self, metadata: &MetadataMap) {

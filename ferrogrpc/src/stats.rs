@@ -14,6 +14,10 @@
 //!   `OutPayload`/`InPayload` per response message, then `OutTrailer`/`InTrailer`
 //! - [`RpcEventKind::End`], exactly once, with the call's outcome.
 //!
+//! A client call that is retried or hedged (gRFC A6) reports a `Begin` and
+//! an `End` per attempt, each `Begin` saying which [`Attempt`] it is; the
+//! last `End` is the call's outcome. Interceptors see the call once.
+//!
 //! (Request and response events interleave on streams.) Handlers run on the
 //! call's task and must be quick and must not block.
 
@@ -53,12 +57,22 @@ pub struct RpcEvent<'a> {
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum RpcEventKind<'a> {
-    /// The call began.
+    /// The call began, or (on a client) another attempt of it: a call
+    /// that is retried or hedged (gRFC A6) reports a `Begin`/`End` pair per
+    /// attempt, all with the call's id; the last `End` is the call's
+    /// outcome. Interceptors see the call once.
+    #[non_exhaustive]
     Begin {
         /// Whether the client sends a stream of messages.
         client_stream: bool,
         /// Whether the server sends a stream of messages.
         server_stream: bool,
+        /// Which kind of attempt this is.
+        attempt: Attempt,
+        /// The attempts of the call made before this one (as sent in
+        /// `grpc-previous-rpc-attempts`; transparent retries are not
+        /// counted).
+        previous_attempts: u32,
     },
     /// Headers were received (request headers on a server, response headers
     /// on a client).
@@ -92,6 +106,22 @@ pub enum RpcEventKind<'a> {
         /// When the call began.
         begin: Instant,
     },
+}
+
+/// The kind of a call attempt, as [`RpcEventKind::Begin`] reports it
+/// (gRPC-Go's `Begin.IsTransparentRetryAttempt`, with retries and hedges
+/// told apart too).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Attempt {
+    /// The call's first attempt (and every server-side call).
+    Original,
+    /// A retry under the service config's retry policy.
+    Retry,
+    /// A hedge under the service config's hedging policy.
+    Hedge,
+    /// A transparent retry of an attempt the server never processed.
+    TransparentRetry,
 }
 
 /// Sizes of one message.

@@ -305,3 +305,56 @@ async fn pushback_never_stops_further_hedges() {
         "no hedge after a 'do not retry'"
     );
 }
+
+/// Records the Begin and End events a stats handler sees.
+#[derive(Clone, Default)]
+struct Events(Arc<Mutex<Vec<String>>>);
+
+impl ferrogrpc::stats::Handler for Events {
+    fn handle_rpc(&self, e: &ferrogrpc::stats::RpcEvent<'_>) {
+        use ferrogrpc::stats::RpcEventKind;
+        let line = match &e.kind {
+            RpcEventKind::Begin {
+                attempt,
+                previous_attempts,
+                ..
+            } => format!("Begin {attempt:?} {previous_attempts}"),
+            RpcEventKind::End { result, .. } => format!("End {:?}", result.map_err(|s| s.code())),
+            _ => return,
+        };
+        self.0.lock().unwrap().push(line);
+    }
+}
+
+#[tokio::test]
+async fn stats_see_one_begin_and_one_end_per_hedge() {
+    let (_b, addr) = backend("a").await;
+    let events = Events::default();
+    let ch = Channel::builder(&addr)
+        .default_service_config(&config("0.1s", ""))
+        .stats_handler(events.clone())
+        .build()
+        .unwrap();
+    assert_eq!(unary(&ch, &[("x-stall", "0")]).await.unwrap(), "a:1");
+    assert_eq!(
+        *events.0.lock().unwrap(),
+        [
+            "Begin Original 0",
+            "Begin Hedge 1",
+            "End Err(Cancelled)",
+            "End Ok(())"
+        ]
+    );
+    // A non-fatal failure, then a success.
+    events.0.lock().unwrap().clear();
+    assert_eq!(unary(&ch, &[("x-fail", "0")]).await.unwrap(), "a:1");
+    assert_eq!(
+        *events.0.lock().unwrap(),
+        [
+            "Begin Original 0",
+            "End Err(Unavailable)",
+            "Begin Hedge 1",
+            "End Ok(())"
+        ]
+    );
+}

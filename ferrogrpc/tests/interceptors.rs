@@ -453,6 +453,7 @@ impl stats::Handler for Recorder {
             RpcEventKind::Begin {
                 client_stream,
                 server_stream,
+                ..
             } => format!("Begin({client_stream},{server_stream})"),
             RpcEventKind::InHeader { .. } => "InHeader".into(),
             RpcEventKind::OutHeader { .. } => "OutHeader".into(),

@@ -432,3 +432,85 @@ async fn retries_can_be_turned_off_per_channel_and_per_call() {
     ch.unary(path("Unary"), r, BytesCodec).await.unwrap_err();
     assert_eq!(flaky.seen().len(), 1);
 }
+
+/// Records the Begin and End events a stats handler sees.
+#[derive(Clone, Default)]
+struct Attempts(Arc<Mutex<Vec<String>>>);
+
+impl ferrogrpc::stats::Handler for Attempts {
+    fn handle_rpc(&self, e: &ferrogrpc::stats::RpcEvent<'_>) {
+        use ferrogrpc::stats::RpcEventKind;
+        let line = match &e.kind {
+            RpcEventKind::Begin {
+                attempt,
+                previous_attempts,
+                ..
+            } => format!("Begin {attempt:?} {previous_attempts}"),
+            RpcEventKind::End { result, .. } => format!("End {:?}", result.map_err(|s| s.code())),
+            _ => return,
+        };
+        self.0.lock().unwrap().push(line);
+    }
+}
+
+/// Counts the calls a unary interceptor sees.
+#[derive(Clone, Default)]
+struct Calls(Arc<std::sync::atomic::AtomicUsize>);
+
+impl ferrogrpc::interceptor::UnaryClientInterceptor for Calls {
+    fn intercept<'a>(
+        &'a self,
+        request: Request<ferrogrpc::interceptor::AnyMessage>,
+        _info: ferrogrpc::interceptor::CallInfo<'a>,
+        next: ferrogrpc::interceptor::UnaryClientNext<'a>,
+    ) -> ferrogrpc::interceptor::BoxFuture<
+        'a,
+        Result<Response<ferrogrpc::interceptor::AnyMessage>, Status>,
+    > {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Box::pin(next.run(request))
+    }
+}
+
+#[tokio::test]
+async fn stats_see_each_attempt_and_interceptors_one_call() {
+    let events = Attempts::default();
+    let calls = Calls::default();
+    let (_flaky, ch) = setup_with(POLICY, |b| {
+        b.stats_handler(events.clone())
+            .unary_interceptor(calls.clone())
+    })
+    .await;
+    assert_eq!(unary(&ch, &[("x-fail", "2")]).await.unwrap(), "2");
+    assert_eq!(
+        *events.0.lock().unwrap(),
+        [
+            "Begin Original 0",
+            "End Err(Unavailable)",
+            "Begin Retry 1",
+            "End Err(Unavailable)",
+            "Begin Retry 2",
+            "End Ok(())",
+        ]
+    );
+    assert_eq!(calls.0.load(std::sync::atomic::Ordering::SeqCst), 1);
+
+    // A bidi call replayed under the policy reports its attempts too.
+    events.0.lock().unwrap().clear();
+    let (mut sink, mut stream) = ch
+        .streaming::<Bytes, Bytes, _>(path("Bidi"), req((), &[("x-fail", "1")]), BytesCodec)
+        .await
+        .unwrap();
+    sink.send(Bytes::from_static(b"m")).await.unwrap();
+    sink.close().unwrap();
+    assert_eq!(read_all(&mut stream).await.unwrap(), ["1", "m"]);
+    assert_eq!(
+        *events.0.lock().unwrap(),
+        [
+            "Begin Original 0",
+            "End Err(Unavailable)",
+            "Begin Retry 1",
+            "End Ok(())",
+        ]
+    );
+}

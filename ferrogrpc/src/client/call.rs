@@ -23,6 +23,7 @@ use crate::{
     request::Request,
     response::Response,
     serviceconfig::ServiceConfig,
+    stats::Attempt,
     stats::Payload,
     status::Status,
     streaming::{DecodeWith, Streaming},
@@ -80,26 +81,30 @@ pub(super) async fn until<T>(
     }
 }
 
-/// Evaluates the `attempt` expression (an `.await`ed call attempt giving
-/// `Result<T, (Status, committed)>`) until it succeeds, fails after the call
-/// committed, or [`Channel::after_failure`] says not to try again: gRFC A6's
+/// Evaluates the `attempt` expression (an `.await`ed call attempt that
+/// ends when the call commits, giving `Result<T, Status>`) until it
+/// succeeds or [`Channel::after_failure`] says not to try again: gRFC A6's
 /// transparent retry and the service config's retry policy. Waits out the
-/// backoff in between; the caller's deadline bounds the whole. A macro
-/// rather than a function over an async closure, so the calls' futures stay
-/// `Send`.
+/// backoff in between and tells the observer of each new attempt; the
+/// caller's deadline bounds the whole. A macro rather than a function over
+/// an async closure, so the calls' futures stay `Send`.
 macro_rules! with_retries {
-    ($channel:expr, $method:expr, $setup:expr, $attempt:expr) => {{
+    ($channel:expr, $method:expr, $setup:expr, $obs:expr, $attempt:expr) => {{
         loop {
-            match $attempt {
+            let status = match $attempt {
                 Ok(value) => break Ok(value),
-                Err((status, true)) => break Err(status),
-                Err((status, false)) => {
-                    match $channel.after_failure($method, &mut $setup.attempts, &status) {
-                        Next::Transparent => {}
-                        Next::After(delay) => tokio::time::sleep(delay).await,
-                        Next::Stop => break Err(status),
-                    }
+                Err(status) => status,
+            };
+            let attempt = match $channel.after_failure($method, &mut $setup.attempts, &status) {
+                Next::Transparent => Attempt::TransparentRetry,
+                Next::After(delay) => {
+                    tokio::time::sleep(delay).await;
+                    Attempt::Retry
                 }
+                Next::Stop => break Err(status),
+            };
+            if let Some(obs) = $obs {
+                obs.next_attempt(&status, attempt, $setup.attempts.previous());
             }
         }
     }};
@@ -476,9 +481,9 @@ impl Channel {
                 self,
                 path.path(),
                 setup,
+                observer.as_deref(),
                 self.open(path.clone(), &mut setup, subtype, observer.as_deref())
                     .await
-                    .map_err(|s| (s, false))
             )
         })
         .await;
@@ -493,6 +498,7 @@ impl Channel {
                     path,
                     setup,
                     content_subtype: subtype,
+                    observer: observer.clone(),
                 };
                 let (recv, send) = Replay::split(recv, send, reopen, kept, self.throttle());
                 Ok(StreamStart {
@@ -631,7 +637,7 @@ impl Channel {
             ) {
                 let mut first = Some(self.open(path.clone(), setup, subtype, obs).await);
                 let setup = &*setup;
-                return hedge::run(self, path.path(), policy, |n| {
+                return hedge::run(self, path.path(), policy, obs, |n| {
                     let first = if n == 0 { first.take() } else { None };
                     async move {
                         let opened = match first {
@@ -649,9 +655,8 @@ impl Channel {
             self,
             path.path(),
             setup,
-            attempt(self.open(path.clone(), setup, subtype, obs).await)
-                .await
-                .map_err(|s| (s, false))
+            obs,
+            attempt(self.open(path.clone(), setup, subtype, obs).await).await
         )
     }
 

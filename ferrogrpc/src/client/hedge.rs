@@ -23,7 +23,9 @@ use tokio::time::Instant;
 
 use super::{attempts::Throttle, Channel};
 use crate::{
+    observe::Observer,
     serviceconfig::{HedgingPolicy, ServiceConfig},
+    stats::Attempt,
     status::{RetryPushback, Status},
 };
 
@@ -49,6 +51,7 @@ pub(super) async fn run<T, Fut>(
     channel: &Channel,
     method: &str,
     policy: &HedgingPolicy,
+    observer: Option<&Observer>,
     mut attempt: impl FnMut(u32) -> Fut,
 ) -> Result<T, Status>
 where
@@ -68,6 +71,10 @@ where
     let mut timer = pin!(tokio::time::sleep(policy.hedging_delay));
     let mut timer_armed = sent < max_attempts;
     let mut last_failure = None;
+    let mut reports = Reports {
+        observer,
+        pending: None,
+    };
     loop {
         let event = poll_fn(|cx| {
             for (i, (_, fut)) in running.iter_mut().enumerate() {
@@ -82,14 +89,20 @@ where
         })
         .await;
         match event {
-            // Dropping the others cancels them.
-            Event::Done(_, Ok(value)) => return Ok(value),
+            Event::Done(i, Ok(value)) => {
+                // Dropping the others cancels them.
+                reports.cancelled(running.len() - 1, "another hedge of the call won");
+                drop(running.swap_remove(i));
+                return Ok(value);
+            }
             Event::Done(i, Err(status)) => {
                 let (n, _) = running.swap_remove(i);
                 if status.is_transparent_retry() && !transparent_used {
                     // Never reached the server's application: once, at once,
                     // not counted as a hedge.
                     transparent_used = true;
+                    reports.failed(&status);
+                    reports.begin(Attempt::TransparentRetry, n);
                     running.push((n, Box::pin(attempt(n))));
                     continue;
                 }
@@ -102,6 +115,7 @@ where
                 }
                 if !non_fatal {
                     tracing::debug!(method, attempt = n, "hedged call ends: {}", status.code());
+                    reports.cancelled(running.len(), "another hedge of the call failed");
                     return Err(status);
                 }
                 let now = Instant::now();
@@ -114,8 +128,10 @@ where
                     None => timer.as_mut().reset(now),
                 }
                 if running.is_empty() && !timer_armed {
+                    reports.flush();
                     return Err(status);
                 }
+                reports.failed(&status);
                 last_failure = Some(status);
             }
             Event::Timer => {
@@ -124,16 +140,59 @@ where
                     timer_armed = false;
                 } else {
                     tracing::debug!(method, attempt = sent, "sending a hedge");
+                    reports.begin(Attempt::Hedge, sent);
                     running.push((sent, Box::pin(attempt(sent))));
                     sent += 1;
                     timer_armed = sent < max_attempts;
                     timer.as_mut().reset(Instant::now() + policy.hedging_delay);
                 }
                 if running.is_empty() && !timer_armed {
+                    // The last failure is the call's outcome, which the
+                    // caller reports: its `End` stays pending.
                     return Err(last_failure.unwrap_or_else(|| {
                         Status::unavailable("hedged call: no attempt left to wait for")
                     }));
                 }
+            }
+        }
+    }
+}
+
+/// Tells the observer about the attempts of a hedged call, one `Begin` and
+/// one `End` each. A failed attempt's `End` waits until it is known not to
+/// be the call's outcome, which the caller reports.
+struct Reports<'a> {
+    observer: Option<&'a Observer>,
+    pending: Option<Status>,
+}
+
+impl Reports<'_> {
+    fn flush(&mut self) {
+        if let (Some(obs), Some(status)) = (self.observer, self.pending.take()) {
+            obs.end_attempt(Err(&status));
+        }
+    }
+
+    fn failed(&mut self, status: &Status) {
+        self.flush();
+        if self.observer.is_some() {
+            self.pending = Some(status.clone());
+        }
+    }
+
+    fn begin(&mut self, attempt: Attempt, previous_attempts: u32) {
+        self.flush();
+        if let Some(obs) = self.observer {
+            obs.begin_attempt(attempt, previous_attempts);
+        }
+    }
+
+    fn cancelled(&mut self, attempts: usize, why: &str) {
+        self.flush();
+        if let Some(obs) = self.observer {
+            let status = Status::cancelled(why);
+            for _ in 0..attempts {
+                obs.end_attempt(Err(&status));
             }
         }
     }

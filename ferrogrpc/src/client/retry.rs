@@ -46,6 +46,7 @@ use super::{
 use crate::{
     metadata::MetadataMap,
     peer::Peer,
+    stats::Attempt,
     status::Status,
     transport::{client::ClientRecv, ClientSend},
 };
@@ -59,6 +60,8 @@ pub(super) struct Reopen {
     pub(super) path: PathAndQuery,
     pub(super) setup: CallSetup,
     pub(super) content_subtype: &'static str,
+    /// Told of each new attempt.
+    pub(super) observer: Option<Arc<crate::observe::Observer>>,
 }
 
 /// State shared by the two halves of a call that is not committed yet.
@@ -205,18 +208,21 @@ impl Replay {
             state.commit();
             return false;
         };
-        let delay = match reopen.channel.after_failure(
+        let (delay, attempt) = match reopen.channel.after_failure(
             reopen.path.path(),
             &mut reopen.setup.attempts,
             status,
         ) {
-            Next::Transparent => std::time::Duration::ZERO,
-            Next::After(delay) => delay,
+            Next::Transparent => (std::time::Duration::ZERO, Attempt::TransparentRetry),
+            Next::After(delay) => (delay, Attempt::Retry),
             Next::Stop => {
                 state.commit();
                 return false;
             }
         };
+        if let Some(obs) = &reopen.observer {
+            obs.next_attempt(status, attempt, reopen.setup.attempts.previous());
+        }
         state.phase = Phase::Reopening;
         state.send = None;
         state.send_failed = None;
