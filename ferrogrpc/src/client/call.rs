@@ -637,7 +637,7 @@ impl Channel {
             ) {
                 let mut first = Some(self.open(path.clone(), setup, subtype, obs).await);
                 let setup = &*setup;
-                return hedge::run(self, path.path(), policy, obs, |n| {
+                return hedge::run(self, policy, obs, |n| {
                     let first = if n == 0 { first.take() } else { None };
                     async move {
                         let opened = match first {
