@@ -10,6 +10,59 @@ pub mod routeguide {
     ferrogrpc::include_proto!("routeguide");
 }
 
+/// What the example servers share: binding their address, and stopping on
+/// a signal.
+pub mod serving {
+    use std::{future::Future, io};
+
+    use tokio::net::TcpListener;
+
+    /// Binds `addr` (`host:port`) for a server to listen on. Bind before
+    /// printing that the server listens: then the message is true, and a
+    /// port in use is an error message rather than a failure later on.
+    ///
+    /// # Errors
+    /// What to tell the user, naming the address: `cannot listen on
+    /// 127.0.0.1:50051: address already in use`.
+    pub async fn bind(addr: &str) -> Result<TcpListener, String> {
+        TcpListener::bind(addr).await.map_err(|err| {
+            let why = match err.kind() {
+                io::ErrorKind::AddrInUse => "address already in use".to_string(),
+                _ => err.to_string(),
+            };
+            format!("cannot listen on {addr}: {why}")
+        })
+    }
+
+    /// Resolves on SIGINT (Ctrl-C) or SIGTERM (what `kill`, systemd and
+    /// Kubernetes send); elsewhere than Unix, on Ctrl-C. The handlers are
+    /// installed when this is called, not when the future is first polled,
+    /// so a signal that arrives before then is not lost.
+    ///
+    /// # Errors
+    /// When a signal handler cannot be installed.
+    pub fn stop_signal() -> io::Result<impl Future<Output = ()>> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            let mut interrupt = signal(SignalKind::interrupt())?;
+            let mut terminate = signal(SignalKind::terminate())?;
+            Ok(async move {
+                tokio::select! {
+                    _ = interrupt.recv() => {}
+                    _ = terminate.recv() => {}
+                }
+            })
+        }
+        #[cfg(not(unix))]
+        {
+            Ok(async {
+                let _ = tokio::signal::ctrl_c().await;
+            })
+        }
+    }
+}
+
 /// Numbered greeter servers, for the examples that show calls spreading
 /// over several servers (`load_balancing`, `custom_resolver`).
 pub mod numbered {

@@ -1,12 +1,21 @@
 //! The route guide server: one method of each RPC kind.
-//! Usage: `route_guide_server [ADDR]` (default 127.0.0.1:10000).
+//! Usage: `route_guide_server [ADDR]` (default 127.0.0.1:10000). Stops
+//! gracefully on Ctrl-C or SIGTERM.
 
-use std::{collections::HashMap, sync::Mutex, time::Instant};
+use std::{
+    collections::HashMap,
+    process::ExitCode,
+    sync::Mutex,
+    time::{Duration, Instant},
+};
 
 use ferrogrpc::{server::ResponseSink, server::Server, Request, Response, Status, Streaming};
-use ferrogrpc_examples::routeguide::{
-    route_guide_server::{RouteGuide, RouteGuideServer},
-    Feature, Point, Rectangle, RouteNote, RouteSummary,
+use ferrogrpc_examples::{
+    routeguide::{
+        route_guide_server::{RouteGuide, RouteGuideServer},
+        Feature, Point, Rectangle, RouteNote, RouteSummary,
+    },
+    serving::{bind, stop_signal},
 };
 
 struct Guide {
@@ -147,19 +156,45 @@ fn sample_features() -> Vec<Feature> {
 }
 
 #[tokio::main]
-async fn main() -> std::io::Result<()> {
+async fn main() -> ExitCode {
     let addr = std::env::args()
         .nth(1)
         .unwrap_or_else(|| "127.0.0.1:10000".into());
+    let stop = match stop_signal() {
+        Ok(stop) => stop,
+        Err(err) => {
+            eprintln!("route_guide_server: cannot handle signals: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let listener = match bind(&addr).await {
+        Ok(listener) => listener,
+        Err(message) => {
+            eprintln!("route_guide_server: {message}");
+            return ExitCode::FAILURE;
+        }
+    };
     let guide = Guide {
         features: sample_features(),
         notes: Mutex::default(),
     };
-    println!("route guide server listening on {addr}");
-    Server::builder()
+    let server = Server::builder()
         .add_service(RouteGuideServer::new(guide))
-        .serve_with_shutdown(addr, async {
-            let _ = tokio::signal::ctrl_c().await;
-        })
-        .await
+        .build();
+    println!("route guide server listening on {addr}");
+    tokio::select! {
+        result = server.serve_listener(listener) => {
+            if let Err(err) = result {
+                eprintln!("route_guide_server: {err}");
+                return ExitCode::FAILURE;
+            }
+        }
+        () = stop => {
+            // No new calls; those under way (a RouteChat may last as long as
+            // its client likes) get a few seconds to finish.
+            println!("route guide server stopping");
+            server.graceful_stop_timeout(Duration::from_secs(5)).await;
+        }
+    }
+    ExitCode::SUCCESS
 }
