@@ -21,6 +21,7 @@
 
 use std::{
     io,
+    net::{Ipv4Addr, Ipv6Addr, SocketAddr},
     process::ExitCode,
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
@@ -367,22 +368,28 @@ impl TestService for InteropService {
 // ----- main ------------------------------------------------------------------
 
 /// Binds `[::]:port` and `0.0.0.0:port`. One of them may fail (no IPv6, or a
-/// dual-stack IPv6 socket already covering IPv4); both failing is an error.
-/// With port 0 the second socket uses the port the first one got.
+/// dual-stack IPv6 socket already covering IPv4); both failing is an error,
+/// which names the address (`cannot listen on [::]:50051: address already in
+/// use`). With port 0 the second socket uses the port the first one got.
 async fn bind(port: u16) -> io::Result<Vec<TcpListener>> {
     let mut listeners = Vec::new();
     let mut port = port;
     let mut first_error = None;
-    for host in ["::", "0.0.0.0"] {
-        match TcpListener::bind((host, port)).await {
+    for host in [Ipv6Addr::UNSPECIFIED.into(), Ipv4Addr::UNSPECIFIED.into()] {
+        let addr = SocketAddr::new(host, port);
+        match TcpListener::bind(addr).await {
             Ok(listener) => {
                 port = listener.local_addr()?.port();
                 listeners.push(listener);
             }
             Err(err) => {
+                let why = match err.kind() {
+                    io::ErrorKind::AddrInUse => "address already in use".to_string(),
+                    _ => err.to_string(),
+                };
                 first_error.get_or_insert(io::Error::new(
                     err.kind(),
-                    format!("cannot listen on {host} port {port}: {err}"),
+                    format!("cannot listen on {addr}: {why}"),
                 ));
             }
         }
