@@ -3,7 +3,10 @@
 # greeter client, and stops the server.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo build -q -p ferrogrpc-examples --bin helloworld_server --bin helloworld_client
+# Cargo's progress goes to stderr, so a cold build is visibly working and
+# stdout carries only what the server and client print.
+echo "building the helloworld example (the first build takes a minute or two)…" >&2
+cargo build -p ferrogrpc-examples --bin helloworld_server --bin helloworld_client >&2
 addr=127.0.0.1:${PORT:-50051}
 target/debug/helloworld_server "$addr" &
 server=$!
