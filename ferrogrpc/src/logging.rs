@@ -214,7 +214,10 @@ mod tests {
         let (directives, warnings) = parse(Some("loud"), None);
         assert_eq!(directives, None);
         assert_eq!(warnings.len(), 1);
-        assert!(warnings[0].contains("FERROGRPC_LOG=\"loud\""), "{warnings:?}");
+        assert!(
+            warnings[0].contains("FERROGRPC_LOG=\"loud\""),
+            "{warnings:?}"
+        );
         assert!(warnings[0].contains("error, warning"), "{warnings:?}");
 
         let (directives, warnings) = parse(Some("info"), Some("-1"));

@@ -92,7 +92,10 @@ async fn app_subscriber_after_channel() {
         "ferrogrpc::server: stop: closing every connection",
         "ferrogrpc::server: accepted connection",
     ] {
-        assert!(events.iter().any(|e| e == want), "no {want:?} in {events:#?}");
+        assert!(
+            events.iter().any(|e| e == want),
+            "no {want:?} in {events:#?}"
+        );
     }
 }
 
@@ -137,10 +140,7 @@ const DEBUG_EVENT: &str = "accepted connection";
 
 #[test]
 fn a_subscriber_installed_after_building_a_channel_gets_the_events() {
-    let stderr = run(
-        "app_subscriber_after_channel",
-        &[("FERROGRPC_LOG", "info")],
-    );
+    let stderr = run("app_subscriber_after_channel", &[("FERROGRPC_LOG", "info")]);
     // Printed once: by the stderr logger, before the program had a
     // subscriber; the second stop went to the program's subscriber.
     assert_eq!(stderr.matches(INFO_EVENT).count(), 1, "{stderr}");
@@ -152,9 +152,16 @@ fn verbosity_adds_detail_only_below_an_info_severity() {
     let shown = |log: &str, verbosity: &str| {
         let stderr = run(
             "server_events",
-            &[("FERROGRPC_LOG", log), ("FERROGRPC_LOG_VERBOSITY", verbosity)],
+            &[
+                ("FERROGRPC_LOG", log),
+                ("FERROGRPC_LOG_VERBOSITY", verbosity),
+            ],
         );
-        (stderr.contains(INFO_EVENT), stderr.contains(DEBUG_EVENT), stderr)
+        (
+            stderr.contains(INFO_EVENT),
+            stderr.contains(DEBUG_EVENT),
+            stderr,
+        )
     };
     let (info, debug, stderr) = shown("info", "1");
     assert!(info && debug, "{stderr}");
@@ -176,7 +183,10 @@ fn a_bad_value_is_named_in_a_warning_and_the_default_applies() {
 
     let stderr = run(
         "server_events",
-        &[("FERROGRPC_LOG", "info"), ("FERROGRPC_LOG_VERBOSITY", "lots")],
+        &[
+            ("FERROGRPC_LOG", "info"),
+            ("FERROGRPC_LOG_VERBOSITY", "lots"),
+        ],
     );
     assert!(
         stderr.contains("FERROGRPC_LOG_VERBOSITY=\"lots\""),

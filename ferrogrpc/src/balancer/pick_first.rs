@@ -265,7 +265,7 @@ impl PickFirst {
         if rest.is_empty() {
             return;
         }
-        let task = tokio::spawn(async move {
+        let task = crate::logging::spawn(async move {
             for subconn in rest {
                 tokio::time::sleep(CONNECTION_ATTEMPT_DELAY).await;
                 subconn.connect();
