@@ -25,11 +25,9 @@
 //! ([`ServiceConfig::load_balancing_config`]) to choose its policy, and for
 //! each call the [`MethodConfig`] found by [`ServiceConfig::method_config`]
 //! for its default wait-for-ready, timeout and message size limits.
-//! Retry policies ([`RetryPolicy`]) and [`RetryThrottling`] are acted on by
-//! the channel for all four kinds of calls (gRFC A6). Hedging policies
-//! ([`HedgingPolicy`]) are acted on for unary and server-streaming calls;
-//! client-streaming and bidi calls are not hedged yet and are sent once (a
-//! channel given such a config says so in its log).
+//! Retry policies ([`RetryPolicy`]), hedging policies ([`HedgingPolicy`])
+//! and [`RetryThrottling`] are acted on by the channel for all four kinds of
+//! calls (gRFC A6).
 //!
 //! A parsed config is immutable and shared: cloning it is a reference-count
 //! increment, and looking up a method's config does not allocate.
@@ -104,9 +102,7 @@ pub struct MethodConfig {
     /// [`hedging_policy`](Self::hedging_policy).
     pub retry_policy: Option<RetryPolicy>,
     /// `hedgingPolicy`: how calls are hedged. Never set together with
-    /// [`retry_policy`](Self::retry_policy). Applied to unary and
-    /// server-streaming calls; client-streaming and bidi calls are not
-    /// hedged yet.
+    /// [`retry_policy`](Self::retry_policy).
     pub hedging_policy: Option<HedgingPolicy>,
 }
 
@@ -340,14 +336,6 @@ impl ServiceConfig {
     /// Parsed and validated, not yet acted upon by the channel.
     pub fn retry_throttling(&self) -> Option<&RetryThrottling> {
         self.inner.retry_throttling.as_ref()
-    }
-
-    /// Whether any method config has a hedging policy.
-    pub fn has_hedging_policy(&self) -> bool {
-        self.inner
-            .method_configs
-            .iter()
-            .any(|m| m.hedging_policy.is_some())
     }
 
     /// The service name for client-side health checking

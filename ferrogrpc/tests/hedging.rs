@@ -19,7 +19,7 @@ use ferrogrpc::{
     codec::BytesCodec,
     metadata::MetadataMap,
     server::{self, BoxFuture, ResponseSink, Server, ServerCall, Service},
-    Code, Request, Response, Status,
+    Code, Request, Response, Status, Streaming,
 };
 use http::uri::PathAndQuery;
 
@@ -34,6 +34,9 @@ impl Drop for CancelGuard {
     }
 }
 
+/// An attempt's number and the request messages it carried.
+type AttemptMessages = (u32, Vec<Bytes>);
+
 /// By `grpc-previous-rpc-attempts` (the attempt number): attempts listed in
 /// `x-stall` never answer, those in `x-fail` fail with `x-code` (default
 /// UNAVAILABLE) and `x-pushback-ms`; the others answer `<server id>:<n>`.
@@ -42,6 +45,10 @@ struct Backend {
     id: &'static str,
     attempts: Arc<Mutex<Vec<u32>>>,
     cancelled: Arc<AtomicUsize>,
+    /// The request messages each attempt of a streaming call carried.
+    messages: Arc<Mutex<Vec<AttemptMessages>>>,
+    /// The streaming attempts that started.
+    started: Arc<Mutex<Vec<u32>>>,
 }
 
 fn listed(md: &MetadataMap, key: &str, n: u32) -> bool {
@@ -50,6 +57,23 @@ fn listed(md: &MetadataMap, key: &str, n: u32) -> bool {
 }
 
 impl Backend {
+    async fn read_all(
+        &self,
+        md: &MetadataMap,
+        mut stream: Streaming<Bytes>,
+    ) -> Result<Vec<Bytes>, Status> {
+        let n: u32 = md
+            .get("grpc-previous-rpc-attempts")
+            .map_or(0, |v| v.parse().unwrap());
+        self.started.lock().unwrap().push(n);
+        let mut all = Vec::new();
+        while let Some(m) = stream.message().await? {
+            all.push(m);
+        }
+        self.messages.lock().unwrap().push((n, all.clone()));
+        Ok(all)
+    }
+
     async fn handle(&self, md: &MetadataMap) -> Result<Bytes, Status> {
         let n: u32 = md
             .get("grpc-previous-rpc-attempts")
@@ -97,6 +121,28 @@ impl Service for Backend {
                     Ok(Response::new(this.handle(req.metadata()).await?))
                 },
             )),
+            "ClientStream" => Box::pin(server::client_streaming(
+                call,
+                BytesCodec,
+                move |req: Request<Streaming<Bytes>>| async move {
+                    let md = req.metadata().clone();
+                    this.read_all(&md, req.into_inner()).await?;
+                    Ok(Response::new(this.handle(&md).await?))
+                },
+            )),
+            "Bidi" => Box::pin(server::streaming(
+                call,
+                BytesCodec,
+                move |req: Request<Streaming<Bytes>>, mut sink: ResponseSink<Bytes>| async move {
+                    let md = req.metadata().clone();
+                    let messages = this.read_all(&md, req.into_inner()).await?;
+                    sink.send(this.handle(&md).await?).await?;
+                    for m in messages {
+                        sink.send(m).await?;
+                    }
+                    Ok(())
+                },
+            )),
             _ => Box::pin(server::server_streaming(
                 call,
                 BytesCodec,
@@ -117,6 +163,8 @@ async fn backend(id: &'static str) -> (Backend, String) {
         id,
         attempts: Arc::default(),
         cancelled: Arc::default(),
+        messages: Arc::default(),
+        started: Arc::default(),
     };
     let server = Server::builder().add_service(backend.clone()).build();
     tokio::spawn(async move { server.serve_listener(listener).await });
@@ -357,4 +405,102 @@ async fn stats_see_one_begin_and_one_end_per_hedge() {
             "End Ok(())"
         ]
     );
+}
+
+#[tokio::test]
+async fn client_streaming_hedges_replay_the_messages_sent_so_far() {
+    let (b, addr) = backend("a").await;
+    let ch = channel(&addr, &config("0.2s", ""));
+    let mut req = Request::new(()).with_timeout(Duration::from_secs(20));
+    req.metadata_mut().insert("x-stall", "0").unwrap();
+    let mut call = ch
+        .client_streaming::<Bytes, Bytes, _>(
+            PathAndQuery::from_static("/h.Hedged/ClientStream"),
+            req,
+            BytesCodec,
+        )
+        .await
+        .unwrap();
+    // Two messages before the hedge starts, one after: the hedge gets all
+    // three, the first two by replay.
+    call.send(Bytes::from_static(b"1")).await.unwrap();
+    call.send(Bytes::from_static(b"2")).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    call.send(Bytes::from_static(b"3")).await.unwrap();
+    assert_eq!(call.close_and_recv().await.unwrap().into_inner(), "a:1");
+    // Attempt 0 and every hedge (1 at 200 ms, 2 at 400 ms) had all three.
+    let seen = b.messages.lock().unwrap().clone();
+    let all: Vec<Bytes> = vec!["1".into(), "2".into(), "3".into()];
+    assert!(seen.len() >= 2, "{seen:?}");
+    for (n, messages) in &seen {
+        assert_eq!(messages, &all, "attempt {n}");
+    }
+    assert!(
+        wait_for(|| b.cancelled.load(Ordering::SeqCst) == 1).await,
+        "attempt 0 cancelled"
+    );
+}
+
+#[tokio::test]
+async fn bidi_hedges_race_and_a_non_fatal_failure_brings_the_next_forward() {
+    let (b, addr) = backend("a").await;
+    let ch = channel(&addr, &config("10s", ""));
+    let mut req = Request::new(()).with_timeout(Duration::from_secs(20));
+    req.metadata_mut().insert("x-fail", "0").unwrap();
+    let (mut sink, mut stream) = ch
+        .streaming::<Bytes, Bytes, _>(PathAndQuery::from_static("/h.Hedged/Bidi"), req, BytesCodec)
+        .await
+        .unwrap();
+    sink.send(Bytes::from_static(b"x")).await.unwrap();
+    sink.send(Bytes::from_static(b"y")).await.unwrap();
+    sink.close().unwrap();
+    let start = Instant::now();
+    let mut got = Vec::new();
+    while let Some(m) = stream.message().await.unwrap() {
+        got.push(m);
+    }
+    assert_eq!(got, ["a:1", "x", "y"]);
+    assert!(
+        start.elapsed() < Duration::from_secs(5),
+        "not the 10 s hedging delay"
+    );
+    assert_eq!(*b.attempts.lock().unwrap(), [0, 1]);
+}
+
+#[tokio::test]
+async fn a_hedged_stream_past_its_buffer_commits_to_one_attempt() {
+    let (b, addr) = backend("a").await;
+    let ch = Channel::builder(&addr)
+        .default_service_config(&config("0.05s", ""))
+        .per_rpc_retry_buffer_size(1000)
+        .build()
+        .unwrap();
+    let req = Request::new(()).with_timeout(Duration::from_secs(20));
+    let mut call = ch
+        .client_streaming::<Bytes, Bytes, _>(
+            PathAndQuery::from_static("/h.Hedged/ClientStream"),
+            req,
+            BytesCodec,
+        )
+        .await
+        .unwrap();
+    // All three attempts start (hedges at 50 and 100 ms).
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // 1,200 bytes pass the 1,000-byte buffer: the call commits to attempt
+    // 0, the oldest, and the hedges are cancelled.
+    for _ in 0..3 {
+        call.send(Bytes::from(vec![7; 400])).await.unwrap();
+    }
+    assert_eq!(call.close_and_recv().await.unwrap().into_inner(), "a:0");
+    let mut started = b.started.lock().unwrap().clone();
+    started.sort_unstable();
+    assert_eq!(started, [0, 1, 2], "the hedges had started");
+    let seen = b.messages.lock().unwrap().clone();
+    assert_eq!(
+        seen.len(),
+        1,
+        "only the committed attempt read all its requests: {seen:?}"
+    );
+    assert_eq!(seen[0].0, 0);
+    assert_eq!(seen[0].1.len(), 3);
 }

@@ -36,6 +36,7 @@ use crate::{
 use super::{
     attempts::{Attempts, Next, RetryBuffer},
     hedge,
+    hedge_stream::HedgedStream,
     retry::{CallRecv, CallSend, Reopen, Replay},
 };
 
@@ -279,7 +280,7 @@ impl Channel {
 
     /// Opens a hedge of a call whose first attempt was opened (so its
     /// per-RPC credentials are in `setup`'s metadata).
-    async fn open_hedge(
+    pub(super) async fn open_hedge(
         &self,
         path: PathAndQuery,
         setup: &CallSetup,
@@ -492,7 +493,15 @@ impl Channel {
                 let (max_send, compression) = (setup.max_send, setup.compression.clone());
                 // Kept so that the stream can be replayed: transparently
                 // when the server refuses it, and under the retry policy.
-                let kept = self.keep_for_retry(&mut setup.attempts, 0);
+                let hedging = setup.hedging.take();
+                let hedging = hedging
+                    .as_ref()
+                    .and_then(|c| hedge::policy(c, path.path()))
+                    .and_then(|policy| Some((policy, self.reserve_for_retry(0)?)));
+                let kept = match hedging {
+                    Some(_) => None,
+                    None => self.keep_for_retry(&mut setup.attempts, 0),
+                };
                 let reopen = Reopen {
                     channel: self.clone(),
                     path,
@@ -500,7 +509,18 @@ impl Channel {
                     content_subtype: subtype,
                     observer: observer.clone(),
                 };
-                let (recv, send) = Replay::split(recv, send, reopen, kept, self.throttle());
+                let (recv, send) = match hedging {
+                    Some((policy, reserved)) => {
+                        let (call, recv) =
+                            HedgedStream::split(recv, send, reopen, Some(reserved), policy);
+                        (
+                            CallRecv::hedged(recv, Arc::clone(&call)),
+                            CallSend::Hedged(call),
+                        )
+                    }
+                    None => Replay::split(recv, send, reopen, kept),
+                };
+                let recv = recv.counting_success(self.throttle());
                 Ok(StreamStart {
                     max_send,
                     compression,

@@ -668,16 +668,6 @@ impl Control {
         self.shared
             .service_config
             .store(config.clone().map(Arc::new));
-        if config
-            .as_ref()
-            .is_some_and(ServiceConfig::has_hedging_policy)
-        {
-            tracing::info!(
-                target = %self.shared.target,
-                "the service config has a hedgingPolicy: unary and server-streaming calls are \
-                 hedged; client-streaming and bidi calls are not hedged yet and are sent once"
-            );
-        }
         let throttling = config.as_ref().and_then(ServiceConfig::retry_throttling);
         let unchanged = match (self.shared.throttle.load().as_deref(), throttling) {
             (Some(throttle), Some(config)) => throttle.is_for(config),

@@ -10,8 +10,8 @@
 //! the call at once. Server pushback delays the next hedge (or stops them),
 //! and the channel's retry throttle holds hedges back as it holds retries.
 //!
-//! Client-streaming and bidi calls are not hedged: their requests would
-//! have to be fanned out to every attempt as they are sent.
+//! Client-streaming and bidi calls share [`Plan`] but fan their requests
+//! out to every live attempt (`hedge_stream.rs`).
 
 use std::{
     future::{poll_fn, Future},
@@ -176,10 +176,7 @@ where
     let mut running: Vec<(u32, Pin<Box<Fut>>)> = vec![(0, Box::pin(attempt(0)))];
     let far = Instant::now() + Duration::from_secs(86400 * 365);
     let mut timer = pin!(tokio::time::sleep_until(plan.next_due().unwrap_or(far)));
-    let mut reports = Reports {
-        observer,
-        pending: None,
-    };
+    let mut reports = Reports::default();
     loop {
         let due = plan.next_due();
         if let Some(at) = due.filter(|at| *at != timer.deadline()) {
@@ -200,29 +197,33 @@ where
         match event {
             Event::Done(i, Ok(value)) => {
                 // Dropping the others cancels them.
-                reports.cancelled(running.len() - 1, "another hedge of the call won");
+                reports.cancelled(observer, running.len() - 1, "another hedge of the call won");
                 drop(running.swap_remove(i));
                 return Ok(value);
             }
             Event::Done(i, Err(status)) => {
                 let (n, _) = running.swap_remove(i);
-                reports.failed(&status);
+                reports.failed(observer, &status);
                 match plan.failed(status, running.len()) {
                     AfterFailure::Restart => {
-                        reports.begin(Attempt::TransparentRetry, n);
+                        reports.begin(observer, Attempt::TransparentRetry, n);
                         running.push((n, Box::pin(attempt(n))));
                     }
                     AfterFailure::Wait => {}
                     AfterFailure::End(status) => {
                         reports.forget();
-                        reports.cancelled(running.len(), "another hedge of the call failed");
+                        reports.cancelled(
+                            observer,
+                            running.len(),
+                            "another hedge of the call failed",
+                        );
                         return Err(status);
                     }
                 }
             }
             Event::Timer => {
                 if let Some(n) = plan.take_due(Instant::now()) {
-                    reports.begin(Attempt::Hedge, n);
+                    reports.begin(observer, Attempt::Hedge, n);
                     running.push((n, Box::pin(attempt(n))));
                 }
             }
@@ -238,40 +239,40 @@ where
 /// Tells the observer about the attempts of a hedged call, one `Begin` and
 /// one `End` each. A failed attempt's `End` waits until it is known not to
 /// be the call's outcome, which the caller reports.
-struct Reports<'a> {
-    observer: Option<&'a Observer>,
+#[derive(Default)]
+pub(super) struct Reports {
     pending: Option<Status>,
 }
 
-impl Reports<'_> {
-    fn flush(&mut self) {
-        if let (Some(obs), Some(status)) = (self.observer, self.pending.take()) {
+impl Reports {
+    fn flush(&mut self, obs: Option<&Observer>) {
+        if let (Some(obs), Some(status)) = (obs, self.pending.take()) {
             obs.end_attempt(Err(&status));
         }
     }
 
     /// The pending failure is the call's outcome after all.
-    fn forget(&mut self) {
+    pub(super) fn forget(&mut self) {
         self.pending = None;
     }
 
-    fn failed(&mut self, status: &Status) {
-        self.flush();
-        if self.observer.is_some() {
+    pub(super) fn failed(&mut self, obs: Option<&Observer>, status: &Status) {
+        self.flush(obs);
+        if obs.is_some() {
             self.pending = Some(status.clone());
         }
     }
 
-    fn begin(&mut self, attempt: Attempt, previous_attempts: u32) {
-        self.flush();
-        if let Some(obs) = self.observer {
-            obs.begin_attempt(attempt, previous_attempts);
+    pub(super) fn begin(&mut self, obs: Option<&Observer>, attempt: Attempt, previous: u32) {
+        self.flush(obs);
+        if let Some(obs) = obs {
+            obs.begin_attempt(attempt, previous);
         }
     }
 
-    fn cancelled(&mut self, attempts: usize, why: &str) {
-        self.flush();
-        if let Some(obs) = self.observer {
+    pub(super) fn cancelled(&mut self, obs: Option<&Observer>, attempts: usize, why: &str) {
+        self.flush(obs);
+        if let Some(obs) = obs {
             let status = Status::cancelled(why);
             for _ in 0..attempts {
                 obs.end_attempt(Err(&status));

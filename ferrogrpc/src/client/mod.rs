@@ -37,6 +37,7 @@ mod attempts;
 mod call;
 mod control;
 mod hedge;
+mod hedge_stream;
 pub(crate) mod retry;
 pub(crate) mod subchannel;
 

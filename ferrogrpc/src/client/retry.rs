@@ -41,6 +41,7 @@ use http::uri::PathAndQuery;
 use super::{
     attempts::{Next, Throttle},
     call::{CallSetup, Kept},
+    hedge_stream::HedgedStream,
     Channel,
 };
 use crate::{
@@ -155,7 +156,6 @@ impl Replay {
         send: ClientSend,
         reopen: Reopen,
         reserved: Option<Kept>,
-        throttle: Option<Arc<Throttle>>,
     ) -> (CallRecv, CallSend) {
         let per_rpc_limit = reopen.channel.inner.retry.per_rpc_buffer;
         let replay = Arc::new(Replay {
@@ -182,7 +182,8 @@ impl Replay {
             CallRecv {
                 recv,
                 replay: Some((Arc::clone(&replay), 0)),
-                throttle,
+                hedged: None,
+                throttle: None,
             },
             CallSend::Shared(replay),
         )
@@ -349,6 +350,8 @@ pub(crate) enum CallSend {
     Own(ClientSend),
     /// Not committed: shared with the receiving half for a replay.
     Shared(Arc<Replay>),
+    /// Hedged and not committed: sent to every live attempt.
+    Hedged(Arc<HedgedStream>),
     /// The call failed; sending is over.
     Done(Status),
 }
@@ -356,6 +359,13 @@ pub(crate) enum CallSend {
 impl CallSend {
     /// Sends one framed message, waiting for flow-control room.
     pub(crate) async fn send(&mut self, frame: Bytes) -> Result<(), Status> {
+        if let CallSend::Hedged(call) = self {
+            match call.send(&frame)? {
+                None => return Ok(()),
+                // Committed: the winner's stream is this half's now.
+                Some(send) => *self = CallSend::Own(send),
+            }
+        }
         match self.keep(&frame)? {
             Some(attempt) => {
                 let mut frame = Some(frame);
@@ -363,7 +373,7 @@ impl CallSend {
             }
             None => match self {
                 CallSend::Own(send) => send.send(frame).await,
-                CallSend::Shared(_) | CallSend::Done(_) => {
+                CallSend::Shared(_) | CallSend::Hedged(_) | CallSend::Done(_) => {
                     Err(Status::internal("the call's stream is gone"))
                 }
             },
@@ -381,7 +391,7 @@ impl CallSend {
     /// its stream.
     fn keep(&mut self, frame: &Bytes) -> Result<Option<u32>, Status> {
         let replay = match self {
-            CallSend::Own(_) => return Ok(None),
+            CallSend::Own(_) | CallSend::Hedged(_) => return Ok(None),
             CallSend::Done(status) => return Err(status.clone()),
             CallSend::Shared(replay) => Arc::clone(replay),
         };
@@ -424,7 +434,7 @@ impl CallSend {
             CallSend::Shared(replay) => Arc::clone(replay),
             // Only a kept frame waits here, and this half stays shared
             // until it is sent.
-            CallSend::Own(_) | CallSend::Done(_) => {
+            CallSend::Own(_) | CallSend::Hedged(_) | CallSend::Done(_) => {
                 return Poll::Ready(Err(Status::internal("the call's stream is gone")))
             }
         };
@@ -482,6 +492,16 @@ impl CallSend {
         let replay = match self {
             CallSend::Own(send) => return send.close(),
             CallSend::Done(_) => return Ok(()),
+            CallSend::Hedged(call) => {
+                return match call.close()? {
+                    Some(mut send) => {
+                        let closed = send.close();
+                        *self = CallSend::Own(send);
+                        closed
+                    }
+                    None => Ok(()),
+                }
+            }
             CallSend::Shared(replay) => Arc::clone(replay),
         };
         let mut state = replay.lock();
@@ -507,6 +527,7 @@ impl CallSend {
     pub(crate) fn cancel(&mut self) {
         match self {
             CallSend::Own(send) => send.cancel(),
+            CallSend::Hedged(call) => call.cancel(),
             CallSend::Done(_) => {}
             CallSend::Shared(replay) => {
                 let mut state = replay.lock();
@@ -529,6 +550,8 @@ pub(crate) struct CallRecv {
     /// Until the call commits: the shared state, and the attempt `recv`
     /// belongs to.
     replay: Option<(Arc<Replay>, u32)>,
+    /// Until a hedged call commits: its shared state.
+    hedged: Option<Arc<HedgedStream>>,
     /// The channel's retry throttle, given a success when the call ends
     /// with OK (gRFC A6).
     throttle: Option<Arc<Throttle>>,
@@ -540,6 +563,17 @@ impl CallRecv {
         CallRecv {
             recv,
             replay: None,
+            hedged: None,
+            throttle: None,
+        }
+    }
+
+    /// The receiving half of a hedged call, holding its first attempt's.
+    pub(super) fn hedged(recv: ClientRecv, call: Arc<HedgedStream>) -> CallRecv {
+        CallRecv {
+            recv,
+            replay: None,
+            hedged: Some(call),
             throttle: None,
         }
     }
@@ -553,6 +587,14 @@ impl CallRecv {
     /// Waits for the response headers; a stream the server never processed
     /// is replaced by a replay first.
     pub(crate) fn poll_headers(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Status>> {
+        if let Some(call) = &self.hedged {
+            let committed = std::task::ready!(call.poll_headers(cx, &mut self.recv));
+            self.hedged = None;
+            if let Err(status) = committed {
+                self.recv.fail(status.clone());
+                return Poll::Ready(Err(status));
+            }
+        }
         let Some((replay, attempt)) = &mut self.replay else {
             return self.recv.poll_headers(cx);
         };
@@ -598,7 +640,7 @@ impl CallRecv {
         &mut self,
         cx: &mut Context<'_>,
     ) -> Poll<Result<Option<Bytes>, Status>> {
-        if self.replay.is_some() {
+        if self.replay.is_some() || self.hedged.is_some() {
             std::task::ready!(self.poll_headers(cx))?;
         }
         let polled = self.recv.poll_message(cx);
@@ -627,7 +669,7 @@ impl CallRecv {
 
     /// Whether the response headers (or a Trailers-Only response) arrived.
     pub(crate) fn headers_received(&self) -> bool {
-        self.replay.is_none() && self.recv.headers_received()
+        self.replay.is_none() && self.hedged.is_none() && self.recv.headers_received()
     }
 
     /// The response header metadata (empty before the headers arrive).
@@ -662,6 +704,6 @@ impl CallRecv {
 
     /// Whether the call has ended.
     pub(crate) fn is_finished(&self) -> bool {
-        self.replay.is_none() && self.recv.is_finished()
+        self.replay.is_none() && self.hedged.is_none() && self.recv.is_finished()
     }
 }
