@@ -195,7 +195,7 @@ impl Shared {
                 current: None,
                 pending: None,
             };
-            tokio::spawn(control.run());
+            crate::logging::spawn(control.run());
         }
     }
 

@@ -189,7 +189,7 @@ impl HedgedStream {
             }),
             hedger: Arc::new(tokio::sync::Notify::new()),
         });
-        tokio::spawn(send_hedges(Arc::downgrade(&call), Arc::clone(&call.hedger)));
+        crate::logging::spawn(send_hedges(Arc::downgrade(&call), Arc::clone(&call.hedger)));
         (call, recv)
     }
 

@@ -235,7 +235,7 @@ impl Replay {
             state.kept.len(),
             status.message()
         );
-        tokio::spawn(reopen_stream(
+        crate::logging::spawn(reopen_stream(
             Arc::downgrade(self),
             reopen,
             delay,

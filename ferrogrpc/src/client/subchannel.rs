@@ -145,7 +145,8 @@ impl Subchannel {
         self.set(&mut ctl, State::Connecting, None);
         let attempt = ctl.backoff.start(Instant::now());
         let this = Arc::clone(self);
-        let task = tokio::spawn(async move { this.attempt(attempt.connect_deadline).await });
+        let task =
+            crate::logging::spawn(async move { this.attempt(attempt.connect_deadline).await });
         ctl.task = Some(task.abort_handle());
     }
 
@@ -197,7 +198,7 @@ impl Subchannel {
         self.set(ctl, State::TransientFailure, Some(status));
         let backoff_over = ctl.backoff.sleep_until_next();
         let this = Arc::clone(self);
-        let task = tokio::spawn(async move {
+        let task = crate::logging::spawn(async move {
             tokio::select! {
                 _ = backoff_over => {}
                 () = this.reset.notified() => {}
