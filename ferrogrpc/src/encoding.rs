@@ -24,9 +24,11 @@
 //! decompressed size: inflation stops after `limit + 1` bytes and the call
 //! fails with `RESOURCE_EXHAUSTED`, so memory stays bounded by the limit.
 
+#[cfg(any(feature = "gzip", feature = "deflate", feature = "zstd"))]
+use std::io::Write;
 use std::{
     collections::HashMap,
-    io::{self, Read, Write},
+    io::{self, Read},
     sync::{Arc, OnceLock},
 };
 
