@@ -514,3 +514,29 @@ async fn stats_see_each_attempt_and_interceptors_one_call() {
         ]
     );
 }
+
+/// The very first call of a channel uses the retry policy its resolver
+/// reports, even when the report comes after the call started.
+#[tokio::test]
+async fn the_first_call_uses_the_policy_the_resolver_brings() {
+    use ferrogrpc::{
+        resolver::{manual::ManualResolver, Address, Builder, State},
+        serviceconfig::ServiceConfig,
+    };
+    let (flaky, addr) = serve().await;
+    let resolver = ManualResolver::new("retryfirst");
+    let ch = Channel::builder(format!("{}:///flaky", resolver.scheme()))
+        .resolver(resolver.clone())
+        .build()
+        .unwrap();
+    let call = tokio::spawn({
+        let ch = ch.clone();
+        async move { unary(&ch, &[("x-fail", "2")]).await }
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let state = State::new([Address::from(addr)])
+        .with_service_config(Ok(ServiceConfig::parse(POLICY).unwrap()));
+    resolver.update_state(state);
+    assert_eq!(call.await.unwrap().unwrap(), "2");
+    assert_eq!(previous(&flaky.seen()), TWO_ATTEMPTS);
+}

@@ -193,7 +193,24 @@ async fn read_unary<T: 'static>(
 }
 
 impl Channel {
-    fn setup<T>(&self, path: &PathAndQuery, request: Request<T>) -> Result<(CallSetup, T), Status> {
+    /// The settings of a call: its own options, the channel's, and the
+    /// service config's for its method (read once the resolver has
+    /// reported, so that a new channel's first calls get them too).
+    async fn setup<T>(
+        &self,
+        path: &PathAndQuery,
+        request: Request<T>,
+    ) -> Result<(CallSetup, T), Status> {
+        self.resolved(request.options().timeout.or(self.inner.default_timeout))
+            .await;
+        self.settings(path, request)
+    }
+
+    fn settings<T>(
+        &self,
+        path: &PathAndQuery,
+        request: Request<T>,
+    ) -> Result<(CallSetup, T), Status> {
         let (metadata, message, options) = request.into_client_parts();
         let mut timeout = options.timeout.or(self.inner.default_timeout);
         let mut wait_for_ready = options.wait_for_ready;
@@ -474,7 +491,7 @@ impl Channel {
         let (request, hooks) = self
             .start_stream(&path, request, client_stream, server_stream)
             .await?;
-        let (mut setup, ()) = self.setup(&path, request)?;
+        let (mut setup, ()) = self.setup(&path, request).await?;
         let (deadline, timeout) = (setup.deadline, setup.timeout);
         let observer = self.observer(&path, hooks, client_stream, server_stream);
         let opened = until(deadline, timeout, async {
@@ -589,7 +606,7 @@ impl Channel {
         C: Codec<Req, Resp>,
         Resp: 'static,
     {
-        let (mut setup, message) = self.setup(&path, request)?;
+        let (mut setup, message) = self.setup(&path, request).await?;
         let (deadline, timeout) = (setup.deadline, setup.timeout);
         let observer = self.observer(&path, Vec::new(), false, false);
         let obs = observer.as_deref();
@@ -700,7 +717,7 @@ impl Channel {
         let mut message = None;
         let request = request.map(|m| message = Some(m));
         let (request, hooks) = self.start_stream(&path, request, false, true).await?;
-        let (mut setup, ()) = self.setup(&path, request)?;
+        let (mut setup, ()) = self.setup(&path, request).await?;
         let message = message.ok_or_else(|| Status::internal("request message missing"))?;
         let (deadline, timeout) = (setup.deadline, setup.timeout);
         let observer = self.observer(&path, hooks, false, true);

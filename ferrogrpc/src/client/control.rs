@@ -106,6 +106,10 @@ pub(crate) struct Shared {
     /// The retry throttle of the service config in use (gRFC A6), kept
     /// across updates that do not change it.
     pub(crate) throttle: ArcSwapOption<super::attempts::Throttle>,
+    /// The resolver reported (addresses and service config, or an error)
+    /// at least once; calls wait for that before reading their method's
+    /// settings, as gRPC-Go's do.
+    pub(crate) resolved: AtomicBool,
 }
 
 impl Shared {
@@ -148,6 +152,7 @@ impl Shared {
             subchannels: Mutex::new(HashMap::new()),
             service_config: ArcSwapOption::new(initial_config),
             throttle: ArcSwapOption::new(initial_throttle),
+            resolved: AtomicBool::new(false),
         })
     }
 
@@ -551,8 +556,8 @@ impl Control {
         if let Some(child) = self.current.take() {
             self.close(child);
         }
-        let default = self.shared.default_service_config.clone();
-        self.shared.service_config.store(default.map(Arc::new));
+        // The service config in use stays: calls after an idle period use
+        // it until the resolver reports again.
     }
 
     /// Drops a balancer and shuts down every subchannel it made.
@@ -668,6 +673,7 @@ impl Control {
         self.shared
             .service_config
             .store(config.clone().map(Arc::new));
+        self.shared.resolved.store(true, Ordering::Release);
         let throttling = config.as_ref().and_then(ServiceConfig::retry_throttling);
         let unchanged = match (self.shared.throttle.load().as_deref(), throttling) {
             (Some(throttle), Some(config)) => throttle.is_for(config),
@@ -697,6 +703,7 @@ impl Control {
 
     fn on_resolver_error(&mut self, message: String) {
         tracing::debug!(target = %self.shared.target, "resolver error: {message}");
+        self.shared.resolved.store(true, Ordering::Release);
         if self.current.is_none() {
             let (builder, _) = self.choose_policy(self.in_use().as_ref());
             self.ensure_policy(&*builder);

@@ -41,7 +41,12 @@ mod hedge_stream;
 pub(crate) mod retry;
 pub(crate) mod subchannel;
 
-use std::{fmt, str::FromStr, sync::Arc, time::Duration};
+use std::{
+    fmt,
+    str::FromStr,
+    sync::{atomic::Ordering, Arc},
+    time::Duration,
+};
 
 use http::uri::{Authority, Scheme};
 
@@ -692,6 +697,33 @@ impl Channel {
     /// Chooses the connection for a call: asks the current picker, and
     /// waits for the next picker when told to queue (or when failing fast
     /// does not apply because the call is wait-for-ready).
+    /// Waits (at most `timeout`) until the resolver has reported once, so
+    /// that the first calls of a channel read the service config it
+    /// brings. One atomic load once it has.
+    pub(super) async fn resolved(&self, timeout: Option<Duration>) {
+        let shared = &self.inner.shared;
+        if shared.resolved.load(Ordering::Acquire) {
+            return;
+        }
+        let mut versions = shared.version.subscribe();
+        let wait = async {
+            while !shared.resolved.load(Ordering::Acquire) {
+                if shared.picker.load().idle {
+                    shared.exit_idle();
+                }
+                if versions.changed().await.is_err() {
+                    return;
+                }
+            }
+        };
+        match timeout {
+            Some(t) => {
+                let _ = tokio::time::timeout(t, wait).await;
+            }
+            None => wait.await,
+        }
+    }
+
     async fn pick(&self, method: &str, wait_for_ready: bool) -> Result<Http2Client, Status> {
         let shared = &self.inner.shared;
         shared.note_activity();
