@@ -26,6 +26,10 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+// Lets code generated for the standard services (`::ferrogrpc::...` paths)
+// compile inside this crate.
+extern crate self as ferrogrpc;
+
 pub mod backoff;
 pub mod balancer;
 pub mod client;
@@ -34,6 +38,8 @@ pub mod codes;
 pub mod connectivity;
 pub mod credentials;
 pub mod encoding;
+#[cfg(feature = "health")]
+pub mod health;
 pub mod interceptor;
 pub mod keepalive;
 pub mod logging;

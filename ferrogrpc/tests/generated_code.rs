@@ -1,0 +1,43 @@
+//! The code generated for the standard services' protos (`proto/`) is
+//! checked in under `src/generated/`, so that users of the library need no
+//! code generation at build time. This test generates it again with
+//! `ferrogrpc-build` and fails when it differs; run it with
+//! `FERROGRPC_REGENERATE=1` to write the new code instead.
+
+use std::path::{Path, PathBuf};
+
+/// Each checked-in file, by proto package, and the protos it comes from.
+const GENERATED: &[(&str, &[&str])] = &[("grpc.health.v1", &["grpc/health/v1/health.proto"])];
+
+#[test]
+fn checked_in_generated_code_is_current() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let regenerate = std::env::var_os("FERROGRPC_REGENERATE").is_some();
+    let mut stale = Vec::new();
+    for (package, protos) in GENERATED {
+        let out = std::env::temp_dir().join(format!(
+            "ferrogrpc-generated-{}-{package}",
+            std::process::id()
+        ));
+        std::fs::create_dir_all(&out).unwrap();
+        ferrogrpc_build::configure()
+            .out_dir(&out)
+            .emit_rerun_if_changed(false)
+            .compile(protos, &[root.join("proto")])
+            .unwrap();
+        let fresh = std::fs::read_to_string(out.join(format!("{package}.rs"))).unwrap();
+        let _ = std::fs::remove_dir_all(&out);
+        let checked_in: PathBuf = root.join("src/generated").join(format!("{package}.rs"));
+        if std::fs::read_to_string(&checked_in).ok().as_deref() != Some(fresh.as_str()) {
+            if regenerate {
+                std::fs::write(&checked_in, fresh).unwrap();
+            } else {
+                stale.push(checked_in.display().to_string());
+            }
+        }
+    }
+    assert!(
+        stale.is_empty(),
+        "generated code is stale: {stale:?}; run `FERROGRPC_REGENERATE=1 cargo test -p ferrogrpc --test generated_code`"
+    );
+}
