@@ -8,7 +8,7 @@
 //!
 //! # async fn run() -> std::io::Result<()> {
 //! let health = health::Server::new();
-//! let server = Server::builder().add_service(health.service()).build();
+//! let server = Server::builder().add_health(&health).build();
 //! // Later, as the application's state changes:
 //! health.set_serving_status("my.package.MyService", health::ServingStatus::NotServing);
 //! # server.serve("127.0.0.1:50051").await }
@@ -17,7 +17,8 @@
 //! The server as a whole (`""`) starts SERVING; other services are unknown
 //! until their status is set. [`Server::shutdown`] turns every service
 //! NOT_SERVING and ignores updates until [`Server::resume`], for a graceful
-//! stop: give it to [`ServerBuilder::health`](crate::server::ServerBuilder)
+//! stop: add it with
+//! [`ServerBuilder::add_health`](crate::server::ServerBuilder::add_health)
 //! and the server's graceful stop calls it first.
 
 // pub mod client;
@@ -50,6 +51,9 @@ pub const MAX_LISTED_SERVICES: usize = 100;
 #[derive(Clone, Debug, Default)]
 pub struct Server {
     inner: Arc<Mutex<Statuses>>,
+    /// Set when the server the service runs in stops gracefully: watches
+    /// end (after their last status), so they do not hold the stop up.
+    ending: Arc<watch::Sender<bool>>,
 }
 
 #[derive(Debug, Default)]
@@ -116,7 +120,10 @@ impl Server {
     /// [`clear_serving_status`](Self::clear_serving_status).
     pub fn set_serving_status(&self, service: &str, status: ServingStatus) {
         if status == ServingStatus::ServiceUnknown {
-            tracing::warn!(service, "health: SERVICE_UNKNOWN is not a status to set; ignored");
+            tracing::warn!(
+                service,
+                "health: SERVICE_UNKNOWN is not a status to set; ignored"
+            );
             return;
         }
         let mut statuses = self.lock();
@@ -155,7 +162,10 @@ impl Server {
         statuses.shut_down = true;
         let names: Vec<String> = statuses.services.keys().cloned().collect();
         for name in names {
-            if statuses.services[&name].borrow().eq(&ServingStatus::ServiceUnknown) {
+            if statuses.services[&name]
+                .borrow()
+                .eq(&ServingStatus::ServiceUnknown)
+            {
                 continue;
             }
             statuses.set(&name, ServingStatus::NotServing);
@@ -169,11 +179,21 @@ impl Server {
         statuses.shut_down = false;
         let names: Vec<String> = statuses.services.keys().cloned().collect();
         for name in names {
-            if statuses.services[&name].borrow().eq(&ServingStatus::ServiceUnknown) {
+            if statuses.services[&name]
+                .borrow()
+                .eq(&ServingStatus::ServiceUnknown)
+            {
                 continue;
             }
             statuses.set(&name, ServingStatus::Serving);
         }
+    }
+
+    /// Shuts down and ends the watches under way, for a server's graceful
+    /// stop (which waits for every call, a watch included).
+    pub(crate) fn end_watches(&self) {
+        self.shutdown();
+        self.ending.send_replace(true);
     }
 
     /// The `grpc.health.v1.Health` service reporting these statuses, to add
@@ -235,13 +255,22 @@ impl pb::health_server::Health for Server {
             server: self,
         };
         let watch = watching.receiver.as_mut().expect("set above");
+        let mut ending = self.ending.subscribe();
         loop {
             let status = *watch.borrow_and_update();
             responses.send(response(status)).await?;
+            if *ending.borrow_and_update() {
+                return Ok(());
+            }
             // An unknown service keeps its channel while it is watched, so a
             // status set later reaches this watcher.
-            if watch.changed().await.is_err() {
-                return Ok(());
+            tokio::select! {
+                changed = watch.changed() => {
+                    if changed.is_err() {
+                        return Ok(());
+                    }
+                }
+                _ = ending.changed() => {}
             }
         }
     }
@@ -259,5 +288,43 @@ impl Drop for Watching<'_> {
     fn drop(&mut self) {
         drop(self.receiver.take());
         self.server.lock().forget_if_unwatched(&self.service);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::{client::Channel, server};
+
+    /// Watches of made-up names, on a real server, leave nothing behind.
+    #[tokio::test]
+    async fn watches_of_made_up_names_are_forgotten_when_they_end() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let health = Server::new();
+        let srv = server::Server::builder().add_health(&health).build();
+        tokio::spawn(async move { srv.serve_listener(listener).await });
+        let client =
+            pb::health_client::HealthClient::new(Channel::from_target(&addr.to_string()).unwrap());
+        for i in 0..50 {
+            let request = Request::new(pb::HealthCheckRequest {
+                service: format!("nope{i}"),
+            });
+            let mut watch = client.watch(request).await.unwrap().into_inner();
+            let first = watch.message().await.unwrap().unwrap();
+            assert_eq!(first.status(), ServingStatus::ServiceUnknown);
+        }
+        // Dropping a watch cancels it; its handler then forgets the name.
+        let mut left = usize::MAX;
+        for _ in 0..200 {
+            left = health.lock().services.len();
+            if left == 1 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(left, 1, "only \"\" is left");
     }
 }

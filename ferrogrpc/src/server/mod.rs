@@ -113,6 +113,9 @@ pub struct ServerBuilder {
     dynamic_window: Option<bool>,
     windows_set: bool,
     config: ServerConfig,
+    /// Told first when the server stops gracefully.
+    #[cfg(feature = "health")]
+    health: Vec<crate::health::Server>,
 }
 
 impl std::fmt::Debug for ServerBuilder {
@@ -168,6 +171,17 @@ impl ServerBuilder {
     ) -> ServerBuilder {
         self.chain.stream.push(Arc::new(interceptor));
         self
+    }
+
+    /// Adds the health service of `health` (`grpc.health.v1.Health`), and
+    /// has a graceful stop call [`health::Server::shutdown`](crate::health::Server::shutdown)
+    /// first, so that health-checking clients and load balancers move away
+    /// while the calls under way finish; open `Watch` streams then end
+    /// after sending NOT_SERVING, so they do not hold the stop up.
+    #[cfg(feature = "health")]
+    pub fn add_health(mut self, health: &crate::health::Server) -> ServerBuilder {
+        self.health.push(health.clone());
+        self.add_service(health.service())
     }
 
     /// Adds a stats handler; each sees every call and connection event.
@@ -308,6 +322,8 @@ impl ServerBuilder {
                 listeners,
                 security,
                 reloader_started: std::sync::atomic::AtomicBool::new(false),
+                #[cfg(feature = "health")]
+                health: self.health,
             }),
         }
     }
@@ -393,6 +409,9 @@ struct Inner {
     listeners: watch::Sender<usize>,
     security: Security,
     reloader_started: std::sync::atomic::AtomicBool,
+    /// Shut down first on a graceful stop.
+    #[cfg(feature = "health")]
+    health: Vec<crate::health::Server>,
 }
 
 /// The server's transport security, resolved at build time.
@@ -698,6 +717,10 @@ impl Server {
         crate::logging::in_scope(|| {
             tracing::info!("graceful stop: GOAWAY to every connection, waiting for calls to finish")
         });
+        #[cfg(feature = "health")]
+        for health in &self.inner.health {
+            health.end_watches();
+        }
         // Listeners close first, as in gRPC-Go, so a client that reconnects
         // on the GOAWAY cannot reach this server again. (A loop that does
         // not get to run within a second is not waited for further.)
