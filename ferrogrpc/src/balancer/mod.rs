@@ -264,9 +264,22 @@ impl SubConn {
         self.inner.address()
     }
 
-    /// Its current connectivity state.
+    /// Its current connectivity state, as this balancer was told it.
     pub fn state(&self) -> connectivity::State {
         self.inner.state()
+    }
+
+    /// Asks for client-side health checking (gRFC A17) of this subchannel,
+    /// gRPC-Go's health listener: when the service config has
+    /// `healthCheckConfig.serviceName`, each connection watches that
+    /// service's health, and [`Balancer::subchannel_state`] reports READY
+    /// only while the server says SERVING (TRANSIENT_FAILURE otherwise,
+    /// CONNECTING while the check starts). A server without the health
+    /// service counts as healthy. Without a `healthCheckConfig` (or the
+    /// `health` feature) it changes nothing. `round_robin` asks for it;
+    /// `pick_first` does not, as in gRPC. Call it before [`connect`](Self::connect).
+    pub fn enable_health_check(&self) {
+        self.inner.enable_health_check();
     }
 }
 

@@ -111,6 +111,7 @@ impl Balancer for RoundRobin {
                 Some(i) => self.subconns.push(old.swap_remove(i)),
                 None => {
                     let subconn = self.helper.new_subconn(address.clone());
+                    subconn.enable_health_check();
                     subconn.connect();
                     self.subconns.push((subconn, State::Idle));
                 }

@@ -110,6 +110,9 @@ pub(crate) struct Shared {
     /// at least once; calls wait for that before reading their method's
     /// settings, as gRPC-Go's do.
     pub(crate) resolved: AtomicBool,
+    /// The scheme and authority of the channel's calls, for the calls the
+    /// channel makes itself (health checks); set once at build.
+    pub(crate) call_target: std::sync::OnceLock<(http::uri::Scheme, http::uri::Authority)>,
 }
 
 impl Shared {
@@ -153,6 +156,7 @@ impl Shared {
             service_config: ArcSwapOption::new(initial_config),
             throttle: ArcSwapOption::new(initial_throttle),
             resolved: AtomicBool::new(false),
+            call_target: std::sync::OnceLock::new(),
         })
     }
 
@@ -233,6 +237,17 @@ impl Shared {
         } else {
             self.send(Event::Shutdown);
         }
+    }
+
+    /// The scheme and authority of the channel's calls.
+    #[cfg(feature = "health")]
+    pub(crate) fn call_target(&self) -> (http::uri::Scheme, http::uri::Authority) {
+        self.call_target.get().cloned().unwrap_or_else(|| {
+            (
+                http::uri::Scheme::HTTP,
+                http::uri::Authority::from_static("localhost"),
+            )
+        })
     }
 
     pub(crate) fn subchannel_state(&self, subconn: SubConn, state: SubConnState) {

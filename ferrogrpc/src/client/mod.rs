@@ -36,6 +36,8 @@
 mod attempts;
 mod call;
 mod control;
+#[cfg(feature = "health")]
+mod health_check;
 mod hedge;
 mod hedge_stream;
 pub(crate) mod retry;
@@ -464,6 +466,7 @@ impl ChannelBuilder {
         }
         self.config.security = security;
         self.config.bdp = self.dynamic_window.unwrap_or(!self.windows_set);
+        let call_target = (scheme.clone(), authority.clone());
         let shared = Shared::new(
             self.target,
             control::Settings {
@@ -476,6 +479,7 @@ impl ChannelBuilder {
                 disable_service_config: self.disable_service_config,
             },
         );
+        let _ = shared.call_target.set(call_target);
         Ok(Channel {
             inner: Arc::new(Inner {
                 shared,

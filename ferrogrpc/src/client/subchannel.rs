@@ -38,9 +38,16 @@ struct Current {
 }
 
 struct Ctl {
+    /// The connection's state.
     state: StateTracker,
+    /// The state the balancer was last told: the connection's, except that
+    /// with health checking a READY connection is reported as its health
+    /// says (gRFC A17).
+    reported: State,
     backoff: Backoff,
     task: Option<tokio::task::AbortHandle>,
+    /// The health check of the current connection, while it runs.
+    health_task: Option<tokio::task::AbortHandle>,
 }
 
 pub(crate) struct Subchannel {
@@ -53,6 +60,11 @@ pub(crate) struct Subchannel {
     next_conn: AtomicU64,
     ctl: Mutex<Ctl>,
     reset: Notify,
+    /// The balancer asked for health checking (gRFC A17).
+    health_checked: std::sync::atomic::AtomicBool,
+    /// Health-check streams open: not calls, so they do not keep the
+    /// channel out of idle.
+    pub(crate) health_streams: AtomicU64,
 }
 
 impl Subchannel {
@@ -71,10 +83,14 @@ impl Subchannel {
             next_conn: AtomicU64::new(0),
             ctl: Mutex::new(Ctl {
                 state: StateTracker::new(State::Idle),
+                reported: State::Idle,
                 backoff: Backoff::new(shared.backoff),
                 task: None,
+                health_task: None,
             }),
             reset: Notify::new(),
+            health_checked: std::sync::atomic::AtomicBool::new(false),
+            health_streams: AtomicU64::new(0),
             shared,
         });
         sub.shared.add_subchannel(&sub);
@@ -93,8 +109,9 @@ impl Subchannel {
         &self.address
     }
 
+    /// The state its balancer sees (health included, see [`Ctl::reported`]).
     pub(crate) fn state(&self) -> State {
-        self.lock().state.state()
+        self.lock().reported
     }
 
     fn lock(&self) -> MutexGuard<'_, Ctl> {
@@ -115,26 +132,111 @@ impl Subchannel {
         Some(current.client.clone())
     }
 
-    /// Streams open on the current connection (0 when there is none).
+    /// Calls open on the current connection (0 when there is none); a
+    /// health-check stream is not one.
     pub(crate) fn active_streams(&self) -> usize {
-        self.current
+        let streams = self
+            .current
             .load()
             .as_ref()
-            .map_or(0, |c| c.client.active_streams())
+            .map_or(0, |c| c.client.active_streams());
+        let health = self.health_streams.load(Ordering::Acquire) as usize;
+        streams.saturating_sub(health)
     }
 
-    /// Moves to `to` and tells the balancer, under the lock so reports keep
-    /// their order.
+    /// Moves the connection to `to` and tells the balancer, under the lock
+    /// so reports keep their order. With health checking, a READY
+    /// connection is reported CONNECTING until its health check answers.
     fn set(self: &Arc<Self>, ctl: &mut Ctl, to: State, error: Option<Status>) {
         if ctl.state.state() == State::Shutdown || !ctl.state.set(to) {
             return;
         }
+        if let Some(task) = ctl.health_task.take() {
+            task.abort();
+        }
+        let reported = match to {
+            State::Ready if self.start_health_check(ctl) => State::Connecting,
+            other => other,
+        };
+        self.report(ctl, reported, error);
+    }
+
+    /// Tells the balancer `state`, unless it was the last thing it was told
+    /// (a new TRANSIENT_FAILURE error is always told).
+    fn report(self: &Arc<Self>, ctl: &mut Ctl, state: State, error: Option<Status>) {
+        if ctl.reported == state && state != State::TransientFailure {
+            return;
+        }
+        ctl.reported = state;
         self.shared.subchannel_state(
             SubConn {
                 inner: Arc::clone(self),
             },
-            SubConnState { state: to, error },
+            SubConnState { state, error },
         );
+    }
+
+    /// Asks for health checking of this subchannel's connections.
+    pub(crate) fn enable_health_check(&self) {
+        self.health_checked
+            .store(true, std::sync::atomic::Ordering::Release);
+    }
+
+    /// Starts the health check of the current connection when the balancer
+    /// asked for it and the service config names a service; returns whether
+    /// it did.
+    #[cfg(feature = "health")]
+    fn start_health_check(self: &Arc<Self>, ctl: &mut Ctl) -> bool {
+        if !self
+            .health_checked
+            .load(std::sync::atomic::Ordering::Acquire)
+        {
+            return false;
+        }
+        let config = self.shared.service_config.load();
+        let Some(service) = config.as_ref().and_then(|c| c.health_check_service_name()) else {
+            return false;
+        };
+        let current = self.current.load();
+        let Some(current) = current.as_ref() else {
+            return false;
+        };
+        let task = crate::logging::spawn(super::health_check::watch(
+            Arc::downgrade(self),
+            current.id,
+            current.client.clone(),
+            service.to_string(),
+        ));
+        ctl.health_task = Some(task.abort_handle());
+        true
+    }
+
+    #[cfg(not(feature = "health"))]
+    fn start_health_check(self: &Arc<Self>, _ctl: &mut Ctl) -> bool {
+        false
+    }
+
+    /// The health check of connection `conn` says `state`.
+    #[cfg(feature = "health")]
+    pub(crate) fn health_update(self: &Arc<Self>, conn: u64, state: State, error: Option<Status>) {
+        let mut ctl = self.lock();
+        let current = self.current.load();
+        if ctl.state.state() != State::Ready || current.as_ref().is_none_or(|c| c.id != conn) {
+            return;
+        }
+        self.report(&mut ctl, state, error);
+    }
+
+    /// The backoff of health-check streams: the channel's connect backoff.
+    #[cfg(feature = "health")]
+    pub(crate) fn backoff_config(&self) -> crate::backoff::Config {
+        self.shared.backoff
+    }
+
+    /// The scheme and authority the channel's calls carry.
+    #[cfg(feature = "health")]
+    pub(crate) fn call_target(&self) -> (http::uri::Scheme, http::uri::Authority) {
+        self.shared.call_target()
     }
 
     pub(crate) fn connect(self: &Arc<Self>) {
