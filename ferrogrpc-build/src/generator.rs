@@ -3,7 +3,9 @@
 //!
 //! For each service it appends two modules to the package's file: a
 //! `<service>_client` module with a stub struct, and a `<service>_server`
-//! module with the trait to implement and the adapter that serves it. Every
+//! module with the trait to implement and the adapter that serves it. A
+//! package with servers also gets a `FILE_DESCRIPTORS` constant, which the
+//! adapters hand to server reflection (see `descriptors`). Every
 //! path in the generated code is absolute (`::ferrogrpc::...`, `::core::...`)
 //! so that nothing the user defines can shadow it, and message types are
 //! reached through `super::`, from where prost-build put them.
@@ -13,7 +15,7 @@ use std::fmt::Write as _;
 use heck::{ToSnakeCase, ToUpperCamelCase};
 use prost_build::{Method, Service, ServiceGenerator};
 
-use crate::docs;
+use crate::{descriptors, docs};
 
 /// Names of the client stub's own methods; an RPC whose Rust name is one of
 /// them gets a trailing underscore.
@@ -24,6 +26,8 @@ const CLIENT_RESERVED: &[&str] = &["new", "channel"];
 pub(crate) struct FerroServiceGenerator {
     pub(crate) client: bool,
     pub(crate) server: bool,
+    /// Every file compiled and imported, encoded for reflection.
+    pub(crate) files: Vec<descriptors::EncodedFile>,
 }
 
 impl ServiceGenerator for FerroServiceGenerator {
@@ -37,6 +41,15 @@ impl ServiceGenerator for FerroServiceGenerator {
             server(&mut out, &service, &info);
         }
         buf.push_str(&out.text);
+    }
+
+    /// After the last service of a package: the descriptors its servers
+    /// hand to reflection.
+    fn finalize_package(&mut self, package: &str, buf: &mut String) {
+        if self.server {
+            let files = descriptors::package_closure(&self.files, package);
+            buf.push_str(&descriptors::constant(&files));
+        }
     }
 }
 
@@ -409,6 +422,10 @@ fn server(out: &mut Out, service: &Service, info: &ServiceInfo) {
     ));
     out.open("fn name(&self) -> &'static str {");
     out.line("SERVICE_NAME");
+    out.close("}");
+    out.line("");
+    out.open("fn file_descriptors(&self) -> &'static [&'static [u8]] {");
+    out.line("super::FILE_DESCRIPTORS");
     out.close("}");
     out.line("");
     if service.methods.iter().any(is_deprecated) {

@@ -34,7 +34,13 @@
 //! - `route_guide_server::RouteGuide`, the trait to implement (one method per
 //!   RPC; write them as `async fn`), and
 //!   `route_guide_server::RouteGuideServer`, which serves an implementation
-//!   when added with `ServerBuilder::add_service`.
+//!   when added with `ServerBuilder::add_service`;
+//! - `FILE_DESCRIPTORS`, the encoded descriptors of the package's protos and
+//!   of every proto they import, without comments. `RouteGuideServer` hands
+//!   them to the server, so that server reflection
+//!   (`ServerBuilder::add_reflection`) can describe the service to tools
+//!   such as grpcurl; they can also be registered by hand with
+//!   `ferrogrpc::reflection::Builder`.
 //!
 //! Comments on services and methods in the protos become the docs of the
 //! generated items, rewritten so that they render as text: code-like
@@ -47,6 +53,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod descriptors;
 mod docs;
 mod generator;
 
@@ -265,12 +272,16 @@ impl Builder {
                 }
             }
         }
+        // protox's encoding keeps the options prost-types has no field for;
+        // the descriptors embedded for reflection are taken from it.
+        let encoded = compiler.encode_file_descriptor_set();
         if let Some(path) = &self.file_descriptor_set_path {
-            std::fs::write(path, compiler.encode_file_descriptor_set()).map_err(|e| {
+            std::fs::write(path, &encoded).map_err(|e| {
                 io::Error::new(e.kind(), format!("cannot write {}: {e}", path.display()))
             })?;
         }
-        self.compile_fds(compiler.file_descriptor_set())
+        let files = descriptors::from_encoded_set(&encoded)?;
+        self.generate(compiler.file_descriptor_set(), files)
     }
 
     /// Generates code from an already parsed `FileDescriptorSet` (which must
@@ -281,6 +292,15 @@ impl Builder {
     /// When `OUT_DIR` is not set and no [`out_dir`](Self::out_dir) was given,
     /// or the code cannot be written.
     pub fn compile_fds(self, fds: prost_types::FileDescriptorSet) -> io::Result<()> {
+        let files = descriptors::from_set(&fds);
+        self.generate(fds, files)
+    }
+
+    fn generate(
+        self,
+        fds: prost_types::FileDescriptorSet,
+        files: Vec<descriptors::EncodedFile>,
+    ) -> io::Result<()> {
         let out_dir = match self.out_dir {
             Some(dir) => dir,
             None => std::env::var_os("OUT_DIR")
@@ -298,6 +318,7 @@ impl Builder {
             config.service_generator(Box::new(FerroServiceGenerator {
                 client: self.build_client,
                 server: self.build_server,
+                files,
             }));
         }
         for f in self.prost_config {

@@ -96,6 +96,8 @@ fn client_or_server_alone() {
     let code = generated(&out);
     assert!(code.contains("pub mod greeter_client {"));
     assert!(!code.contains("greeter_server"));
+    // The descriptors are for servers.
+    assert!(!code.contains("FILE_DESCRIPTORS"));
 
     let (input, out) = setup("server-only");
     ferrogrpc_build::configure()
@@ -174,6 +176,83 @@ fn writes_the_file_descriptor_set() {
     let names: Vec<_> = fds.file.iter().map(|f| f.name()).collect();
     assert_eq!(names, ["google/protobuf/empty.proto", "demo.proto"]);
     assert_eq!(fds.file[1].service[0].name(), "Greeter");
+}
+
+/// The byte strings of the generated `FILE_DESCRIPTORS`, unescaped.
+fn embedded_descriptors(code: &str) -> Vec<Vec<u8>> {
+    let start = code
+        .find("pub const FILE_DESCRIPTORS: &[&[u8]] = &[")
+        .unwrap_or_else(|| panic!("no FILE_DESCRIPTORS in {code}"));
+    let body = &code[start..];
+    let body = &body[..body.find("];").unwrap()];
+    let mut out = Vec::new();
+    let mut rest = body;
+    while let Some(i) = rest.find("b\"") {
+        let mut bytes = Vec::new();
+        let mut chars = rest[i + 2..].char_indices();
+        loop {
+            let (at, c) = chars.next().unwrap();
+            match c {
+                '"' => {
+                    rest = &rest[i + 2 + at + 1..];
+                    break;
+                }
+                '\\' => match chars.next().unwrap().1 {
+                    'x' => {
+                        let hex: String = [chars.next().unwrap().1, chars.next().unwrap().1]
+                            .iter()
+                            .collect();
+                        bytes.push(u8::from_str_radix(&hex, 16).unwrap());
+                    }
+                    other => bytes.push(other as u8),
+                },
+                c => bytes.push(c as u8),
+            }
+        }
+        out.push(bytes);
+    }
+    out
+}
+
+#[test]
+fn servers_embed_the_descriptors_of_their_protos_and_imports() {
+    let (input, out) = setup("descriptors");
+    ferrogrpc_build::configure()
+        .out_dir(&out)
+        .emit_rerun_if_changed(false)
+        .compile(&[input.join("demo.proto")], &[&input])
+        .unwrap();
+    let code = generated(&out);
+    assert!(
+        code.contains("fn file_descriptors(&self) -> &'static [&'static [u8]] {"),
+        "{code}"
+    );
+    assert!(code.contains("super::FILE_DESCRIPTORS"), "{code}");
+    let files: Vec<_> = embedded_descriptors(&code)
+        .iter()
+        .map(|b| prost_types::FileDescriptorProto::decode(b.as_slice()).unwrap())
+        .collect();
+    let names: Vec<_> = files.iter().map(|f| f.name()).collect();
+    assert_eq!(names, ["google/protobuf/empty.proto", "demo.proto"]);
+    assert_eq!(files[1].service[0].name(), "Greeter");
+    assert_eq!(files[1].message_type[0].name(), "HelloRequest");
+    // No comments: they are most of a descriptor's size.
+    assert!(files.iter().all(|f| f.source_code_info.is_none()));
+
+    // From a FileDescriptorSet given as is, the same.
+    let (_, out2) = setup("descriptors-fds");
+    let mut compiler = protox::Compiler::new([&input]).unwrap();
+    compiler.include_imports(true).include_source_info(true);
+    compiler.open_file("demo.proto").unwrap();
+    ferrogrpc_build::configure()
+        .out_dir(&out2)
+        .compile_fds(compiler.file_descriptor_set())
+        .unwrap();
+    let again: Vec<_> = embedded_descriptors(&generated(&out2))
+        .iter()
+        .map(|b| prost_types::FileDescriptorProto::decode(b.as_slice()).unwrap())
+        .collect();
+    assert_eq!(again, files);
 }
 
 #[test]

@@ -236,6 +236,9 @@ pub mod health_server {
         fn name(&self) -> &'static str {
             SERVICE_NAME
         }
+        fn file_descriptors(&self) -> &'static [&'static [u8]] {
+            super::FILE_DESCRIPTORS
+        }
         fn call(
             &self,
             method: &str,
@@ -286,3 +289,9 @@ pub mod health_server {
         }
     }
 }
+/// The encoded `google.protobuf.FileDescriptorProto` of each proto file of this
+/// package and of every file they import, which server reflection serves
+/// (`ServerBuilder::add_reflection`). Comments are left out.
+pub const FILE_DESCRIPTORS: &[&[u8]] = &[
+    b"\x0a\x1bgrpc/health/v1/health.proto\x12\x0egrpc.health.v1\".\x0a\x12HealthCheckRequest\x12\x18\x0a\x07service\x18\x01 \x01(\x09R\x07service\"\xb1\x01\x0a\x13HealthCheckResponse\x12I\x0a\x06status\x18\x01 \x01(\x0e21.grpc.health.v1.HealthCheckResponse.ServingStatusR\x06status\"O\x0a\x0dServingStatus\x12\x0b\x0a\x07UNKNOWN\x10\x00\x12\x0b\x0a\x07SERVING\x10\x01\x12\x0f\x0a\x0bNOT_SERVING\x10\x02\x12\x13\x0a\x0fSERVICE_UNKNOWN\x10\x03\"\x13\x0a\x11HealthListRequest\"\xc4\x01\x0a\x12HealthListResponse\x12L\x0a\x08statuses\x18\x01 \x03(\x0b20.grpc.health.v1.HealthListResponse.StatusesEntryR\x08statuses\x1a`\x0a\x0dStatusesEntry\x12\x10\x0a\x03key\x18\x01 \x01(\x09R\x03key\x129\x0a\x05value\x18\x02 \x01(\x0b2#.grpc.health.v1.HealthCheckResponseR\x05value:\x028\x012\xfd\x01\x0a\x06Health\x12P\x0a\x05Check\x12\".grpc.health.v1.HealthCheckRequest\x1a#.grpc.health.v1.HealthCheckResponse\x12M\x0a\x04List\x12!.grpc.health.v1.HealthListRequest\x1a\".grpc.health.v1.HealthListResponse\x12R\x0a\x05Watch\x12\".grpc.health.v1.HealthCheckRequest\x1a#.grpc.health.v1.HealthCheckResponse0\x01b\x06proto3",
+];

@@ -47,6 +47,15 @@ pub trait Service: Send + Sync + 'static {
     /// Starts one call to `method` (the part of the path after the service
     /// name). Unknown methods answer with [`ServerCall::unimplemented`].
     fn call(&self, method: &str, call: ServerCall) -> BoxFuture;
+
+    /// The encoded `google.protobuf.FileDescriptorProto`s of the proto file
+    /// that defines the service and of every file it imports, which server
+    /// reflection serves (`ServerBuilder::add_reflection`). Generated code
+    /// returns its package's `FILE_DESCRIPTORS`. The default is none:
+    /// reflection then lists the service but cannot describe it.
+    fn file_descriptors(&self) -> &'static [&'static [u8]] {
+        &[]
+    }
 }
 
 /// Server-wide settings applied to each call.
