@@ -45,6 +45,8 @@ pub mod keepalive;
 pub mod logging;
 pub mod metadata;
 pub mod peer;
+#[cfg(feature = "reflection")]
+pub mod reflection;
 pub mod resolver;
 pub mod server;
 pub mod serviceconfig;

@@ -7,7 +7,17 @@
 use std::path::{Path, PathBuf};
 
 /// Each checked-in file, by proto package, and the protos it comes from.
-const GENERATED: &[(&str, &[&str])] = &[("grpc.health.v1", &["grpc/health/v1/health.proto"])];
+const GENERATED: &[(&str, &[&str])] = &[
+    ("grpc.health.v1", &["grpc/health/v1/health.proto"]),
+    (
+        "grpc.reflection.v1",
+        &["grpc/reflection/v1/reflection.proto"],
+    ),
+    (
+        "grpc.reflection.v1alpha",
+        &["grpc/reflection/v1alpha/reflection.proto"],
+    ),
+];
 
 #[test]
 fn checked_in_generated_code_is_current() {

@@ -125,6 +125,10 @@ pub struct ServerBuilder {
     /// Told first when the server stops gracefully.
     #[cfg(feature = "health")]
     health: Vec<crate::health::Server>,
+    /// Reflection to add when the server is built, with what was
+    /// registered by hand.
+    #[cfg(feature = "reflection")]
+    reflection: Option<crate::reflection::Builder>,
 }
 
 impl std::fmt::Debug for ServerBuilder {
@@ -191,6 +195,25 @@ impl ServerBuilder {
     pub fn add_health(mut self, health: &crate::health::Server) -> ServerBuilder {
         self.health.push(health.clone());
         self.add_service(health.service())
+    }
+
+    /// Serves server reflection (`grpc.reflection.v1` and `v1alpha`; see
+    /// [`reflection`](crate::reflection)) for every service of the server,
+    /// those added before this call and those added after: when the server
+    /// is built, the reflection service gathers their descriptors, which
+    /// generated code provides, and lists their names.
+    #[cfg(feature = "reflection")]
+    pub fn add_reflection(self) -> ServerBuilder {
+        self.add_reflection_with(crate::reflection::Builder::new())
+    }
+
+    /// As [`add_reflection`](Self::add_reflection), also serving the
+    /// descriptors registered in `registered`, e.g. those of services
+    /// written by hand. Replaces an earlier `add_reflection*`.
+    #[cfg(feature = "reflection")]
+    pub fn add_reflection_with(mut self, registered: crate::reflection::Builder) -> ServerBuilder {
+        self.reflection = Some(registered);
+        self
     }
 
     /// Adds a stats handler; each sees every call and connection event.
@@ -297,6 +320,18 @@ impl ServerBuilder {
 
     /// Builds the server; serve it with [`Server::serve`] and friends.
     pub fn build(mut self) -> Server {
+        #[cfg(feature = "reflection")]
+        if let Some(registered) = self.reflection.take() {
+            let reflection = registered.build_for_server(
+                self.services
+                    .values()
+                    .map(|s| &**s)
+                    .filter(|s| !crate::reflection::is_reflection(s.name())),
+            );
+            self = self
+                .add_service(reflection.v1())
+                .add_service(reflection.v1alpha());
+        }
         self.config.bdp = self.dynamic_window.unwrap_or(!self.windows_set);
         let (shutdown, _) = watch::channel(Shutdown::Running);
         let (connections, _) = watch::channel(0usize);
