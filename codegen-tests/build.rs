@@ -6,6 +6,7 @@ fn main() -> std::io::Result<()> {
             "proto/wkt.proto",
             "proto/nopackage.proto",
             "proto/a/b/c/nested.proto",
+            "proto/options.proto",
         ],
         &["proto"],
     )

@@ -19,6 +19,11 @@ pub mod wkt {
     ferrogrpc::include_proto!("wkt");
 }
 
+/// `package opts`: a custom option on a method.
+pub mod opts {
+    ferrogrpc::include_proto!("opts");
+}
+
 /// A proto without a package.
 pub mod nopackage {
     ferrogrpc::include_proto!("_");
