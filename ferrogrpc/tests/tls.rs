@@ -278,6 +278,7 @@ async fn wrong_host_name_is_unavailable_with_the_reason() {
         err.message().contains("certificate verification failed"),
         "{err}"
     );
+    assert!(err.message().contains("subjectAltName"), "the hint: {err}");
 }
 
 #[tokio::test]
@@ -301,6 +302,70 @@ async fn expired_certificate_is_refused() {
     let err = call(&ch).await.unwrap_err();
     assert_eq!(err.code(), Code::Unavailable);
     assert!(err.message().contains("Expired"), "{err}");
+    assert!(err.message().contains("renew it"), "the hint: {err}");
+}
+
+/// The server's certificate comes from a CA the client was not given.
+#[tokio::test]
+async fn unknown_issuer_says_which_ca_to_give() {
+    let server_cert = leaf(&ca("theirs"), &["localhost"], |_| {});
+    let (addr, _s) = serve(ServerCredentials::tls(ServerTlsConfig::from_pem(
+        &server_cert.cert_pem,
+        &server_cert.key_pem,
+    )))
+    .await;
+    let ch = tls_channel(
+        addr,
+        ClientTlsConfig::new()
+            .ca_certificate_pem(ca("ours").cert.pem())
+            .server_name("localhost"),
+    );
+    let err = call(&ch).await.unwrap_err();
+    assert!(err.message().contains("UnknownIssuer"), "{err}");
+    assert!(err.message().contains("ca_certificate_pem"), "the hint: {err}");
+}
+
+/// What `openssl req -x509` makes: a self-signed CA certificate, served as
+/// the server's own and trusted as the root.
+#[tokio::test]
+async fn a_ca_certificate_served_as_the_server_s_own_is_explained() {
+    let key = KeyPair::generate().unwrap();
+    let mut params = CertificateParams::new(vec!["localhost".to_string()]).unwrap();
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let cert = params.self_signed(&key).unwrap();
+    let (addr, _s) = serve(ServerCredentials::tls(ServerTlsConfig::from_pem(
+        cert.pem(),
+        key.serialize_pem(),
+    )))
+    .await;
+    let ch = tls_channel(
+        addr,
+        ClientTlsConfig::new()
+            .ca_certificate_pem(cert.pem())
+            .server_name("localhost"),
+    );
+    let err = call(&ch).await.unwrap_err();
+    assert!(err.message().contains("CaUsedAsEndEntity"), "{err}");
+    assert!(err.message().contains("CA:FALSE"), "the hint: {err}");
+}
+
+/// A TLS client against a plaintext server, and the other way round.
+#[tokio::test]
+async fn tls_against_plaintext_says_so_both_ways() {
+    let (plain, _s) = serve(ServerCredentials::insecure()).await;
+    let ch = tls_channel(plain, ClientTlsConfig::new().server_name("localhost"));
+    let err = call(&ch).await.unwrap_err();
+    assert!(err.message().contains("plaintext"), "{err}");
+
+    let server_cert = leaf(&ca("root"), &["localhost"], |_| {});
+    let (tls, _s2) = serve(ServerCredentials::tls(ServerTlsConfig::from_pem(
+        &server_cert.cert_pem,
+        &server_cert.key_pem,
+    )))
+    .await;
+    let ch = Channel::from_target(&tls.to_string()).unwrap();
+    let err = call(&ch).await.unwrap_err();
+    assert!(err.message().contains("TLS"), "{err}");
 }
 
 /// A TLS server (tokio-rustls, no HTTP/2) that negotiates no ALPN.

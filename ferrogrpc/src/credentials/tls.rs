@@ -499,19 +499,54 @@ fn version_name(v: rustls::ProtocolVersion) -> String {
     }
 }
 
-/// Turns a handshake failure into words a user can act on.
+/// Turns a handshake failure into words a user can act on: what failed,
+/// and for the usual mistakes what to do about it.
 pub(crate) fn describe_handshake_error(err: &io::Error) -> String {
     match err
         .get_ref()
         .and_then(|e| e.downcast_ref::<rustls::Error>())
     {
-        Some(rustls::Error::InvalidCertificate(reason)) => {
-            format!("certificate verification failed: {reason:?}")
-        }
+        Some(rustls::Error::InvalidCertificate(reason)) => describe_certificate_error(reason),
         Some(rustls::Error::NoApplicationProtocol) => {
             "the peer does not speak HTTP/2 over TLS (no ALPN h2)".into()
+        }
+        Some(rustls::Error::InvalidMessage(rustls::InvalidMessage::InvalidContentType)) => {
+            "the peer did not answer with TLS: it probably speaks plaintext (HTTP/2 without \
+             TLS); use plaintext on this side too (insecure credentials, an http:// target) \
+             or turn TLS on at the peer"
+                .into()
         }
         Some(other) => other.to_string(),
         None => err.to_string(),
     }
+}
+
+/// A certificate the peer presented was refused; says why in plain words.
+fn describe_certificate_error(reason: &rustls::CertificateError) -> String {
+    use rustls::CertificateError as E;
+    let hint = match reason {
+        E::UnknownIssuer => {
+            "the certificate is not signed by a CA this side trusts: give this side the CA \
+             certificate that signed it (ClientTlsConfig::ca_certificate_pem, or \
+             ServerTlsConfig::client_ca_pem for client certificates)"
+        }
+        E::NotValidForName | E::NotValidForNameContext { .. } => {
+            "the certificate does not name the server as it was dialled: the target's host \
+             must be one of its subjectAltName entries (DNS name or IP address), or set the \
+             name to check with ClientTlsConfig::server_name"
+        }
+        E::Expired | E::ExpiredContext { .. } => {
+            "the certificate has expired: renew it (and check both machines' clocks)"
+        }
+        E::NotValidYet | E::NotValidYetContext { .. } => {
+            "the certificate is not valid yet: check both machines' clocks"
+        }
+        E::Other(other) if format!("{other:?}").contains("CaUsedAsEndEntity") => {
+            "the peer presented a CA certificate (basicConstraints CA:TRUE) as its own, as \
+             a plain `openssl req -x509` makes: create a CA, and a server certificate \
+             signed by it with basicConstraints CA:FALSE (interop/certs/generate.sh shows how)"
+        }
+        _ => return format!("certificate verification failed: {reason:?}"),
+    };
+    format!("certificate verification failed ({reason:?}): {hint}")
 }
