@@ -10,9 +10,10 @@
 //! `dns://[2001:4860:4860::8888]:53/example.com`. Without one, the system's
 //! configuration is used (`/etc/resolv.conf`, or `127.0.0.1` and `::1` port
 //! 53 if that file cannot be read, as the C library does), with the hosts
-//! file consulted first; `localhost` and names under it resolve to
-//! `127.0.0.1` and `::1` without any query (RFC 6761), and names under
-//! `.invalid` fail at once.
+//! file consulted first; `localhost` and names under it are never sent to a
+//! DNS server (RFC 6761): they resolve as the hosts file lists them, as the
+//! system's resolver does, else to `127.0.0.1` and `::1`
+//! ([`DnsBuilder::with_hosts_file`]); names under `.invalid` fail at once.
 //!
 //! What it does:
 //!
@@ -138,12 +139,14 @@ const TXT_NAME_PREFIX: &str = "_grpc_config.";
 #[derive(Clone, Debug)]
 pub struct DnsBuilder {
     min_resolution_interval: Duration,
+    hosts_file: std::path::PathBuf,
 }
 
 impl Default for DnsBuilder {
     fn default() -> DnsBuilder {
         DnsBuilder {
             min_resolution_interval: DEFAULT_MIN_RESOLUTION_INTERVAL,
+            hosts_file: std::path::PathBuf::from("/etc/hosts"),
         }
     }
 }
@@ -160,6 +163,15 @@ impl DnsBuilder {
     /// the interval is over. Zero lets every request resolve at once.
     pub fn with_min_resolution_interval(mut self, interval: Duration) -> DnsBuilder {
         self.min_resolution_interval = interval;
+        self
+    }
+
+    /// The hosts file consulted for `localhost` names (default
+    /// `/etc/hosts`): the addresses it gives such a name are used, as the
+    /// system's resolver does; a name it does not list is `127.0.0.1` and
+    /// `::1` (RFC 6761).
+    pub fn with_hosts_file(mut self, path: impl Into<std::path::PathBuf>) -> DnsBuilder {
+        self.hosts_file = path.into();
         self
     }
 
@@ -212,12 +224,17 @@ impl Builder for DnsBuilder {
             min_interval: self.min_resolution_interval,
             client_hostname: None,
         };
+        let backoff = Backoff::new(backoff::Config::default());
+        if local {
+            let lookup = LocalLookup {
+                hosts_file: self.hosts_file.clone(),
+            };
+            return Ok(Box::new(start(
+                &runtime, lookup, settings, backoff, controller,
+            )));
+        }
         Ok(Box::new(start(
-            &runtime,
-            lookup,
-            settings,
-            Backoff::new(backoff::Config::default()),
-            controller,
+            &runtime, lookup, settings, backoff, controller,
         )))
     }
 }
@@ -334,6 +351,57 @@ trait Lookup: Send + Sync + 'static {
     fn ips<'a>(&'a self, host: &'a str) -> LookupFuture<'a, Vec<IpAddr>>;
     /// The TXT records of `name`, each record's strings concatenated.
     fn txt<'a>(&'a self, name: &'a str) -> LookupFuture<'a, Vec<String>>;
+}
+
+/// Lookups of `localhost` names: the hosts file's addresses for the name,
+/// as the system's resolver gives them (a host that maps `localhost` to
+/// `127.0.0.1` alone does not get `::1` tried first), else `127.0.0.1` and
+/// `::1` (RFC 6761). Nothing is sent to a DNS server.
+struct LocalLookup {
+    hosts_file: std::path::PathBuf,
+}
+
+impl Lookup for LocalLookup {
+    fn ips<'a>(&'a self, host: &'a str) -> LookupFuture<'a, Vec<IpAddr>> {
+        Box::pin(async move {
+            // A small local file, as the C library reads it on each lookup.
+            let listed = std::fs::read_to_string(&self.hosts_file)
+                .map(|text| hosts_file_addresses(&text, host))
+                .unwrap_or_default();
+            if listed.is_empty() {
+                Ok(vec![
+                    IpAddr::from([127, 0, 0, 1]),
+                    IpAddr::from(std::net::Ipv6Addr::LOCALHOST),
+                ])
+            } else {
+                Ok(listed)
+            }
+        })
+    }
+
+    fn txt<'a>(&'a self, _name: &'a str) -> LookupFuture<'a, Vec<String>> {
+        Box::pin(async { Ok(Vec::new()) })
+    }
+}
+
+/// The addresses a hosts file (`IP name [alias…]` lines, `#` comments)
+/// gives `host`, in file order.
+fn hosts_file_addresses(text: &str, host: &str) -> Vec<IpAddr> {
+    let host = host.trim_end_matches('.');
+    let mut found = Vec::new();
+    for line in text.lines() {
+        let line = line.split('#').next().unwrap_or_default();
+        let mut fields = line.split_whitespace();
+        let Some(Ok(ip)) = fields.next().map(str::parse::<IpAddr>) else {
+            continue;
+        };
+        if fields.any(|name| name.trim_end_matches('.').eq_ignore_ascii_case(host))
+            && !found.contains(&ip)
+        {
+            found.push(ip);
+        }
+    }
+    found
 }
 
 /// Lookups through hickory-resolver.
@@ -1392,10 +1460,51 @@ mod tests {
 
     // ---- the real resolver ----
 
+    #[test]
+    fn hosts_file_lines_are_read_as_the_c_library_reads_them() {
+        let text = "# comment\n127.0.0.1\tlocalhost loopback # trailing\n\
+                    ::1 ip6-localhost ip6-loopback\nbogus localhost\n\
+                    10.0.0.1 other LOCALHOST.\n";
+        assert_eq!(
+            hosts_file_addresses(text, "localhost"),
+            [
+                "127.0.0.1".parse::<IpAddr>().unwrap(),
+                "10.0.0.1".parse().unwrap()
+            ]
+        );
+        assert!(hosts_file_addresses(text, "nothere").is_empty());
+    }
+
+    /// A hosts file that maps localhost to 127.0.0.1 alone: `[::1]` is not
+    /// tried (it would hide a real error behind "connection refused").
+    #[tokio::test]
+    async fn localhost_follows_the_hosts_file() {
+        let dir = std::env::temp_dir().join(format!("ferrogrpc-hosts-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let hosts = dir.join("hosts");
+        std::fs::write(&hosts, "127.0.0.1 localhost\n::1 ip6-localhost\n").unwrap();
+        let (controller, mut rx) = recorder();
+        let _resolver = DnsBuilder::default()
+            .with_hosts_file(&hosts)
+            .build(
+                &parse_target("localhost:50051"),
+                controller,
+                BuildOptions::default(),
+            )
+            .unwrap();
+        match next_report(&mut rx).await {
+            Report::Update(state) => assert_eq!(addrs(&state), ["127.0.0.1:50051"]),
+            Report::Error(e) => panic!("{e}"),
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
     #[tokio::test]
     async fn localhost_resolves_to_both_families() {
         let (controller, mut rx) = recorder();
+        // A hosts file that does not list localhost: RFC 6761's two.
         let _resolver = DnsBuilder::default()
+            .with_hosts_file("/nonexistent/hosts")
             .build(
                 &parse_target("localhost:50051"),
                 controller,
