@@ -322,7 +322,10 @@ async fn unknown_issuer_says_which_ca_to_give() {
     );
     let err = call(&ch).await.unwrap_err();
     assert!(err.message().contains("UnknownIssuer"), "{err}");
-    assert!(err.message().contains("ca_certificate_pem"), "the hint: {err}");
+    assert!(
+        err.message().contains("ca_certificate_pem"),
+        "the hint: {err}"
+    );
 }
 
 /// What `openssl req -x509` makes: a self-signed CA certificate, served as
@@ -685,4 +688,31 @@ async fn tls_1_2_clients_are_served() {
         "{:?}",
         resp.headers()["x-cipher"]
     );
+}
+
+/// When every address of a target fails, the call says why the one that
+/// got as far as a server failed (here its certificate), not that the
+/// address tried last refused the connection.
+#[tokio::test]
+async fn the_most_informative_failure_of_all_addresses_is_reported() {
+    let server_cert = leaf(&ca("theirs"), &["localhost"], |_| {});
+    let (tls, _s) = serve(ServerCredentials::tls(ServerTlsConfig::from_pem(
+        &server_cert.cert_pem,
+        &server_cert.key_pem,
+    )))
+    .await;
+    let refused = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap()
+    };
+    let ch = Channel::builder(format!("ipv4:{tls},{refused}"))
+        .credentials(ChannelCredentials::tls(
+            ClientTlsConfig::new()
+                .ca_certificate_pem(ca("ours").cert.pem())
+                .server_name("localhost"),
+        ))
+        .build()
+        .unwrap();
+    let err = call(&ch).await.unwrap_err();
+    assert!(err.message().contains("UnknownIssuer"), "{err}");
 }

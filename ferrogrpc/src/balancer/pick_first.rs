@@ -21,7 +21,7 @@
 //! - A resolver update that still contains the address in use keeps it.
 
 use std::{
-    collections::HashSet,
+    collections::{HashMap, HashSet},
     sync::{
         atomic::{AtomicBool, Ordering},
         Arc,
@@ -33,7 +33,9 @@ use super::{
     Balancer, Builder, ClientConnState, Config, ErrorPicker, Helper, PickInfo, PickResult, Picker,
     QueuePicker, SubConn, SubConnState,
 };
-use crate::{connectivity::State, resolver::Address, status::Status};
+use crate::{
+    connectivity::State, resolver::Address, status::Status, transport::client::reached_server,
+};
 
 /// The name of the policy in service configs.
 pub const NAME: &str = "pick_first";
@@ -71,6 +73,7 @@ impl Builder for PickFirstBuilder {
             selected: None,
             state: State::Idle,
             last_error: None,
+            failures: HashMap::new(),
             stagger: None,
         })
     }
@@ -101,6 +104,9 @@ struct PickFirst {
     selected: Option<SubConn>,
     state: State,
     last_error: Option<Status>,
+    /// Each subchannel's latest connection failure, to report the most
+    /// informative one when every address fails.
+    failures: HashMap<SubConn, Status>,
     /// The timer that starts the next addresses' attempts beside a slow one.
     stagger: Option<tokio::task::AbortHandle>,
 }
@@ -187,10 +193,28 @@ impl PickFirst {
         self.helper.update_state(state, picker);
     }
 
+    /// Notes why `subconn` failed to connect.
+    fn note_failure(&mut self, subconn: &SubConn, error: Status) {
+        self.failures.insert(subconn.clone(), error.clone());
+        self.last_error = Some(error);
+    }
+
+    /// The error calls fail with when no address works: a failure that got
+    /// as far as a server (a TLS or HTTP/2 failure) says more than a
+    /// refused connection to another address, so it is preferred; else the
+    /// latest.
+    fn best_error(&self) -> Option<Status> {
+        self.subconns
+            .iter()
+            .filter_map(|s| self.failures.get(s))
+            .find(|e| reached_server(e))
+            .or(self.last_error.as_ref())
+            .cloned()
+    }
+
     fn fail(&mut self) {
         let status = self
-            .last_error
-            .clone()
+            .best_error()
             .unwrap_or_else(|| Status::unavailable("no address could be connected to"));
         self.publish(State::TransientFailure, Arc::new(ErrorPicker(status)));
     }
@@ -207,6 +231,7 @@ impl PickFirst {
             self.subconns.push(subconn);
         }
         for subconn in old {
+            self.failures.remove(&subconn);
             if self.selected.as_ref() != Some(&subconn) {
                 subconn.shutdown();
             }
@@ -371,7 +396,7 @@ impl Balancer for PickFirst {
                     self.selected = None;
                     self.first_pass = false;
                     if let Some(error) = update.error {
-                        self.last_error = Some(error);
+                        self.note_failure(subconn, error);
                     }
                     self.sync_subconns();
                     self.fail();
@@ -389,10 +414,13 @@ impl Balancer for PickFirst {
             return;
         }
         match update.state {
-            State::Ready => self.select(subconn.clone()),
+            State::Ready => {
+                self.failures.remove(subconn);
+                self.select(subconn.clone());
+            }
             State::TransientFailure => {
                 if let Some(error) = update.error {
-                    self.last_error = Some(error);
+                    self.note_failure(subconn, error);
                 }
                 if self.first_pass {
                     if self.subconns.get(self.next) == Some(subconn) {

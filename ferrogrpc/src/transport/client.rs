@@ -99,6 +99,18 @@ impl Default for ClientConfig {
 trait Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static {}
 impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static> Io for T {}
 
+/// How the statuses of failed dials start: nothing reached a server.
+const DIAL_FAILED: &str = "failed to connect to ";
+const RESOLVE_FAILED: &str = "failed to resolve ";
+
+/// Whether a failed connection attempt got as far as a server (a TLS or
+/// HTTP/2 failure, a timeout waiting for its SETTINGS) rather than failing
+/// to reach one: the former says more about what is wrong.
+pub(crate) fn reached_server(status: &Status) -> bool {
+    let message = status.message();
+    !message.starts_with(DIAL_FAILED) && !message.starts_with(RESOLVE_FAILED)
+}
+
 async fn dial(endpoint: &Endpoint) -> Result<(Box<dyn Io>, Peer), Status> {
     match endpoint {
         Endpoint::Tcp(_) | Endpoint::Addrs(_) => {
@@ -108,7 +120,7 @@ async fn dial(endpoint: &Endpoint) -> Result<(Box<dyn Io>, Peer), Status> {
                     tokio::net::lookup_host(hostport.as_str())
                         .await
                         .map_err(|e| {
-                            Status::unavailable(format!("failed to resolve {hostport}: {e}"))
+                            Status::unavailable(format!("{RESOLVE_FAILED}{hostport}: {e}"))
                         })?
                         .collect(),
                 ),
@@ -134,14 +146,14 @@ async fn dial(endpoint: &Endpoint) -> Result<(Box<dyn Io>, Peer), Status> {
                 }
             }
             Err(Status::unavailable(match last_err {
-                Some(e) => format!("failed to connect to {hostport}: {e}"),
-                None => format!("failed to resolve {hostport}: no addresses"),
+                Some(e) => format!("{DIAL_FAILED}{hostport}: {e}"),
+                None => format!("{RESOLVE_FAILED}{hostport}: no addresses"),
             }))
         }
         #[cfg(unix)]
         Endpoint::Unix(path) => {
             let sock = tokio::net::UnixStream::connect(path).await.map_err(|e| {
-                Status::unavailable(format!("failed to connect to unix:{}: {e}", path.display()))
+                Status::unavailable(format!("{DIAL_FAILED}unix:{}: {e}", path.display()))
             })?;
             Ok((
                 Box::new(sock),
