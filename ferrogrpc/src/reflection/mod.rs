@@ -28,14 +28,14 @@
 //! service, the encoded `FileDescriptorProto`s of the package's protos and
 //! of every proto they import (well-known types included), as
 //! `FILE_DESCRIPTORS`; the generated server hands them to the server through
-//! [`Service::file_descriptors`](crate::server::Service::file_descriptors).
+//! [`Service::file_descriptors`].
 //! [`ServerBuilder::add_reflection`](crate::server::ServerBuilder::add_reflection)
 //! gathers them when the server is built, from the services added before
 //! or after it, so reflection serves exactly what the server serves; no
 //! global registry is involved. The descriptors carry no comments (source
 //! info), as in gRPC-Go.
 //!
-//! A service written by hand (a [`Service`](crate::server::Service) that
+//! A service written by hand (a [`Service`] that
 //! returns no descriptors) is listed but cannot be described. Register its
 //! descriptors with a [`Builder`], from an encoded `FileDescriptorSet`
 //! (`ferrogrpc_build::Builder::file_descriptor_set_path`, or `protoc
