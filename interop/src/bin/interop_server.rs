@@ -16,6 +16,10 @@
 //! With `--use_tls true` it serves TLS (ALPN `h2`) with the given
 //! certificate chain and key, both PEM files.
 //!
+//! It also serves `grpc.health.v1.Health` (Check, Watch, List), reporting
+//! the server as a whole (`""`) and every service it serves SERVING, until a
+//! stop turns them NOT_SERVING.
+//!
 //! It listens on `[::]` and `0.0.0.0` (whichever the system allows, both if
 //! the IPv6 socket is IPv6-only) and stops on SIGINT / SIGTERM.
 
@@ -28,8 +32,9 @@ use std::{
 
 use ferrogrpc::{
     credentials::{tls::ServerTlsConfig, ServerCredentials},
+    health::{self, ServingStatus},
     metadata::MetadataMap,
-    server::{ResponseSink, Server},
+    server::{ResponseSink, Server, ServerBuilder, Service},
     Code, Request, Response, Status, Streaming,
 };
 use interop::{
@@ -424,6 +429,18 @@ fn stop_signal() -> io::Result<impl std::future::Future<Output = ()>> {
     }
 }
 
+/// Adds `service` to `builder` and reports it SERVING in `health`, so that
+/// every service served has a health status (the health service itself
+/// excepted, as in gRPC-Go).
+fn add_serving(
+    builder: ServerBuilder,
+    health: &health::Server,
+    service: impl Service,
+) -> ServerBuilder {
+    health.set_serving_status(service.name(), ServingStatus::Serving);
+    builder.add_service(service)
+}
+
 /// How connections are secured, from the TLS flags.
 struct Security {
     credentials: ServerCredentials,
@@ -433,10 +450,14 @@ struct Security {
 async fn serve(port: u16, security: Security) -> io::Result<()> {
     let stop = stop_signal()?;
     let listeners = bind(port).await?;
-    let server = Server::builder()
+    // "" (the server as a whole) starts SERVING; a graceful stop turns
+    // every status NOT_SERVING.
+    let health = health::Server::new();
+    let builder = Server::builder()
         .credentials(security.credentials)
-        .add_service(TestServiceServer::new(InteropService))
-        .build();
+        .add_health(&health);
+    let builder = add_serving(builder, &health, TestServiceServer::new(InteropService));
+    let server = builder.build();
     let mut tasks = tokio::task::JoinSet::new();
     for listener in listeners {
         let addr = listener.local_addr()?;
