@@ -232,6 +232,7 @@ fn client(out: &mut Out, service: &Service, info: &ServiceInfo) {
     let full = &info.full_name;
     let client = format!("{}Client", info.type_name);
     out.doc(&[format!("Client stub for `{full}`.")]);
+    out.line("#[allow(dead_code)]");
     out.open(&format!("pub mod {}_client {{", info.snake));
 
     let mut struct_doc = comment_lines(&service.comments);
@@ -358,6 +359,7 @@ fn server(out: &mut Out, service: &Service, info: &ServiceInfo) {
     let trait_name = &info.type_name;
     let server = format!("{}Server", info.type_name);
     out.doc(&[format!("Server side of `{full}`.")]);
+    out.line("#[allow(dead_code)]");
     out.open(&format!("pub mod {}_server {{", info.snake));
 
     let mut trait_doc = comment_lines(&service.comments);

@@ -314,6 +314,9 @@ impl Builder {
         };
         let mut config = prost_build::Config::new();
         config.out_dir(&out_dir);
+        // An application usually includes a package privately and uses part
+        // of it: the rest must not warn as dead code.
+        config.type_attribute(".", "#[allow(dead_code)]");
         if self.build_client || self.build_server {
             config.service_generator(Box::new(FerroServiceGenerator {
                 client: self.build_client,
