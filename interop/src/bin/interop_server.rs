@@ -18,7 +18,8 @@
 //!
 //! It also serves `grpc.health.v1.Health` (Check, Watch, List), reporting
 //! the server as a whole (`""`) and every service it serves SERVING, until a
-//! stop turns them NOT_SERVING.
+//! stop turns them NOT_SERVING, and server reflection (`grpc.reflection.v1`
+//! and `v1alpha`), which `run-reflection.sh` checks with grpcio's client.
 //!
 //! It listens on `[::]` and `0.0.0.0` (whichever the system allows, both if
 //! the IPv6 socket is IPv6-only) and stops on SIGINT / SIGTERM.
@@ -455,7 +456,8 @@ async fn serve(port: u16, security: Security) -> io::Result<()> {
     let health = health::Server::new();
     let builder = Server::builder()
         .credentials(security.credentials)
-        .add_health(&health);
+        .add_health(&health)
+        .add_reflection();
     let builder = add_serving(builder, &health, TestServiceServer::new(InteropService));
     let server = builder.build();
     let mut tasks = tokio::task::JoinSet::new();
