@@ -27,6 +27,11 @@ use rustls::pki_types::{pem::PemObject, PrivateKeyDer};
 /// The ALPN protocol gRPC needs.
 pub(crate) const ALPN_H2: &[u8] = b"h2";
 
+/// The *ring* provider. rustls 0.23.48 deprecates it because *ring* has no
+/// post-quantum key exchange; aws-lc-rs does, but needs cmake to build, a
+/// prerequisite we do not impose on every user. Kept knowingly; a feature
+/// for aws-lc-rs is the way to post-quantum key exchange.
+#[allow(deprecated)]
 fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
