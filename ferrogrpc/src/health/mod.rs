@@ -1,7 +1,10 @@
 //! Health checking, as gRPC-Go's `health` package: the
 //! `grpc.health.v1.Health` service (`Check`, `Watch`, and `List` from gRFC
 //! A90) for Kubernetes probes, load balancers and gRPC clients, and the
-//! client side of it (gRFC A17, see [`client`]).
+//! client side of it (gRFC A17): a channel whose service config has
+//! `healthCheckConfig` watches each backend's health, and `round_robin`
+//! sends calls only to those SERVING (see
+//! [`SubConn::enable_health_check`](crate::balancer::SubConn::enable_health_check)).
 //!
 //! ```no_run
 //! use ferrogrpc::{health, server::Server};
@@ -20,8 +23,6 @@
 //! stop: add it with
 //! [`ServerBuilder::add_health`](crate::server::ServerBuilder::add_health)
 //! and the server's graceful stop calls it first.
-
-// pub mod client;
 
 use std::{
     collections::BTreeMap,
