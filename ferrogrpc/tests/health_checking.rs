@@ -175,3 +175,69 @@ async fn health_streams_do_not_keep_the_channel_awake() {
     }
     assert_eq!(ch.state(), State::Idle);
 }
+
+/// A health service whose first Watch fails (UNAVAILABLE), and later ones
+/// answer SERVING.
+struct FlakyHealth(std::sync::atomic::AtomicUsize);
+
+impl health::pb::health_server::Health for FlakyHealth {
+    async fn check(
+        &self,
+        _request: Request<health::pb::HealthCheckRequest>,
+    ) -> Result<Response<health::pb::HealthCheckResponse>, ferrogrpc::Status> {
+        Err(ferrogrpc::Status::unimplemented("not here"))
+    }
+
+    async fn list(
+        &self,
+        _request: Request<health::pb::HealthListRequest>,
+    ) -> Result<Response<health::pb::HealthListResponse>, ferrogrpc::Status> {
+        Err(ferrogrpc::Status::unimplemented("not here"))
+    }
+
+    async fn watch(
+        &self,
+        _request: Request<health::pb::HealthCheckRequest>,
+        mut responses: ferrogrpc::server::ResponseSink<health::pb::HealthCheckResponse>,
+    ) -> Result<(), ferrogrpc::Status> {
+        if self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0 {
+            return Err(ferrogrpc::Status::unavailable("health store not ready"));
+        }
+        responses
+            .send(health::pb::HealthCheckResponse {
+                status: ServingStatus::Serving as i32,
+            })
+            .await?;
+        std::future::pending().await
+    }
+}
+
+/// A health stream that fails is opened again (after the backoff), and the
+/// backend becomes usable once it answers SERVING.
+#[tokio::test]
+async fn a_failed_health_stream_is_opened_again() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let watches = std::sync::Arc::new(FlakyHealth(Default::default()));
+    let server = Server::builder()
+        .add_service(Who(1))
+        .add_service(health::pb::health_server::HealthServer::from_arc(
+            std::sync::Arc::clone(&watches),
+        ))
+        .build();
+    tokio::spawn(async move { server.serve_listener(listener).await });
+    let ch = channel(&[&addr], "round_robin");
+    let req = Request::new(Bytes::new())
+        .with_timeout(Duration::from_secs(10))
+        .with_wait_for_ready(true);
+    let resp = ch
+        .unary(PathAndQuery::from_static("/h.Who/Who"), req, BytesCodec)
+        .await
+        .expect("served once the health check answers");
+    assert_eq!(resp.get_ref()[0], 1);
+    assert_eq!(
+        watches.0.load(std::sync::atomic::Ordering::SeqCst),
+        2,
+        "the stream was opened twice"
+    );
+}
