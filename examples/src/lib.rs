@@ -63,6 +63,88 @@ pub mod serving {
     }
 }
 
+/// Starts a server on a free loopback port, for the examples that run
+/// their servers and clients in one process.
+pub mod local {
+    use std::{io, net::SocketAddr};
+
+    use ferrogrpc::server::{Server, ServerBuilder};
+
+    /// Builds the server, serves it on `127.0.0.1:0` in a background task
+    /// and returns it (to stop it later) with the address it listens on.
+    ///
+    /// # Errors
+    /// When no loopback port can be bound.
+    pub async fn start(builder: ServerBuilder) -> io::Result<(Server, SocketAddr)> {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let server = builder.build();
+        let serving = server.clone();
+        tokio::spawn(async move { serving.serve_listener(listener).await });
+        Ok((server, addr))
+    }
+}
+
+/// Certificates made at start-up, for the TLS examples (`encryption`,
+/// `authentication`), so they need no files. A real deployment loads its
+/// own (`ServerTlsConfig::from_pem_files`, `ClientTlsConfig::ca_certificate_file`).
+pub mod certs {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
+
+    /// A certificate authority that signs certificates.
+    pub struct Ca {
+        cert: rcgen::Certificate,
+        key: KeyPair,
+    }
+
+    /// A certificate and its private key, PEM-encoded.
+    pub struct Identity {
+        /// The certificate.
+        pub cert_pem: String,
+        /// Its private key.
+        pub key_pem: String,
+    }
+
+    impl Ca {
+        /// A new self-signed CA called `name`.
+        ///
+        /// # Errors
+        /// When the key or certificate cannot be made.
+        pub fn new(name: &str) -> Result<Ca, rcgen::Error> {
+            let key = KeyPair::generate()?;
+            let mut params = CertificateParams::new(Vec::<String>::new())?;
+            params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+            params.distinguished_name.push(DnType::CommonName, name);
+            let cert = params.self_signed(&key)?;
+            Ok(Ca { cert, key })
+        }
+
+        /// The CA's certificate, for those who trust it.
+        pub fn pem(&self) -> String {
+            self.cert.pem()
+        }
+
+        /// A certificate signed by this CA for `names` (its subject
+        /// alternative names: DNS names, or IP addresses).
+        ///
+        /// # Errors
+        /// When a name is invalid or the certificate cannot be made.
+        pub fn issue(&self, names: &[&str]) -> Result<Identity, rcgen::Error> {
+            let key = KeyPair::generate()?;
+            let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+            let mut params = CertificateParams::new(names.clone())?;
+            if let Some(first) = names.first() {
+                params.distinguished_name.push(DnType::CommonName, first);
+            }
+            let cert = params.signed_by(&key, &self.cert, &self.key)?;
+            Ok(Identity {
+                cert_pem: cert.pem(),
+                key_pem: key.serialize_pem(),
+            })
+        }
+    }
+}
+
 /// Numbered greeter servers, for the examples that show calls spreading
 /// over several servers (`load_balancing`, `custom_resolver`).
 pub mod numbered {

@@ -8,7 +8,14 @@ use std::{
 
 /// Runs an example binary to completion (failing the test if it takes more
 /// than a minute or exits unsuccessfully) and returns its stdout.
+#[allow(dead_code)] // not every test uses both functions
 pub fn run(binary: &str) -> String {
+    run_with_stderr(binary).0
+}
+
+/// As [`run`], returning stdout and stderr.
+#[allow(dead_code)]
+pub fn run_with_stderr(binary: &str) -> (String, String) {
     let mut child = Command::new(binary)
         .env_remove("FERROGRPC_LOG")
         .env_remove("FERROGRPC_LOG_VERBOSITY")
@@ -43,5 +50,5 @@ pub fn run(binary: &str) -> String {
     };
     let (out, err) = (out.join().unwrap(), err.join().unwrap());
     assert!(status.success(), "{binary} failed: {status}\n{out}\n{err}");
-    out
+    (out, err)
 }
