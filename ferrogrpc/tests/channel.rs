@@ -1537,3 +1537,43 @@ async fn a_service_config_in_dns_txt_chooses_round_robin() {
 async fn spread_one(ch: &Channel) -> usize {
     spread(ch, 20, true).await.len()
 }
+
+/// A resolver that cannot be built.
+#[derive(Debug)]
+struct Unbuildable;
+
+impl ferrogrpc::resolver::Builder for Unbuildable {
+    fn scheme(&self) -> &str {
+        "unbuildable"
+    }
+
+    fn build(
+        &self,
+        _target: &ferrogrpc::resolver::target::Target,
+        _controller: ferrogrpc::resolver::Controller,
+        _options: ferrogrpc::resolver::BuildOptions,
+    ) -> Result<Box<dyn ferrogrpc::resolver::Resolver>, String> {
+        Err("no such zone".into())
+    }
+}
+
+/// A resolver that fails to build fails calls at once, even calls with
+/// no deadline: they do not wait for a first report that never comes.
+#[tokio::test]
+async fn a_resolver_that_cannot_be_built_fails_calls_at_once() {
+    let ch = Channel::builder("unbuildable:///x")
+        .resolver(Unbuildable)
+        .build()
+        .unwrap();
+    let call = ch.unary::<Bytes, Bytes, _>(
+        PathAndQuery::from_static("/test.Ids/Who"),
+        Request::new(Bytes::new()),
+        BytesCodec,
+    );
+    let err = tokio::time::timeout(Duration::from_secs(5), call)
+        .await
+        .expect("failed at once")
+        .unwrap_err();
+    assert_eq!(err.code(), ferrogrpc::Code::Unavailable);
+    assert!(err.message().contains("no such zone"), "{err}");
+}

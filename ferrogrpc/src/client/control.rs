@@ -547,6 +547,9 @@ impl Control {
                     "cannot resolve {}: {message}",
                     self.shared.target
                 ));
+                // A report too: calls waiting for the first one go on (and
+                // fail fast with this error).
+                self.shared.resolved.store(true, Ordering::Release);
                 self.shared.publish(
                     State::TransientFailure,
                     Arc::new(ErrorPicker(status)),
