@@ -334,6 +334,108 @@ pub trait StreamClientInterceptor: Send + Sync + 'static {
     ) -> BoxFuture<'a, Result<(), Status>>;
 }
 
+/// An interceptor made from a closure over each call's request metadata,
+/// for unary and streaming calls alike: the usual auth check on a server
+/// (read a token, refuse the call), or adding a token on a client. It runs
+/// before the handler (or before the call is sent); an error refuses the
+/// call with that status.
+///
+/// Register it for every kind of call in one step with
+/// [`ServerBuilder::interceptor_fn`](crate::server::ServerBuilder::interceptor_fn)
+/// or [`ChannelBuilder::interceptor_fn`](crate::client::ChannelBuilder::interceptor_fn).
+///
+/// ```
+/// use ferrogrpc::{server::Server, Status};
+///
+/// let server = Server::builder().interceptor_fn(|metadata, _info| {
+///     match metadata.get("authorization") {
+///         Some("Bearer let-me-in") => Ok(()),
+///         _ => Err(Status::unauthenticated("a valid token is needed")),
+///     }
+/// });
+/// ```
+pub struct FnInterceptor<F>(pub F);
+
+impl<F> fmt::Debug for FnInterceptor<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("FnInterceptor")
+    }
+}
+
+impl<F> FnInterceptor<F>
+where
+    F: Fn(&mut MetadataMap, CallInfo<'_>) -> Result<(), Status> + Send + Sync + 'static,
+{
+    fn check(&self, metadata: &mut MetadataMap, info: CallInfo<'_>) -> Result<(), Status> {
+        (self.0)(metadata, info)
+    }
+}
+
+impl<F> UnaryServerInterceptor for FnInterceptor<F>
+where
+    F: Fn(&mut MetadataMap, CallInfo<'_>) -> Result<(), Status> + Send + Sync + 'static,
+{
+    fn intercept<'a>(
+        &'a self,
+        mut request: Request<AnyMessage>,
+        info: CallInfo<'a>,
+        next: UnaryServerNext<'a>,
+    ) -> BoxFuture<'a, Result<Response<AnyMessage>, Status>> {
+        match self.check(request.metadata_mut(), info) {
+            Ok(()) => Box::pin(next.run(request)),
+            Err(status) => Box::pin(async move { Err(status) }),
+        }
+    }
+}
+
+impl<F> StreamServerInterceptor for FnInterceptor<F>
+where
+    F: Fn(&mut MetadataMap, CallInfo<'_>) -> Result<(), Status> + Send + Sync + 'static,
+{
+    fn intercept<'a>(
+        &'a self,
+        mut call: ServerStreamCall,
+        info: CallInfo<'a>,
+        next: StreamServerNext<'a>,
+    ) -> BoxFuture<'a, Result<(), Status>> {
+        match self.check(call.metadata_mut(), info) {
+            Ok(()) => Box::pin(next.run(call)),
+            Err(status) => Box::pin(async move { Err(status) }),
+        }
+    }
+}
+
+impl<F> UnaryClientInterceptor for FnInterceptor<F>
+where
+    F: Fn(&mut MetadataMap, CallInfo<'_>) -> Result<(), Status> + Send + Sync + 'static,
+{
+    fn intercept<'a>(
+        &'a self,
+        mut request: Request<AnyMessage>,
+        info: CallInfo<'a>,
+        next: UnaryClientNext<'a>,
+    ) -> BoxFuture<'a, Result<Response<AnyMessage>, Status>> {
+        match self.check(request.metadata_mut(), info) {
+            Ok(()) => Box::pin(next.run(request)),
+            Err(status) => Box::pin(async move { Err(status) }),
+        }
+    }
+}
+
+impl<F> StreamClientInterceptor for FnInterceptor<F>
+where
+    F: Fn(&mut MetadataMap, CallInfo<'_>) -> Result<(), Status> + Send + Sync + 'static,
+{
+    fn intercept<'a>(
+        &'a self,
+        call: &'a mut ClientStreamCall,
+        info: CallInfo<'a>,
+    ) -> BoxFuture<'a, Result<(), Status>> {
+        let checked = self.check(call.metadata_mut(), info);
+        Box::pin(async move { checked })
+    }
+}
+
 /// The interceptors of a server or a service.
 #[derive(Clone, Default)]
 pub(crate) struct ServerChain {

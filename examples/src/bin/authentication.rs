@@ -17,7 +17,7 @@ use ferrogrpc::{
         tls::{ClientTlsConfig, ServerTlsConfig, SubjectAltName},
         BearerToken, ChannelCredentials, ServerCredentials,
     },
-    interceptor::{AnyMessage, BoxFuture, CallInfo, UnaryServerInterceptor, UnaryServerNext},
+    interceptor::CallInfo,
     server::Server,
     Request, Response, Status,
 };
@@ -64,27 +64,22 @@ impl Greeter for MyGreeter {
     }
 }
 
-/// Lets a call through only with `authorization: Bearer <token>`.
-struct RequireToken(&'static str);
-
-impl UnaryServerInterceptor for RequireToken {
-    fn intercept<'a>(
-        &'a self,
-        request: Request<AnyMessage>,
-        _info: CallInfo<'a>,
-        next: UnaryServerNext<'a>,
-    ) -> BoxFuture<'a, Result<Response<AnyMessage>, Status>> {
-        Box::pin(async move {
-            let token = request
-                .metadata()
-                .get("authorization")
-                .and_then(|value| value.strip_prefix("Bearer "));
-            match token {
-                Some(token) if token == self.0 => next.run(request).await,
-                Some(_) => Err(Status::unauthenticated("invalid token")),
-                None => Err(Status::unauthenticated("missing token")),
-            }
-        })
+/// Lets a call (unary or streaming) through only with
+/// `authorization: Bearer <token>`: one closure registered with
+/// `interceptor_fn` covers every kind of call.
+fn require_token(
+    token: &'static str,
+) -> impl Fn(&mut ferrogrpc::metadata::MetadataMap, CallInfo<'_>) -> Result<(), Status>
+       + Send
+       + Sync
+       + 'static {
+    move |metadata, _info| match metadata
+        .get("authorization")
+        .and_then(|value| value.strip_prefix("Bearer "))
+    {
+        Some(given) if given == token => Ok(()),
+        Some(_) => Err(Status::unauthenticated("invalid token")),
+        None => Err(Status::unauthenticated("missing token")),
     }
 }
 
@@ -109,7 +104,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let (token_server, addr) = local::start(
         Server::builder()
             .credentials(ServerCredentials::tls(tls()))
-            .unary_interceptor(RequireToken("open-sesame"))
+            .interceptor_fn(require_token("open-sesame"))
             .add_service(GreeterServer::new(MyGreeter)),
     )
     .await?;

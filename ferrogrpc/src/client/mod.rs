@@ -195,6 +195,26 @@ impl ChannelBuilder {
         self
     }
 
+    /// Adds a closure over each call's request metadata as an interceptor
+    /// for unary and streaming calls alike (see
+    /// [`FnInterceptor`](crate::interceptor::FnInterceptor)), e.g. to add a
+    /// token: an error stops the call before anything is sent.
+    pub fn interceptor_fn<F>(mut self, f: F) -> ChannelBuilder
+    where
+        F: Fn(
+                &mut crate::metadata::MetadataMap,
+                crate::interceptor::CallInfo<'_>,
+            ) -> Result<(), Status>
+            + Send
+            + Sync
+            + 'static,
+    {
+        let interceptor = Arc::new(crate::interceptor::FnInterceptor(f));
+        self.chain.unary.push(Arc::clone(&interceptor) as _);
+        self.chain.stream.push(interceptor);
+        self
+    }
+
     /// Adds a stream interceptor, run in the order added before each
     /// streaming call starts.
     pub fn stream_interceptor(

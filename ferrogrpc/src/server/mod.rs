@@ -176,6 +176,26 @@ impl ServerBuilder {
         self
     }
 
+    /// Adds a closure over each call's request metadata as a server-wide
+    /// interceptor for unary and streaming calls alike (see
+    /// [`FnInterceptor`](crate::interceptor::FnInterceptor)): an error
+    /// refuses the call before its handler runs.
+    pub fn interceptor_fn<F>(mut self, f: F) -> ServerBuilder
+    where
+        F: Fn(
+                &mut crate::metadata::MetadataMap,
+                crate::interceptor::CallInfo<'_>,
+            ) -> Result<(), Status>
+            + Send
+            + Sync
+            + 'static,
+    {
+        let interceptor = Arc::new(crate::interceptor::FnInterceptor(f));
+        self.chain.unary.push(Arc::clone(&interceptor) as _);
+        self.chain.stream.push(interceptor);
+        self
+    }
+
     /// Adds a server-wide stream interceptor (client-, server- and
     /// bidi-streaming calls), after those already added.
     pub fn stream_interceptor(
