@@ -512,6 +512,42 @@ async fn streams_past_max_concurrent_streams_are_refused_while_earlier_ones_comp
     fx.assert_still_serving().await;
 }
 
+/// With no limit set, a server advertises 1000 concurrent streams and
+/// refuses the 1001st, so a client cannot pile up idle streams (and their
+/// handler tasks) on one connection.
+#[tokio::test]
+async fn the_default_limit_refuses_the_1001st_concurrent_stream() {
+    let fx = start(|b| b).await;
+    let mut conn = Conn::handshake(fx.addr).await;
+    assert_eq!(
+        conn.server_setting(setting::MAX_CONCURRENT_STREAMS),
+        Some(1000)
+    );
+    let mut calls = Vec::new();
+    for i in 0..1001u32 {
+        calls.extend(call_bytes(2 * i + 1, "Sleep", b"zz"));
+    }
+    conn.write_raw(&calls).await.unwrap();
+    let refused = conn
+        .read_until(5 * SECOND, |f| matches!(f, Frame::RstStream { .. }))
+        .await
+        .expect("a refusal");
+    assert_eq!(
+        refused,
+        Frame::RstStream {
+            stream_id: 2001,
+            error_code: code::REFUSED_STREAM
+        }
+    );
+    assert!(
+        wait_for(5 * SECOND, || fx.started() == 1000).await,
+        "{}",
+        fx.started()
+    );
+    drop(conn);
+    fx.assert_work_released(5 * SECOND).await;
+}
+
 /// Found here: h2 counts the streams it resets itself (refusals included)
 /// per connection, without ever forgetting them; past 1024
 /// (`max_local_error_reset_streams`) it ends the connection with GOAWAY

@@ -266,7 +266,10 @@ impl ServerBuilder {
     }
 
     /// Max concurrent streams per connection, advertised in SETTINGS; excess
-    /// streams are refused (REFUSED_STREAM). Default: no limit.
+    /// streams are refused (REFUSED_STREAM), and clients queue calls above
+    /// it. Default 1000, the top of what gRPC-Go servers commonly set: no
+    /// honest client waits for it, and one connection cannot hold tens of
+    /// thousands of idle streams. `u32::MAX` for no limit.
     pub fn max_concurrent_streams(mut self, limit: u32) -> ServerBuilder {
         self.config.max_concurrent_streams = Some(limit);
         self

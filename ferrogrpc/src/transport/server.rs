@@ -22,6 +22,13 @@ use crate::{
     status::Status,
 };
 
+/// Streams one connection may have open at once unless the server says
+/// otherwise: the top of what gRPC-Go servers commonly set (100–1000).
+/// Clients queue calls above it (it is advertised in SETTINGS), so an
+/// honest client loses nothing, while one connection cannot hold tens of
+/// thousands of idle streams (and their handler tasks).
+pub(crate) const DEFAULT_MAX_CONCURRENT_STREAMS: u32 = 1000;
+
 /// HTTP/2 settings and limits of a server's connections.
 #[derive(Clone, Debug)]
 pub(crate) struct ServerConfig {
@@ -42,7 +49,7 @@ pub(crate) struct ServerConfig {
 impl Default for ServerConfig {
     fn default() -> ServerConfig {
         ServerConfig {
-            max_concurrent_streams: None,
+            max_concurrent_streams: Some(DEFAULT_MAX_CONCURRENT_STREAMS),
             initial_stream_window_size: 1 << 20,
             initial_connection_window_size: 2 << 20,
             max_frame_size: 16 << 10,
