@@ -512,6 +512,26 @@ async fn streams_past_max_concurrent_streams_are_refused_while_earlier_ones_comp
     fx.assert_still_serving().await;
 }
 
+/// With `max_connections(2)`, a third connection is not served (no
+/// SETTINGS) while two are open, and is served once one of them closes.
+#[tokio::test]
+async fn max_connections_holds_back_the_next_connection_until_one_closes() {
+    let fx = start(|b| b.max_connections(2)).await;
+    let first = Conn::handshake(fx.addr).await;
+    let _second = Conn::handshake(fx.addr).await;
+    let mut third = Conn::connect(fx.addr).await.unwrap();
+    third.write_raw(raw_h2::PREFACE).await.unwrap();
+    third.send_settings(&[]).await.unwrap();
+    let held = third.read_frame(ms(500)).await;
+    assert!(matches!(held, Err(ReadError::Timeout)), "{held:?}");
+    drop(first);
+    let served = third.read_frame(3 * SECOND).await;
+    assert!(
+        matches!(served, Ok(Frame::Settings { ack: false, .. })),
+        "{served:?}"
+    );
+}
+
 /// With no limit set, a server advertises 1000 concurrent streams and
 /// refuses the 1001st, so a client cannot pile up idle streams (and their
 /// handler tasks) on one connection.

@@ -122,6 +122,7 @@ pub struct ServerBuilder {
     dynamic_window: Option<bool>,
     windows_set: bool,
     config: ServerConfig,
+    max_connections: Option<usize>,
     /// Told first when the server stops gracefully.
     #[cfg(feature = "health")]
     health: Vec<crate::health::Server>,
@@ -265,6 +266,16 @@ impl ServerBuilder {
         self
     }
 
+    /// The most connections served at once; while that many are open, the
+    /// server accepts no more (they wait in the listener's backlog, and
+    /// clients time out there rather than being served slowly). Default: no
+    /// limit. It counts the connections of every listener, and those given
+    /// to [`Server::serve_connection`] (which is not held back).
+    pub fn max_connections(mut self, limit: usize) -> ServerBuilder {
+        self.max_connections = Some(limit.max(1));
+        self
+    }
+
     /// Max concurrent streams per connection, advertised in SETTINGS; excess
     /// streams are refused (REFUSED_STREAM), and clients queue calls above
     /// it. Default 1000, the top of what gRPC-Go servers commonly set: no
@@ -389,6 +400,7 @@ impl ServerBuilder {
                 listeners,
                 security,
                 reloader_started: std::sync::atomic::AtomicBool::new(false),
+                max_connections: self.max_connections,
                 #[cfg(feature = "health")]
                 health: self.health,
             }),
@@ -476,6 +488,8 @@ struct Inner {
     listeners: watch::Sender<usize>,
     security: Security,
     reloader_started: std::sync::atomic::AtomicBool,
+    /// Accept no more connections while this many are open.
+    max_connections: Option<usize>,
     /// Shut down first on a graceful stop.
     #[cfg(feature = "health")]
     health: Vec<crate::health::Server>,
@@ -600,9 +614,22 @@ impl Server {
             }
         }
         let open = Open(&self.inner.listeners);
+        let mut connections = self.inner.connections.subscribe();
         loop {
             if *shutdown.borrow_and_update() != Shutdown::Running {
                 break;
+            }
+            if let Some(limit) = self.inner.max_connections {
+                // At the limit: leave new connections in the backlog.
+                tokio::select! {
+                    biased;
+                    _ = shutdown.changed() => continue,
+                    room = connections.wait_for(|n| *n < limit) => {
+                        if room.is_err() {
+                            break;
+                        }
+                    }
+                }
             }
             tokio::select! {
                 biased;
