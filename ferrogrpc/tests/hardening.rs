@@ -512,6 +512,26 @@ async fn streams_past_max_concurrent_streams_are_refused_while_earlier_ones_comp
     fx.assert_still_serving().await;
 }
 
+/// A header block started and never finished (HEADERS without
+/// END_HEADERS, then silence) ends the connection after the handshake
+/// timeout, instead of holding it until keepalive notices (2 h).
+#[tokio::test]
+async fn an_unfinished_header_block_ends_the_connection() {
+    let fx = start(|b| b.handshake_timeout(ms(300))).await;
+    let mut conn = Conn::handshake(fx.addr).await;
+    conn.auto_ack_pings = true;
+    let block = raw_h2::encode_header_block(&request_headers("/test.Echo/Unary"));
+    let half = &block[..block.len() / 2];
+    conn.write_raw(&raw_h2::frame(raw_h2::kind::HEADERS, 0, 1, half))
+        .await
+        .unwrap();
+    let drained = expect_closed(&mut conn, 3 * SECOND).await;
+    let (_, error_code, debug) = drained.goaway().expect("GOAWAY");
+    assert_eq!(error_code, code::ENHANCE_YOUR_CALM);
+    assert_eq!(debug, b"header block not finished in time");
+    fx.assert_still_serving().await;
+}
+
 /// With `max_connections(2)`, a third connection is not served (no
 /// SETTINGS) while two are open, and is served once one of them closes.
 #[tokio::test]

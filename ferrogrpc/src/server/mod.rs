@@ -346,7 +346,9 @@ impl ServerBuilder {
     }
 
     /// How long a new connection may take to complete the HTTP/2 handshake
-    /// before it is dropped. Default 20 s.
+    /// before it is dropped; also how long a client may take to finish a
+    /// header block it split over several frames (h2 would wait for the
+    /// rest for ever). Default 20 s.
     pub fn handshake_timeout(mut self, timeout: Duration) -> ServerBuilder {
         self.config.handshake_timeout = timeout;
         self

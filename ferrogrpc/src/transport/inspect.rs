@@ -26,6 +26,8 @@ const FRAME_RST_STREAM: u8 = 0x3;
 const FRAME_SETTINGS: u8 = 0x4;
 const FRAME_PING: u8 = 0x6;
 const FRAME_GOAWAY: u8 = 0x7;
+const FRAME_CONTINUATION: u8 = 0x9;
+const FLAG_END_HEADERS: u8 = 0x4;
 const FLAG_ACK: u8 = 0x1;
 /// The client connection preface.
 const PREFACE_LEN: usize = 24;
@@ -193,6 +195,10 @@ pub(crate) struct ConnSignals {
     pub(crate) settings_received: AtomicBool,
     /// The peer acknowledged the PING that follows a graceful GOAWAY.
     pub(crate) drain_ping_acked: AtomicBool,
+    /// The peer started a header block it has not finished yet.
+    pub(crate) header_block_open: AtomicBool,
+    /// Header blocks the peer split over several frames, so far.
+    pub(crate) header_blocks_split: AtomicU64,
     /// Client: why the connection ended, set by its driver when it does.
     pub(crate) ended: OnceLock<String>,
     /// Client: wakes the connect that waits for the server's first
@@ -257,6 +263,8 @@ impl ConnSignals {
             close_reason: OnceLock::new(),
             settings_received: AtomicBool::new(false),
             drain_ping_acked: AtomicBool::new(false),
+            header_block_open: AtomicBool::new(false),
+            header_blocks_split: AtomicU64::new(0),
             ended: OnceLock::new(),
             handshake: tokio::sync::Notify::new(),
             not_http2: AtomicBool::new(false),
@@ -380,6 +388,16 @@ impl ConnSignals {
             }
             FRAME_HEADERS => {
                 self.max_peer_stream.fetch_max(stream_id, Ordering::AcqRel);
+                if flags & FLAG_END_HEADERS == 0 {
+                    // A header block in several frames: the connection task
+                    // gives it a deadline.
+                    self.header_blocks_split.fetch_add(1, Ordering::AcqRel);
+                    self.header_block_open.store(true, Ordering::Release);
+                    self.notify.notify_one();
+                }
+            }
+            FRAME_CONTINUATION if flags & FLAG_END_HEADERS != 0 => {
+                self.header_block_open.store(false, Ordering::Release);
             }
             FRAME_PING if flags & FLAG_ACK == 0 => self.on_ping(),
             FRAME_PING if payload == DRAIN_PING_PAYLOAD => {

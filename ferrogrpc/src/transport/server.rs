@@ -375,6 +375,11 @@ pub(crate) async fn serve_connection<IO, H>(
     // timeout (h2's handshake completes on the preface alone).
     let mut settings_deadline = born + config.handshake_timeout;
     let mut drain_deadline = far;
+    // A header block the client started must end within the handshake
+    // timeout: h2 would wait for its CONTINUATION frames for ever.
+    let mut header_deadline = far;
+    // Which split header block that deadline is for.
+    let mut header_block = 0;
     const DRAIN: Duration = Duration::from_secs(5);
     loop {
         if changed {
@@ -413,6 +418,12 @@ pub(crate) async fn serve_connection<IO, H>(
                 continue;
             }
             () = signals.notify.notified() => {
+                if header_deadline == far
+                    && signals.header_block_open.load(std::sync::atomic::Ordering::Acquire)
+                {
+                    header_deadline = Instant::now() + config.handshake_timeout;
+                    header_block = signals.header_blocks_split.load(std::sync::atomic::Ordering::Acquire);
+                }
                 pinger.on_data(&signals);
                 if let Some(v) = signals.violation() {
                     tracing::debug!(peer = %peer.remote_addr, "closing connection: {}", v.what);
@@ -430,6 +441,26 @@ pub(crate) async fn serve_connection<IO, H>(
                 if !signals.settings_received.load(std::sync::atomic::Ordering::Acquire) {
                     tracing::debug!(peer = %peer.remote_addr, "no SETTINGS from the client in time; closing");
                     return;
+                }
+                continue;
+            }
+            () = sleep_until(header_deadline) => {
+                header_deadline = far;
+                let open = signals.header_block_open.load(std::sync::atomic::Ordering::Acquire);
+                let current = signals.header_blocks_split.load(std::sync::atomic::Ordering::Acquire);
+                if open && current != header_block {
+                    // A later block: it gets its own full time.
+                    header_deadline = Instant::now() + config.handshake_timeout;
+                    header_block = current;
+                } else if open {
+                    tracing::debug!(
+                        peer = %peer.remote_addr,
+                        "header block not finished within {:?}; closing",
+                        config.handshake_timeout
+                    );
+                    signals.inject_goaway(h2::Reason::ENHANCE_YOUR_CALM, b"header block not finished in time");
+                    conn.abrupt_shutdown(h2::Reason::ENHANCE_YOUR_CALM);
+                    grace_deadline = grace_deadline.min(Instant::now() + Duration::from_secs(1));
                 }
                 continue;
             }
