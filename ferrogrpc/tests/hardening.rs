@@ -695,21 +695,83 @@ async fn open_and_reset(fx: &Fixture, conn: &mut Conn, n: u32) {
     conn.send_rst(id, code::CANCEL).await.unwrap();
 }
 
-/// Resets paced so that each stream has been accepted (its handler is
-/// running) before it is reset: h2's own guard (resets of streams not yet
-/// accepted) never fires, so this is `max_client_resets` at work.
+/// Opens a `Sleep` call on `id` and resets it in the same write — before
+/// the server can take it up — then waits for a PING round trip, so that
+/// each reset is counted alone (h2's guard, 20 resets of streams waiting
+/// to be accepted at once, is never what answers). Returns the GOAWAY if
+/// the server sent one.
+async fn reset_before_start(conn: &mut Conn, id: u32) -> Option<Frame> {
+    let mut bytes = call_bytes(id, "Sleep", b"zz");
+    bytes.extend(raw_h2::rst_frame(id, code::CANCEL));
+    let payload = u64::from(id).to_be_bytes();
+    bytes.extend(raw_h2::ping_frame(false, payload));
+    conn.write_raw(&bytes).await.ok()?;
+    match conn
+        .read_until(2 * SECOND, |f| f.is_goaway() || is_ping_ack(f, payload))
+        .await
+    {
+        Ok(f) if f.is_goaway() => Some(f),
+        Ok(_) => None,
+        Err(e) if e.is_closed() => None,
+        Err(e) => panic!("stream {id}: {e}"),
+    }
+}
+
+/// Pings as often as the tests pace their resets.
+fn free_pings(b: ServerBuilder) -> ServerBuilder {
+    let mut policy = EnforcementPolicy::default();
+    policy.min_time = Duration::ZERO;
+    policy.permit_without_stream = true;
+    b.keepalive_enforcement_policy(policy)
+}
+
+fn assert_too_many_resets(f: &Frame) {
+    assert_calm_goaway(f);
+    let Frame::GoAway { debug_data, .. } = f else {
+        unreachable!()
+    };
+    assert_eq!(&debug_data[..], b"too_many_resets", "{f:?}");
+}
+
+/// `max_client_resets` counts resets of streams the server had not taken
+/// up yet: ten are allowed, the eleventh ends the connection.
 #[tokio::test]
-async fn max_client_resets_counts_resets_of_running_calls() {
+async fn max_client_resets_counts_resets_before_the_handler_starts() {
+    let fx = start(|b| free_pings(b).max_client_resets(10, Duration::from_secs(60))).await;
+    let mut conn = Conn::handshake(fx.addr).await;
+    for n in 1..=10u32 {
+        if let Some(goaway) = reset_before_start(&mut conn, 2 * n - 1).await {
+            panic!("GOAWAY after only {n} resets: {goaway:?}");
+        }
+    }
+    let goaway = match reset_before_start(&mut conn, 21).await {
+        Some(goaway) => goaway,
+        None => expect_closed(&mut conn, 2 * SECOND)
+            .await
+            .frames
+            .into_iter()
+            .find(Frame::is_goaway)
+            .expect("GOAWAY after the eleventh reset"),
+    };
+    assert_too_many_resets(&goaway);
+    fx.assert_work_released(2 * SECOND).await;
+    fx.assert_still_serving().await;
+}
+
+/// Cancelling calls whose handlers run is what clients do (dropped calls,
+/// expired deadlines): with a limit of 10 resets a minute, 50 such
+/// cancellations leave the connection serving.
+#[tokio::test]
+async fn resets_of_running_calls_are_not_counted() {
     let fx = start(|b| b.max_client_resets(10, Duration::from_secs(60))).await;
     let mut conn = Conn::handshake(fx.addr).await;
-    for n in 1..=10 {
+    for n in 1..=50 {
         open_and_reset(&fx, &mut conn, n).await;
     }
-    // Ten resets are allowed.
     let quiet = conn.drain(ms(200)).await;
     assert!(
         matches!(quiet.end, ReadError::Timeout),
-        "after 10 resets: {}",
+        "after 50 cancellations: {}",
         quiet.end
     );
     assert!(
@@ -717,25 +779,70 @@ async fn max_client_resets_counts_resets_of_running_calls() {
         "{:?}",
         quiet.frames
     );
-    // The eleventh is one too many.
-    open_and_reset(&fx, &mut conn, 11).await;
-    let drained = expect_closed(&mut conn, 2 * SECOND).await;
-    let goaway = drained
-        .frames
-        .iter()
-        .find(|f| f.is_goaway())
-        .expect("GOAWAY");
-    assert_calm_goaway(goaway);
-    fx.assert_work_released(2 * SECOND).await;
+    assert_raw_echo(&mut conn, 101).await;
+    assert!(wait_for(2 * SECOND, || fx.sleeping() == 0).await);
+}
+
+/// An honest client under load: batches of 100 calls, each batch cancelled
+/// in one write once all its handlers run, up to 10,000 cancellations, far
+/// over the default 400 resets a second. The connection is never cut off.
+#[tokio::test]
+async fn thousands_of_cancellations_a_second_keep_the_connection() {
+    let fx = start(|b| b).await;
+    let mut conn = Conn::handshake(fx.addr).await;
+    let started = Instant::now();
+    let mut cancelled = 0u32;
+    let mut next_id = 1u32;
+    while cancelled < 10_000 && started.elapsed() < 10 * SECOND {
+        let first = next_id;
+        let mut open = Vec::new();
+        for _ in 0..100 {
+            open.extend(call_bytes(next_id, "Sleep", b"zz"));
+            next_id += 2;
+        }
+        conn.write_raw(&open).await.unwrap();
+        let want = cancelled as usize + 100;
+        assert!(
+            wait_for(5 * SECOND, || fx.started() == want).await,
+            "batch from stream {first}: {} of {want} handlers started",
+            fx.started()
+        );
+        let mut resets = Vec::new();
+        for id in (first..next_id).step_by(2) {
+            resets.extend(raw_h2::rst_frame(id, code::CANCEL));
+        }
+        conn.write_raw(&resets).await.unwrap();
+        cancelled += 100;
+        // Only what has arrived; a GOAWAY fails the test.
+        while let Ok(f) = conn.read_frame(ms(1)).await {
+            assert!(!f.is_goaway(), "after {cancelled} cancellations: {f:?}");
+        }
+    }
+    let elapsed = started.elapsed();
+    let rate = f64::from(cancelled) / elapsed.as_secs_f64();
+    eprintln!("{cancelled} cancellations in {elapsed:?} ({rate:.0}/s)");
+    // Twice the default limit on average, or the test proves nothing.
+    assert!(rate > 800.0, "only {rate:.0} cancellations a second");
+    let quiet = conn.drain(ms(300)).await;
+    assert!(
+        !quiet.frames.iter().any(Frame::is_goaway),
+        "{:?}",
+        quiet.frames
+    );
+    assert!(matches!(quiet.end, ReadError::Timeout), "{}", quiet.end);
+    assert_raw_echo(&mut conn, next_id).await;
+    assert!(wait_for(5 * SECOND, || fx.sleeping() == 0).await);
     fx.assert_still_serving().await;
 }
 
 #[tokio::test]
 async fn resets_spread_over_more_than_the_window_are_allowed() {
-    let fx = start(|b| b.max_client_resets(5, ms(200))).await;
+    let fx = start(|b| free_pings(b).max_client_resets(5, ms(200))).await;
     let mut conn = Conn::handshake(fx.addr).await;
     for n in 1..=12u32 {
-        open_and_reset(&fx, &mut conn, n).await;
+        if let Some(goaway) = reset_before_start(&mut conn, 2 * n - 1).await {
+            panic!("GOAWAY after reset {n}: {goaway:?}");
+        }
         // About two resets per window of 200 ms.
         let quiet = conn.drain(ms(100)).await;
         assert!(
@@ -760,13 +867,7 @@ async fn resets_spread_over_more_than_the_window_are_allowed() {
 /// pings themselves would be struck out first.
 #[tokio::test]
 async fn paced_rapid_reset_hits_the_default_limit() {
-    let fx = start(|b| {
-        let mut policy = EnforcementPolicy::default();
-        policy.min_time = Duration::ZERO;
-        policy.permit_without_stream = true;
-        b.keepalive_enforcement_policy(policy)
-    })
-    .await;
+    let fx = start(free_pings).await;
     let mut conn = Conn::handshake(fx.addr).await;
     let started = Instant::now();
     let mut sent = 0u32;
@@ -805,7 +906,7 @@ async fn paced_rapid_reset_hits_the_default_limit() {
     let goaway = goaway
         .or_else(|| drained.frames.iter().find(|f| f.is_goaway()).cloned())
         .unwrap_or_else(|| panic!("no GOAWAY after {sent} paced resets in {elapsed:?}"));
-    assert_calm_goaway(&goaway);
+    assert_too_many_resets(&goaway);
     assert!(sent > 400, "GOAWAY after only {sent} resets: {goaway:?}");
     eprintln!("paced rapid reset: GOAWAY after {sent} resets in {elapsed:?}");
     fx.assert_work_released(3 * SECOND).await;

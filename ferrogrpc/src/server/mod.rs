@@ -337,9 +337,19 @@ impl ServerBuilder {
         self
     }
 
-    /// A client that resets more than `count` streams within `per` gets
-    /// GOAWAY `ENHANCE_YOUR_CALM` and its connection is closed (HTTP/2
-    /// rapid reset, CVE-2023-44487). Default 400 per second.
+    /// A client that resets more than `count` streams within `per` before
+    /// the server took them up gets GOAWAY `ENHANCE_YOUR_CALM`
+    /// (`too_many_resets`) and its connection is closed (HTTP/2 rapid reset,
+    /// CVE-2023-44487: requests that cost the server work and the client
+    /// nothing). Default 400 per second.
+    ///
+    /// Only those resets count. Cancelling a call whose handler already
+    /// runs — a dropped call, an expired client deadline — is never counted,
+    /// however often it happens: each one cost the client a whole call, the
+    /// handler is dropped at once, and the streams in flight stay bounded by
+    /// [`max_concurrent_streams`](Self::max_concurrent_streams). Resets the
+    /// server sends itself (its deadline, a refused stream) are not counted
+    /// either; h2 bounds those separately.
     pub fn max_client_resets(mut self, count: u32, per: Duration) -> ServerBuilder {
         self.config.reset_limit = Some((count, per));
         self

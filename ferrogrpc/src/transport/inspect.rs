@@ -216,6 +216,10 @@ pub(crate) struct ConnSignals {
     bdp_accum: AtomicU64,
     /// The highest stream id the peer opened (server side).
     max_peer_stream: AtomicU32,
+    /// Server: the highest stream id handed to a handler. The server takes
+    /// streams in id order, so a reset of a stream at or below it cancels
+    /// a call under way; one above it was reset before any work began.
+    accepted_up_to: AtomicU32,
     /// A frame to write before h2's next frame (a GOAWAY with debug data,
     /// which h2 cannot send itself).
     inject: Mutex<Option<Bytes>>,
@@ -273,6 +277,7 @@ impl ConnSignals {
             bdp_wanted: AtomicBool::new(false),
             bdp_accum: AtomicU64::new(0),
             max_peer_stream: AtomicU32::new(0),
+            accepted_up_to: AtomicU32::new(0),
             inject: Mutex::new(None),
             notify: tokio::sync::Notify::new(),
         }
@@ -403,7 +408,7 @@ impl ConnSignals {
             FRAME_PING if payload == DRAIN_PING_PAYLOAD => {
                 self.drain_ping_acked.store(true, Ordering::Release);
             }
-            FRAME_RST_STREAM => self.on_reset(),
+            FRAME_RST_STREAM => self.on_reset(stream_id),
             FRAME_GOAWAY if payload.len() >= 8 => {
                 let last_stream_id =
                     u32::from_be_bytes([payload[0], payload[1], payload[2], payload[3]])
@@ -466,11 +471,25 @@ impl ConnSignals {
         state.last_ping = Some(now);
     }
 
-    /// A client's RST_STREAM: bounded per time window (rapid reset).
-    fn on_reset(&self) {
+    /// Server: the stream `id` was taken from h2 and given to a handler.
+    pub(crate) fn stream_accepted(&self, id: u32) {
+        self.accepted_up_to.fetch_max(id, Ordering::AcqRel);
+    }
+
+    /// A client's RST_STREAM. Resets of streams the server had not yet
+    /// taken (the rapid-reset pattern, CVE-2023-44487: the peer makes the
+    /// server parse and queue a request, then cancels it for free) are
+    /// bounded per time window. A reset of a call whose handler already runs
+    /// is an ordinary cancellation: it costs the client a whole call, and
+    /// the handler is dropped at once, so it is not counted however many
+    /// there are.
+    fn on_reset(&self, stream_id: u32) {
         let Some((limit, per)) = self.reset_limit else {
             return;
         };
+        if stream_id <= self.accepted_up_to.load(Ordering::Acquire) {
+            return;
+        }
         let now = Instant::now();
         let mut window = self.resets.lock().unwrap_or_else(|e| e.into_inner());
         if now.duration_since(window.start) > per {
@@ -779,6 +798,27 @@ mod tests {
         s.on_inbound(FRAME_GOAWAY, 0, 0, 8, &goaway);
         assert!(s.goaway().is_none());
         assert!(s.not_http2.load(Ordering::Acquire));
+    }
+
+    #[test]
+    fn resets_of_accepted_streams_are_not_counted() {
+        let s = ConnSignals::server(
+            EnforcementPolicy::default(),
+            Some((5, Duration::from_secs(60))),
+        );
+        s.on_inbound(FRAME_SETTINGS, 0, 0, 0, &[]);
+        for n in 0..100u32 {
+            let id = 2 * n + 1;
+            s.on_inbound(FRAME_HEADERS, FLAG_END_HEADERS, id, 0, &[]);
+            s.stream_accepted(id);
+            s.on_inbound(FRAME_RST_STREAM, 0, id, 4, &[0, 0, 0, 8]);
+        }
+        assert!(s.violation().is_none());
+        // Streams not yet taken still count.
+        for n in 100..106u32 {
+            s.on_inbound(FRAME_RST_STREAM, 0, 2 * n + 1, 4, &[0, 0, 0, 8]);
+        }
+        assert_eq!(s.violation().map(|v| v.what), Some("too_many_resets"));
     }
 
     #[test]

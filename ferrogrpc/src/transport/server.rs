@@ -40,7 +40,8 @@ pub(crate) struct ServerConfig {
     pub(crate) handshake_timeout: Duration,
     pub(crate) keepalive: ServerParameters,
     pub(crate) enforcement: EnforcementPolicy,
-    /// At most this many client resets per period (rapid reset).
+    /// At most this many resets, per period, of streams the server had not
+    /// yet taken (rapid reset).
     pub(crate) reset_limit: Option<(u32, Duration)>,
     /// Whether flow-control windows grow with the measured BDP.
     pub(crate) bdp: bool,
@@ -553,6 +554,7 @@ fn check_request(
     peer: &Arc<Peer>,
     signals: &Arc<ConnSignals>,
 ) -> Option<IncomingStream> {
+    signals.stream_accepted(u32::from(respond.stream_id()));
     let (parts, body) = request.into_parts();
     if parts.method != Method::POST {
         reject(
