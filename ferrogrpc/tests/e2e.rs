@@ -181,6 +181,18 @@ impl Service for TestService {
                     Ok(Response::new(Bytes::from(out)))
                 },
             )),
+            // Reads one message, then gives up on the call while the client
+            // is still sending: the server cancelling a call.
+            "GiveUp" => Box::pin(server::client_streaming(
+                call,
+                BytesCodec,
+                move |req: Request<Streaming<Bytes>>| async move {
+                    let mut stream = req.into_inner();
+                    stream.message().await?;
+                    let _ = this.events.send("gave up");
+                    Err::<Response<Bytes>, _>(Status::cancelled("the handler gave up"))
+                },
+            )),
             // Echoes each message; an empty message ends with an error.
             "Bidi" => Box::pin(server::streaming(
                 call,
@@ -667,10 +679,44 @@ async fn client_cancellation_reaches_the_handler() {
     assert!(rx.message().await.is_err());
 }
 
+/// The handler cancels the call while the client still streams 64 KiB
+/// messages (more than the flow-control window holds): the client's sends
+/// stop failing promptly instead of waiting for window, and the call ends
+/// with the handler's CANCELLED status and message.
 #[tokio::test]
-async fn server_cancellation_is_seen_by_the_client() {
-    // A hard stop cancels in-flight calls; the client gets UNAVAILABLE or
-    // CANCELLED with a reason, and the handler is dropped.
+async fn handler_cancelling_a_call_ends_the_client_stream() {
+    let mut fx = start().await;
+    let ch = fx.channel();
+    let mut call = ch
+        .client_streaming::<Bytes, Bytes, _>(path("/test.Svc/GiveUp"), Request::new(()), BytesCodec)
+        .await
+        .unwrap();
+    call.send(Bytes::from_static(b"first")).await.unwrap();
+    assert_eq!(fx.next_event().await, "gave up");
+    let chunk = Bytes::from(vec![7u8; 64 << 10]);
+    let mut sent = 0;
+    let refused = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            if call.send(chunk.clone()).await.is_err() {
+                return;
+            }
+            sent += 1;
+        }
+    })
+    .await;
+    assert!(
+        refused.is_ok(),
+        "sends went on after the handler gave up ({sent} sent)"
+    );
+    let err = call.close_and_recv().await.unwrap_err();
+    assert_eq!(err.code(), Code::Cancelled, "{err}");
+    assert_eq!(err.message(), "the handler gave up");
+}
+
+#[tokio::test]
+async fn server_stop_fails_calls_in_flight_with_unavailable() {
+    // A hard stop cancels in-flight calls; the client gets UNAVAILABLE with
+    // the reason, and the handler is dropped.
     let mut fx = start().await;
     let ch = fx.channel();
     let call = tokio::spawn({

@@ -48,7 +48,10 @@ unsafe impl GlobalAlloc for Counting {
 #[global_allocator]
 static ALLOC: Counting = Counting;
 
-/// `Hold` never answers; `Echo` echoes.
+/// How many `Hold` handlers started: the proof an attack reached them.
+static HOLDS: AtomicUsize = AtomicUsize::new(0);
+
+/// `Hold` never answers; `Stall` never reads; `Echo` echoes.
 struct Svc;
 
 impl Service for Svc {
@@ -72,6 +75,7 @@ impl Service for Svc {
                 call,
                 BytesCodec,
                 |_req: Request<Bytes>| async move {
+                    HOLDS.fetch_add(1, Ordering::SeqCst);
                     tokio::time::sleep(Duration::from_secs(3600)).await;
                     Ok::<_, Status>(Response::new(Bytes::new()))
                 },
@@ -103,9 +107,11 @@ fn headers(path: &str) -> [(&str, &str); 6] {
 const BOUND: usize = 16 << 20;
 
 /// Runs `attack` against a fresh server and returns the peak heap growth.
+/// The attack checks the server's answer itself: an attack that never
+/// reached the server would leave memory bounded too.
 async fn peak_growth<F, Fut>(attack: F) -> usize
 where
-    F: FnOnce(std::net::SocketAddr) -> Fut,
+    F: FnOnce(std::net::SocketAddr, Server) -> Fut,
     Fut: std::future::Future<Output = ()>,
 {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -127,7 +133,8 @@ where
     .unwrap();
     let base = LIVE.load(Ordering::Relaxed);
     PEAK.store(base, Ordering::Relaxed);
-    tokio::time::timeout(Duration::from_secs(30), attack(addr))
+    HOLDS.store(0, Ordering::SeqCst);
+    tokio::time::timeout(Duration::from_secs(30), attack(addr, server.clone()))
         .await
         .expect("the attack finished in time");
     // The server still answers normal clients.
@@ -146,7 +153,7 @@ where
 #[tokio::test(flavor = "current_thread")]
 async fn floods_leave_memory_bounded() {
     // Streams past the limit, each with 16 KiB of data nobody reads.
-    let grown = peak_growth(|addr| async move {
+    let grown = peak_growth(|addr, _server| async move {
         let mut conn = Conn::handshake(addr).await;
         let chunk = vec![0u8; 16 << 10];
         for i in 0..2000u32 {
@@ -160,13 +167,31 @@ async fn floods_leave_memory_bounded() {
                 break;
             }
         }
-        let _ = conn.drain(Duration::from_millis(500)).await;
+        let drained = conn.drain(Duration::from_millis(500)).await;
+        // At most 100 streams run (how many depends on how far the server
+        // got before the refusals ended the connection); the rest are
+        // refused, and past h2's count of refusals the connection is cut off.
+        let holds = HOLDS.load(Ordering::SeqCst);
+        assert!((1..=100).contains(&holds), "{holds} handlers ran");
+        let refused = drained
+            .frames
+            .iter()
+            .filter(|f| {
+                matches!(f, raw_h2::Frame::RstStream { error_code, .. }
+                    if *error_code == raw_h2::code::REFUSED_STREAM)
+            })
+            .count();
+        assert!(
+            refused > 0 || drained.goaway().is_some(),
+            "{:?}",
+            drained.end
+        );
     })
     .await;
     assert!(grown < BOUND, "stream flood: heap grew {grown} bytes");
 
     // Rapid reset: open and reset streams as fast as possible.
-    let grown = peak_growth(|addr| async move {
+    let grown = peak_growth(|addr, _server| async move {
         let mut conn = Conn::handshake(addr).await;
         for i in 0..20_000u32 {
             let id = 2 * i + 1;
@@ -179,26 +204,31 @@ async fn floods_leave_memory_bounded() {
                 break;
             }
         }
-        let _ = conn.drain(Duration::from_millis(500)).await;
+        let drained = conn.drain(Duration::from_millis(500)).await;
+        let (_, code, _) = drained.goaway().expect("GOAWAY");
+        assert_eq!(code, raw_h2::code::ENHANCE_YOUR_CALM);
     })
     .await;
     assert!(grown < BOUND, "rapid reset: heap grew {grown} bytes");
 
     // Ping flood.
-    let grown = peak_growth(|addr| async move {
+    let grown = peak_growth(|addr, _server| async move {
         let mut conn = Conn::handshake(addr).await;
         for i in 0..50_000u64 {
             if conn.send_ping(i.to_be_bytes()).await.is_err() {
                 break;
             }
         }
-        let _ = conn.drain(Duration::from_millis(500)).await;
+        let drained = conn.drain(Duration::from_millis(500)).await;
+        let (_, code, debug) = drained.goaway().expect("GOAWAY");
+        assert_eq!(code, raw_h2::code::ENHANCE_YOUR_CALM);
+        assert_eq!(debug, b"too_many_pings");
     })
     .await;
     assert!(grown < BOUND, "ping flood: heap grew {grown} bytes");
 
     // Data far beyond the flow-control window on one stream.
-    let grown = peak_growth(|addr| async move {
+    let grown = peak_growth(|addr, _server| async move {
         let mut conn = Conn::handshake(addr).await;
         let _ = conn.send_headers(1, &headers("/m.Svc/Hold"), false).await;
         let chunk = vec![0u8; 16 << 10];
@@ -207,7 +237,19 @@ async fn floods_leave_memory_bounded() {
                 break;
             }
         }
-        let _ = conn.drain(Duration::from_millis(500)).await;
+        let drained = conn.drain(Duration::from_millis(500)).await;
+        assert_eq!(
+            HOLDS.load(Ordering::SeqCst),
+            1,
+            "the call reached its handler"
+        );
+        let flow_control_error = drained.frames.iter().any(|f| {
+            matches!(f, raw_h2::Frame::RstStream { stream_id: 1, error_code }
+                if *error_code == raw_h2::code::FLOW_CONTROL_ERROR)
+        }) || drained
+            .goaway()
+            .is_some_and(|(_, code, _)| code == raw_h2::code::FLOW_CONTROL_ERROR);
+        assert!(flow_control_error, "{:?} {:?}", drained.frames, drained.end);
     })
     .await;
     assert!(grown < BOUND, "window overrun: heap grew {grown} bytes");
@@ -215,7 +257,7 @@ async fn floods_leave_memory_bounded() {
     // One-byte DATA frames nobody reads, up to the stream's window: h2
     // holds about 256 bytes for each, so 1 MiB of them would take some
     // 270 MB; the frame budget ends the connection first.
-    let grown = peak_growth(|addr| async move {
+    let grown = peak_growth(|addr, _server| async move {
         let mut conn = Conn::handshake(addr).await;
         let _ = conn.send_headers(1, &headers("/m.Svc/Stall"), false).await;
         let frame = raw_h2::data_frame(1, &[0], false);
@@ -239,7 +281,7 @@ async fn floods_leave_memory_bounded() {
     assert!(grown < BOUND, "tiny DATA frames: heap grew {grown} bytes");
 
     // Many connections that never finish the handshake.
-    let grown = peak_growth(|addr| async move {
+    let grown = peak_growth(|addr, server| async move {
         let mut held = Vec::new();
         for _ in 0..300 {
             if let Ok(tcp) = tokio::net::TcpStream::connect(addr).await {
@@ -247,6 +289,12 @@ async fn floods_leave_memory_bounded() {
             }
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
+        // Every one was taken up by the server (the warm-up channel's too).
+        assert!(
+            server.connection_count() > 300,
+            "{} connections",
+            server.connection_count()
+        );
     })
     .await;
     // A connection that never handshakes costs a fixed amount until the

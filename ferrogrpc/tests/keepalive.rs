@@ -80,26 +80,77 @@ fn path(p: &'static str) -> PathAndQuery {
     PathAndQuery::from_static(p)
 }
 
+/// Counts the PING frames (not acknowledgements) in one direction of an
+/// HTTP/2 byte stream. The server's side starts with a frame; the client's
+/// with the 24-byte preface, which `skip` covers.
+struct PingTally {
+    header: Vec<u8>,
+    skip: usize,
+    pings: Arc<AtomicUsize>,
+}
+
+impl PingTally {
+    fn feed(&mut self, mut bytes: &[u8]) {
+        while !bytes.is_empty() {
+            if self.skip > 0 {
+                let n = self.skip.min(bytes.len());
+                self.skip -= n;
+                bytes = &bytes[n..];
+                continue;
+            }
+            let n = (9 - self.header.len()).min(bytes.len());
+            self.header.extend_from_slice(&bytes[..n]);
+            bytes = &bytes[n..];
+            if self.header.len() == 9 {
+                let h = &self.header;
+                let len = usize::from(h[0]) << 16 | usize::from(h[1]) << 8 | usize::from(h[2]);
+                const PING: u8 = 6;
+                const ACK: u8 = 1;
+                if h[3] == PING && h[4] & ACK == 0 {
+                    self.pings.fetch_add(1, Ordering::SeqCst);
+                }
+                self.skip = len;
+                self.header.clear();
+            }
+        }
+    }
+}
+
 /// A TCP proxy that can be frozen: it stops moving bytes but keeps both
-/// sockets open, like a dead NAT mapping.
-async fn freezable_proxy(target: std::net::SocketAddr) -> (std::net::SocketAddr, Arc<AtomicBool>) {
+/// sockets open, like a dead NAT mapping. Also counts the PINGs the server
+/// sends.
+async fn freezable_proxy(
+    target: std::net::SocketAddr,
+) -> (std::net::SocketAddr, Arc<AtomicBool>, Arc<AtomicUsize>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let frozen = Arc::new(AtomicBool::new(false));
+    let server_pings = Arc::new(AtomicUsize::new(0));
     let f = Arc::clone(&frozen);
+    let counted = Arc::clone(&server_pings);
     tokio::spawn(async move {
         loop {
             let (client, _) = listener.accept().await.unwrap();
             let server = tokio::net::TcpStream::connect(target).await.unwrap();
             let (cr, cw) = client.into_split();
             let (sr, sw) = server.into_split();
-            for (mut from, mut to, frozen) in [
+            for (mut from, mut to, frozen, mut tally) in [
                 (
                     Box::new(cr) as Box<dyn tokio::io::AsyncRead + Unpin + Send>,
                     Box::new(sw) as Box<dyn tokio::io::AsyncWrite + Unpin + Send>,
                     Arc::clone(&f),
+                    None,
                 ),
-                (Box::new(sr), Box::new(cw), Arc::clone(&f)),
+                (
+                    Box::new(sr),
+                    Box::new(cw),
+                    Arc::clone(&f),
+                    Some(PingTally {
+                        header: Vec::new(),
+                        skip: 0,
+                        pings: Arc::clone(&counted),
+                    }),
+                ),
             ] {
                 tokio::spawn(async move {
                     let mut buf = vec![0u8; 16384];
@@ -111,6 +162,9 @@ async fn freezable_proxy(target: std::net::SocketAddr) -> (std::net::SocketAddr,
                         while frozen.load(Ordering::SeqCst) {
                             tokio::time::sleep(Duration::from_millis(10)).await;
                         }
+                        if let Some(tally) = &mut tally {
+                            tally.feed(&buf[..n]);
+                        }
                         if to.write_all(&buf[..n]).await.is_err() {
                             return;
                         }
@@ -119,7 +173,7 @@ async fn freezable_proxy(target: std::net::SocketAddr) -> (std::net::SocketAddr,
             }
         }
     });
-    (addr, frozen)
+    (addr, frozen, server_pings)
 }
 
 #[tokio::test]
@@ -134,7 +188,7 @@ async fn client_keepalive_detects_a_dead_connection_and_reconnects() {
             ),
     )
     .await;
-    let (proxy, frozen) = freezable_proxy(server_addr).await;
+    let (proxy, frozen, _) = freezable_proxy(server_addr).await;
     let ch = Channel::builder(proxy.to_string())
         .keepalive_params_unclamped_for_tests(
             ClientParameters::default()
@@ -189,13 +243,17 @@ async fn server_keepalive_pings_do_not_disturb_a_live_client() {
         ),
     )
     .await;
-    let ch = Channel::from_target(&addr.to_string()).unwrap();
+    let (proxy, _, server_pings) = freezable_proxy(addr).await;
+    let ch = Channel::from_target(&proxy.to_string()).unwrap();
     // Quiet for many keepalive periods: the client's h2 answers the pings.
     let resp = ch
         .unary(path("/k.Svc/Sleep"), sleep_req(600), BytesCodec)
         .await
         .unwrap();
     assert_eq!(resp.into_inner(), "slept");
+    // The pings were really sent (one per 30 ms quiet period at most).
+    let pings = server_pings.load(Ordering::SeqCst);
+    assert!(pings >= 3, "the server sent only {pings} keepalive pings");
 }
 
 #[tokio::test]
