@@ -1489,3 +1489,32 @@ async fn max_connection_age_lets_calls_under_way_finish_within_grace() {
     expect_closed(&mut conn, 3 * SECOND).await;
     fx.assert_still_serving().await;
 }
+
+/// What h2 does with a malformed request header. RFC 9113 §8.2.1 makes
+/// it a stream error, but h2 ends the whole connection: GOAWAY
+/// PROTOCOL_ERROR naming the last stream it processed, then it closes
+/// (calls under way on that connection fail with it). ferrogrpc never sees
+/// the request; other connections are not affected. Written down in
+/// docs/security.md as a limitation of h2; this test notices if h2 changes.
+#[tokio::test]
+async fn malformed_header_ends_its_connection() {
+    let fx = start(|b| b).await;
+    for (name, value) in [("X-Upper", "v"), ("x-nul", "a\0b"), ("x-nl", "a\nb")] {
+        let mut conn = Conn::handshake(fx.addr).await;
+        start_call(&mut conn, 1, "Unary").await;
+        let mut fields = request_headers("/test.Echo/Unary").to_vec();
+        fields.push((name, value));
+        conn.send_headers(3, &fields, false).await.unwrap();
+        let drained = expect_closed(&mut conn, 5 * SECOND).await;
+        let (last, error_code, _) = drained
+            .goaway()
+            .unwrap_or_else(|| panic!("{name:?}: {:?}", drained.frames));
+        assert_eq!(
+            (last, error_code),
+            (1, code::PROTOCOL_ERROR),
+            "header {name:?}: {value:?}"
+        );
+    }
+    assert_eq!(fx.started(), 0);
+    fx.assert_still_serving().await;
+}
