@@ -17,7 +17,27 @@ const GENERATED: &[(&str, &[&str])] = &[
         "grpc.reflection.v1alpha",
         &["grpc/reflection/v1alpha/reflection.proto"],
     ),
+    (
+        "google.rpc",
+        &["google/rpc/status.proto", "google/rpc/error_details.proto"],
+    ),
 ];
+
+/// The settings of a package's generation beyond the defaults.
+fn configure(package: &str) -> ferrogrpc_build::Builder {
+    let builder = ferrogrpc_build::configure();
+    match package {
+        // The error details travel packed in `google.protobuf.Any`: their
+        // messages implement `prost::Name`, with the type URL prefix every
+        // gRPC implementation packs them with (`errdetails` module).
+        "google.rpc" => builder.prost_config(|config| {
+            config
+                .enable_type_names()
+                .type_name_domain(["."], "type.googleapis.com");
+        }),
+        _ => builder,
+    }
+}
 
 #[test]
 fn checked_in_generated_code_is_current() {
@@ -30,7 +50,7 @@ fn checked_in_generated_code_is_current() {
             std::process::id()
         ));
         std::fs::create_dir_all(&out).unwrap();
-        ferrogrpc_build::configure()
+        configure(package)
             .out_dir(&out)
             .emit_rerun_if_changed(false)
             .compile(protos, &[root.join("proto")])
