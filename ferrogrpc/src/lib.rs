@@ -31,6 +31,7 @@
 extern crate self as ferrogrpc;
 
 pub mod backoff;
+mod call_context;
 pub mod balancer;
 pub mod client;
 pub mod codec;

@@ -5,7 +5,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use crate::{metadata::MetadataMap, peer::Peer};
+use crate::{call_context::CallContext, metadata::MetadataMap, peer::Peer};
 
 /// A request: the message, the metadata sent with it and, on the client, the
 /// options of this call; on the server, what the call arrived with (deadline,
@@ -19,14 +19,25 @@ pub struct Request<T> {
     pub(crate) deadline: Option<Instant>,
     pub(crate) peer: Option<Arc<Peer>>,
     pub(crate) compressed: bool,
+    /// On the server: the call the request arrived on.
+    context: Option<CallContext>,
 }
 
 /// Per-call options of a client call.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 #[non_exhaustive]
 pub struct CallOptions {
     /// How long the call may take; sent as `grpc-timeout` and enforced locally.
     pub timeout: Option<Duration>,
+    /// When the call must be over. With a [`timeout`](Self::timeout) (or a
+    /// service config or channel default) too, the earliest wins.
+    pub deadline: Option<Instant>,
+    /// The server call this call is made for (see
+    /// [`Request::with_parent`]): its cancellation cancels this call.
+    pub parent: Option<CallContext>,
+    /// Per-RPC credentials for this call, added to the channel's own
+    /// (gRPC-Go's `grpc.PerRPCCredentials` call option).
+    pub credentials: Option<Arc<dyn crate::credentials::PerRpcCredentials>>,
     /// Overrides the channel's max size of a received message.
     pub max_decoding_message_size: Option<usize>,
     /// Overrides the channel's max size of a sent message.
@@ -46,10 +57,29 @@ pub struct CallOptions {
     pub retry: bool,
 }
 
+impl std::fmt::Debug for CallOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CallOptions")
+            .field("timeout", &self.timeout)
+            .field("deadline", &self.deadline)
+            .field("parent", &self.parent)
+            .field("credentials", &self.credentials.as_ref().map(|_| ".."))
+            .field("max_decoding_message_size", &self.max_decoding_message_size)
+            .field("max_encoding_message_size", &self.max_encoding_message_size)
+            .field("compression", &self.compression)
+            .field("wait_for_ready", &self.wait_for_ready)
+            .field("retry", &self.retry)
+            .finish()
+    }
+}
+
 impl Default for CallOptions {
     fn default() -> CallOptions {
         CallOptions {
             timeout: None,
+            deadline: None,
+            parent: None,
+            credentials: None,
             max_decoding_message_size: None,
             max_encoding_message_size: None,
             compression: None,
@@ -70,6 +100,7 @@ impl<T> Request<T> {
             deadline: None,
             peer: None,
             compressed: false,
+            context: None,
         }
     }
 
@@ -113,6 +144,7 @@ impl<T> Request<T> {
             deadline: self.deadline,
             peer: self.peer,
             compressed: self.compressed,
+            context: self.context,
         }
     }
 
@@ -126,6 +158,7 @@ impl<T> Request<T> {
             deadline: self.deadline,
             peer: self.peer,
             compressed: self.compressed,
+            context: self.context,
         })
     }
 
@@ -195,6 +228,67 @@ impl<T> Request<T> {
         self.deadline
     }
 
+    /// On the server: the call this request arrived on — send headers
+    /// early, set trailers, learn the method, wait for cancellation. Always
+    /// there on requests a handler receives; `None` on requests a client
+    /// builds.
+    pub fn context(&self) -> Option<&CallContext> {
+        self.context.as_ref()
+    }
+
+    /// Client: the call must end by `deadline` (sent as `grpc-timeout`, the
+    /// time left when the request goes out). With a timeout too, the
+    /// earliest wins.
+    pub fn with_deadline(mut self, deadline: Instant) -> Request<T> {
+        self.set_deadline(deadline);
+        self
+    }
+
+    /// Client: sets an absolute deadline; see [`with_deadline`](Self::with_deadline).
+    pub fn set_deadline(&mut self, deadline: Instant) {
+        self.options.deadline = Some(match self.options.deadline {
+            Some(d) => d.min(deadline),
+            None => deadline,
+        });
+    }
+
+    /// Client: makes this call on behalf of the server call `parent`, as a
+    /// gRPC-Go handler passes its `ctx` on: the call gets the parent's
+    /// deadline (when it has one, and it is earlier than this call's own),
+    /// and is cancelled (`CANCELLED`) when the parent call is cancelled or
+    /// ends.
+    ///
+    /// ```
+    /// # use ferrogrpc::{client::Channel, codec::BytesCodec, Request, Response, Status};
+    /// # use bytes::Bytes;
+    /// async fn handler(req: Request<Bytes>, backend: Channel) -> Result<Response<Bytes>, Status> {
+    ///     let ctx = req.context().expect("a server request");
+    ///     let downstream = Request::new(req.get_ref().clone()).with_parent(ctx);
+    ///     backend
+    ///         .unary(http::uri::PathAndQuery::from_static("/pkg.Backend/Get"), downstream, BytesCodec)
+    ///         .await
+    /// }
+    /// ```
+    pub fn with_parent(mut self, parent: &CallContext) -> Request<T> {
+        if let Some(deadline) = parent.deadline() {
+            self.set_deadline(deadline);
+        }
+        self.options.parent = Some(parent.clone());
+        self
+    }
+
+    /// Client: per-RPC credentials for this call, added to the channel's
+    /// (gRPC-Go's `grpc.PerRPCCredentials` call option). Their
+    /// [`require_transport_security`](crate::credentials::PerRpcCredentials::require_transport_security)
+    /// is honoured as for the channel's.
+    pub fn with_credentials(
+        mut self,
+        credentials: impl crate::credentials::PerRpcCredentials,
+    ) -> Request<T> {
+        self.options.credentials = Some(Arc::new(credentials));
+        self
+    }
+
     /// On the server: the time left before the deadline, if there is one.
     pub fn time_remaining(&self) -> Option<Duration> {
         self.deadline
@@ -213,18 +307,19 @@ impl<T> Request<T> {
     pub(crate) fn from_server(
         metadata: MetadataMap,
         message: T,
-        deadline: Option<Instant>,
         peer: Arc<Peer>,
         compressed: bool,
+        context: CallContext,
     ) -> Request<T> {
         Request {
             metadata,
             message,
             extensions: http::Extensions::new(),
             options: CallOptions::default(),
-            deadline,
+            deadline: context.deadline(),
             peer: Some(peer),
             compressed,
+            context: Some(context),
         }
     }
 }

@@ -28,6 +28,10 @@ struct Inner {
     transparent_retry: bool,
     /// The server's word on retrying (`grpc-retry-pushback-ms`).
     pushback: Option<RetryPushback>,
+    /// Client: the response headers of a call that failed after they came.
+    headers: Option<MetadataMap>,
+    /// Client: the connection the failed call ran on.
+    peer: Option<std::sync::Arc<crate::peer::Peer>>,
 }
 
 /// What a server tells a client about retrying a failed call (gRFC A6
@@ -90,7 +94,38 @@ impl Status {
             metadata: MetadataMap::new(),
             transparent_retry: false,
             pushback: None,
+            headers: None,
+            peer: None,
         }))
+    }
+
+    /// On the client: the response header metadata of a call that failed
+    /// after the server sent headers — with the trailers in
+    /// [`metadata`](Self::metadata), what gRPC-Go's `grpc.Header` and
+    /// `grpc.Trailer` call options give on a failed call. `None` when the
+    /// server sent none (a Trailers-Only answer, or a failure before any
+    /// answer).
+    pub fn response_headers(&self) -> Option<&MetadataMap> {
+        self.0.headers.as_ref()
+    }
+
+    /// On the client: the two ends of the connection a failed call ran on
+    /// (gRPC-Go's `grpc.Peer` call option); `None` when the call failed
+    /// before it had a connection.
+    pub fn peer(&self) -> Option<&crate::peer::Peer> {
+        self.0.peer.as_deref()
+    }
+
+    pub(crate) fn with_response_headers(mut self, headers: MetadataMap) -> Status {
+        if !headers.is_empty() {
+            self.0.headers = Some(headers);
+        }
+        self
+    }
+
+    pub(crate) fn with_peer(mut self, peer: &std::sync::Arc<crate::peer::Peer>) -> Status {
+        self.0.peer = Some(std::sync::Arc::clone(peer));
+        self
     }
 
     /// A status with binary details: the encoded `google.rpc.Status` message
@@ -208,6 +243,8 @@ impl Status {
             metadata,
             transparent_retry: false,
             pushback: None,
+            headers: None,
+            peer: None,
         }))
     }
 

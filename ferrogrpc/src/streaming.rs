@@ -61,6 +61,9 @@ pub struct Streaming<T> {
     decoder: Box<dyn Decode<T>>,
     deadline: Option<Pin<Box<Sleep>>>,
     timed_out: bool,
+    /// Client: completes when the server call this call was made for
+    /// (`Request::with_parent`) is over.
+    parent: Option<Pin<Box<dyn Future<Output = ()> + Send + Sync>>>,
     /// Set once `poll_next` has yielded the end or an error.
     ended: bool,
     /// Stats and interceptor hooks, when any are registered.
@@ -86,6 +89,7 @@ impl<T> Streaming<T> {
             decoder,
             deadline: None,
             timed_out: false,
+            parent: None,
             ended: false,
             observed,
             headers_reported: true,
@@ -96,6 +100,7 @@ impl<T> Streaming<T> {
         recv: CallRecv,
         decoder: Box<dyn Decode<T>>,
         deadline: Option<Instant>,
+        parent: Option<crate::call_context::CallContext>,
         observed: Observed<T>,
     ) -> Streaming<T> {
         let headers_reported = recv.headers_received();
@@ -104,6 +109,10 @@ impl<T> Streaming<T> {
             decoder,
             deadline: deadline.map(|d| Box::pin(tokio::time::sleep_until(d.into()))),
             timed_out: false,
+            parent: parent.map(|ctx| {
+                Box::pin(async move { ctx.cancelled().await })
+                    as Pin<Box<dyn Future<Output = ()> + Send + Sync>>
+            }),
             ended: false,
             observed,
             headers_reported,
@@ -149,6 +158,14 @@ impl<T> Streaming<T> {
                     recv.cancel();
                 }
                 return Err(Status::deadline_exceeded("deadline exceeded"));
+            }
+        }
+        if let Some(parent) = &mut self.parent {
+            if parent.as_mut().poll(cx).is_ready() {
+                if let Source::Client(recv) = &mut self.source {
+                    recv.cancel();
+                }
+                return Err(crate::client::parent_over());
             }
         }
         Ok(())

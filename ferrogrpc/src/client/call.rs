@@ -8,6 +8,7 @@ use std::{
     any::Any,
     future::{poll_fn, Future},
     sync::Arc,
+    task::Poll,
     time::{Duration, Instant},
 };
 
@@ -16,6 +17,7 @@ use http::uri::PathAndQuery;
 
 use super::Channel;
 use crate::{
+    call_context::CallContext,
     codec::Codec,
     interceptor::{downcast, AnyMessage, CallInfo, ClientStreamCall, UnaryClientNext},
     metadata::MetadataMap,
@@ -58,6 +60,10 @@ pub(super) struct CallSetup {
     /// The service config whose hedging policy applies to the call, if any
     /// (unary and server-streaming calls only).
     hedging: Option<ServiceConfig>,
+    /// The server call this call was made for: its end cancels this one.
+    pub(super) parent: Option<CallContext>,
+    /// Per-RPC credentials of this call, besides the channel's.
+    call_credentials: Option<Arc<dyn crate::credentials::PerRpcCredentials>>,
 }
 
 fn deadline_exceeded(timeout: Option<Duration>) -> Status {
@@ -80,6 +86,29 @@ pub(super) async fn until<T>(
             .unwrap_or_else(|_| Err(deadline_exceeded(timeout))),
         None => fut.await,
     }
+}
+
+/// Runs `fut` until the server call `parent` (if any) is over; then it is
+/// dropped, which resets the stream, and the call fails `CANCELLED`.
+pub(super) async fn unless_parent_over<T>(
+    parent: Option<&CallContext>,
+    fut: impl Future<Output = Result<T, Status>>,
+) -> Result<T, Status> {
+    let Some(parent) = parent else {
+        return fut.await;
+    };
+    let mut fut = std::pin::pin!(fut);
+    let mut over = std::pin::pin!(parent.cancelled());
+    poll_fn(|cx| {
+        if let Poll::Ready(result) = fut.as_mut().poll(cx) {
+            return Poll::Ready(result);
+        }
+        if over.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(Err(super::parent_over()));
+        }
+        Poll::Pending
+    })
+    .await
 }
 
 /// Evaluates the `attempt` expression (an `.await`ed call attempt that
@@ -148,8 +177,22 @@ fn report_end<T>(observer: Option<&Observer>, result: &Result<T, Status>) {
 }
 
 /// Reads the single response message of a unary or client-streaming call,
-/// then the final status.
+/// then the final status. A failed call's status carries the response
+/// headers (if any came) and the peer.
 async fn read_unary<T: 'static>(
+    recv: &mut CallRecv,
+    decode: impl FnMut(Bytes) -> Result<T, Status>,
+    observer: Option<&Observer>,
+) -> Result<Response<T>, Status> {
+    let result = read_unary_message(recv, decode, observer).await;
+    result.map_err(|status| {
+        status
+            .with_response_headers(recv.take_headers())
+            .with_peer(recv.peer())
+    })
+}
+
+async fn read_unary_message<T: 'static>(
     recv: &mut CallRecv,
     mut decode: impl FnMut(Bytes) -> Result<T, Status>,
     observer: Option<&Observer>,
@@ -201,8 +244,13 @@ impl Channel {
         path: &PathAndQuery,
         request: Request<T>,
     ) -> Result<(CallSetup, T), Status> {
-        self.resolved(request.options().timeout.or(self.inner.default_timeout))
-            .await;
+        let options = request.options();
+        let mut bound = options.timeout.or(self.inner.default_timeout);
+        if let Some(deadline) = options.deadline {
+            let left = deadline.saturating_duration_since(Instant::now());
+            bound = Some(bound.map_or(left, |b| b.min(left)));
+        }
+        self.resolved(bound).await;
         self.settings(path, request)
     }
 
@@ -250,11 +298,24 @@ impl Channel {
                     ))
                 })?,
         };
+        let now = Instant::now();
+        // A timeout too large to represent means no deadline.
+        let mut deadline = timeout.and_then(|t| now.checked_add(t));
+        if let Some(at) = options.deadline {
+            if deadline.is_none_or(|d| at < d) {
+                deadline = Some(at);
+                timeout = Some(at.saturating_duration_since(now));
+            }
+        }
+        if deadline.is_some_and(|d| d <= now) {
+            // Already over: nothing is sent (gRPC-Go fails such a call the
+            // same way).
+            return Err(deadline_exceeded(timeout));
+        }
         let setup = CallSetup {
             metadata,
             timeout,
-            // A timeout too large to represent means no deadline.
-            deadline: timeout.and_then(|t| Instant::now().checked_add(t)),
+            deadline,
             max_recv: options.max_decoding_message_size.unwrap_or(max_recv),
             max_send: options.max_encoding_message_size.unwrap_or(max_send),
             compression,
@@ -262,6 +323,8 @@ impl Channel {
             wait_for_ready: wait_for_ready.unwrap_or(false),
             attempts: Attempts::new(retry_config, self.inner.retry.max_attempts),
             hedging,
+            parent: options.parent,
+            call_credentials: options.credentials,
         };
         Ok((setup, message))
     }
@@ -280,14 +343,16 @@ impl Channel {
         Status,
     > {
         let transport = self.pick(path.path(), setup.wait_for_ready).await?;
-        if let Some(per_rpc) = self
-            .inner
-            .per_rpc
-            .as_ref()
-            .filter(|_| !setup.credentials_added)
-        {
-            self.add_credentials(&**per_rpc, &path, &transport, &mut setup.metadata)
-                .await?;
+        if !setup.credentials_added {
+            // The channel's, then the call's own (gRPC-Go's order).
+            if let Some(per_rpc) = self.inner.per_rpc.as_ref() {
+                self.add_credentials(&**per_rpc, &path, &transport, &mut setup.metadata)
+                    .await?;
+            }
+            if let Some(per_rpc) = setup.call_credentials.clone() {
+                self.add_credentials(&*per_rpc, &path, &transport, &mut setup.metadata)
+                    .await?;
+            }
             setup.credentials_added = true;
         }
         let previous = setup.attempts.previous();
@@ -313,6 +378,9 @@ impl Channel {
     > {
         let transport = self.pick(path.path(), setup.wait_for_ready).await?;
         if let Some(per_rpc) = &self.inner.per_rpc {
+            self.credentials_allowed(&**per_rpc, &transport)?;
+        }
+        if let Some(per_rpc) = &setup.call_credentials {
             self.credentials_allowed(&**per_rpc, &transport)?;
         }
         self.open_on(&transport, path, setup, content_subtype, observer, previous)
@@ -493,17 +561,21 @@ impl Channel {
             .await?;
         let (mut setup, ()) = self.setup(&path, request).await?;
         let (deadline, timeout) = (setup.deadline, setup.timeout);
+        let parent = setup.parent.clone();
         let observer = self.observer(&path, hooks, client_stream, server_stream);
-        let opened = until(deadline, timeout, async {
-            with_retries!(
-                self,
-                path.path(),
-                setup,
-                observer.as_deref(),
-                self.open(path.clone(), &mut setup, subtype, observer.as_deref())
-                    .await
-            )
-        })
+        let opened = unless_parent_over(
+            parent.as_ref(),
+            until(deadline, timeout, async {
+                with_retries!(
+                    self,
+                    path.path(),
+                    setup,
+                    observer.as_deref(),
+                    self.open(path.clone(), &mut setup, subtype, observer.as_deref())
+                        .await
+                )
+            }),
+        )
         .await;
         match opened {
             Ok((recv, send)) => {
@@ -541,8 +613,11 @@ impl Channel {
                 Ok(StreamStart {
                     max_send,
                     compression,
-                    deadline,
-                    timeout,
+                    bounds: Bounds {
+                        deadline,
+                        timeout,
+                        parent,
+                    },
                     observer,
                     recv,
                     send,
@@ -617,7 +692,8 @@ impl Channel {
             setup.compression.as_ref(),
         );
         drop(message);
-        let result = until(deadline, timeout, async {
+        let parent = setup.parent.clone();
+        let call = until(deadline, timeout, async {
             let encoded = encoded?;
             let subtype = codec.name();
             let (recv, send) = self
@@ -625,8 +701,8 @@ impl Channel {
                 .await?;
             let mut recv = CallRecv::direct(recv.with_send(send)).counting_success(self.throttle());
             read_unary(&mut recv, |b| codec.decode(b), obs).await
-        })
-        .await;
+        });
+        let result = unless_parent_over(parent.as_ref(), call).await;
         report_end(obs, &result);
         result
     }
@@ -660,11 +736,14 @@ impl Channel {
             Status,
         >| async move {
             let (mut recv, mut send) = opened?;
-            send.send_now(encoded.frame.clone(), true)?;
+            send.send_now(encoded.frame.clone(), true)
+                .map_err(|status| status.with_peer(recv.peer()))?;
             if let Some(o) = obs {
                 o.out_payload(payload);
             }
-            poll_fn(|cx| recv.poll_headers(cx)).await?;
+            poll_fn(|cx| recv.poll_headers(cx))
+                .await
+                .map_err(|status| status.with_peer(recv.peer()))?;
             Ok((recv, send))
         };
         if let Some(config) = setup.hedging.take() {
@@ -732,7 +811,8 @@ impl Channel {
             ),
         };
         drop(message);
-        let result = until(deadline, timeout, async {
+        let parent = setup.parent.clone();
+        let opened = until(deadline, timeout, async {
             let encoded = encoded?;
             let (mut recv, send) = self
                 .until_headers(&path, &mut setup, &encoded, codec.name(), obs)
@@ -742,8 +822,8 @@ impl Channel {
             }
             let headers = recv.take_headers();
             Ok((recv, send, headers))
-        })
-        .await;
+        });
+        let result = unless_parent_over(parent.as_ref(), opened).await;
         let (recv, send, headers) = match result {
             Ok(parts) => parts,
             Err(status) => {
@@ -757,6 +837,7 @@ impl Channel {
             CallRecv::direct(recv.with_send(send)).counting_success(self.throttle()),
             DecodeWith::<C, Req>::boxed(codec),
             deadline,
+            parent,
             observed,
         );
         Ok(Response::from_parts(headers, stream, MetadataMap::new()))
@@ -822,19 +903,27 @@ impl Channel {
         let stream = Streaming::client(
             recv,
             DecodeWith::<C, Req>::boxed(codec),
-            sink.deadline,
+            sink.bounds.deadline,
+            sink.bounds.parent.clone(),
             observed,
         );
         Ok((sink, stream))
     }
 }
 
+/// What ends a streaming call besides its own end: its deadline (and the
+/// timeout it came from, for the message) and its parent server call.
+struct Bounds {
+    deadline: Option<Instant>,
+    timeout: Option<Duration>,
+    parent: Option<CallContext>,
+}
+
 /// A streaming call, opened.
 struct StreamStart {
     max_send: usize,
     compression: Option<SendCompression>,
-    deadline: Option<Instant>,
-    timeout: Option<Duration>,
+    bounds: Bounds,
     observer: Option<Arc<Observer>>,
     recv: CallRecv,
     send: CallSend,
@@ -851,8 +940,7 @@ impl StreamStart {
             codec,
             self.max_send,
             self.compression,
-            self.deadline,
-            self.timeout,
+            self.bounds,
             self.observer.clone(),
         );
         (sink, self.recv, self.observer)
@@ -866,8 +954,7 @@ pub struct RequestSink<T> {
     encode: crate::codec::EncodeFn<T>,
     compression: Option<SendCompression>,
     compress_messages: bool,
-    deadline: Option<Instant>,
-    timeout: Option<Duration>,
+    bounds: Bounds,
     observed: Observed<T>,
 }
 
@@ -883,8 +970,7 @@ impl<T: 'static> RequestSink<T> {
         mut codec: C,
         max_send: usize,
         compression: Option<SendCompression>,
-        deadline: Option<Instant>,
-        timeout: Option<Duration>,
+        bounds: Bounds,
         observer: Option<Arc<Observer>>,
     ) -> RequestSink<T>
     where
@@ -898,8 +984,7 @@ impl<T: 'static> RequestSink<T> {
             }),
             compression,
             compress_messages: true,
-            deadline,
-            timeout,
+            bounds,
             observed: observer.map(|o| (o, as_any::<T> as fn(&T) -> &dyn Any)),
         }
     }
@@ -929,8 +1014,13 @@ impl<T: 'static> RequestSink<T> {
         let compression = self.compression.as_ref().filter(|_| self.compress_messages);
         let encoded = (self.encode)(&message, compression)?;
         let payload = payload_of(&encoded.frame, encoded.plain_len);
-        let (deadline, timeout) = (self.deadline, self.timeout);
-        until(deadline, timeout, self.send.send(encoded.frame)).await?;
+        let Bounds {
+            deadline,
+            timeout,
+            parent,
+        } = &self.bounds;
+        let sent = until(*deadline, *timeout, self.send.send(encoded.frame));
+        unless_parent_over(parent.as_ref(), sent).await?;
         if let Some((obs, _)) = &self.observed {
             obs.out_payload(payload);
         }
@@ -993,14 +1083,14 @@ impl<Req: 'static, Resp: 'static> ClientStreamingCall<Req, Resp> {
     pub async fn close_and_recv(mut self) -> Result<Response<Resp>, Status> {
         // A failed close means the call already ended; its status follows.
         let _ = self.sink.close();
-        let (deadline, timeout) = (self.sink.deadline, self.sink.timeout);
+        let (deadline, timeout) = (self.sink.bounds.deadline, self.sink.bounds.timeout);
         let observer = self.observer.take();
-        let result = until(
+        let read = until(
             deadline,
             timeout,
             read_unary(&mut self.recv, &mut self.decode, observer.as_deref()),
-        )
-        .await;
+        );
+        let result = unless_parent_over(self.sink.bounds.parent.as_ref(), read).await;
         report_end(observer.as_deref(), &result);
         result
     }

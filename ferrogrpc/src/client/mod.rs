@@ -69,6 +69,12 @@ use crate::{
     transport::client::{ClientConfig, Http2Client, TransportSecurity},
 };
 
+/// The status of a call made with `Request::with_parent` whose parent
+/// call is over.
+pub(crate) fn parent_over() -> Status {
+    Status::cancelled("the server call this call was made for is over")
+}
+
 /// Default max size of a received message: 4 MiB, as in gRPC-Go.
 pub const DEFAULT_MAX_RECV_MESSAGE_SIZE: usize = 4 << 20;
 

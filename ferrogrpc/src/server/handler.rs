@@ -11,15 +11,19 @@ use std::{
     future::{poll_fn, Future},
     panic::AssertUnwindSafe,
     pin::{pin, Pin},
-    sync::{Arc, Mutex},
+    sync::Arc,
     task::{Context, Poll},
     time::Instant,
 };
 
 use http::HeaderValue;
 
-use super::{CallSettings, ServerCall};
+use super::{
+    context::{CallShared, SinkState},
+    CallSettings, ServerCall,
+};
 use crate::{
+    call_context::CallContext,
     codec::Codec,
     encoding,
     interceptor::{
@@ -43,7 +47,9 @@ enum Outcome<T> {
     Done(T),
     Panicked(String),
     DeadlineExceeded,
-    Reset,
+    /// The client reset the stream or the connection went, with the status
+    /// that describes it.
+    Reset(Status),
 }
 
 /// Polls `fut` (catching panics) against the deadline and a client reset.
@@ -65,8 +71,8 @@ async fn supervise<T>(
                 return Poll::Ready(Outcome::DeadlineExceeded);
             }
         }
-        if poll_reset(cx).is_ready() {
-            return Poll::Ready(Outcome::Reset);
+        if let Poll::Ready(status) = poll_reset(cx) {
+            return Poll::Ready(Outcome::Reset(status));
         }
         Poll::Pending
     })
@@ -84,13 +90,27 @@ fn panic_message(panic: &(dyn Any + Send)) -> String {
 }
 
 /// The status a call ends with when the handler did not finish by itself;
-/// `None` for a client reset (nothing can be sent).
-fn outcome_status<T>(outcome: Outcome<T>, method: &str) -> Result<T, Option<Status>> {
+/// `None` for a client reset (nothing can be sent). Also tells the call's
+/// context how it ended, once the caller is done with it.
+fn outcome_status<T>(outcome: Outcome<T>, method: &str) -> (Result<T, Option<Status>>, Ending) {
     match outcome {
-        Outcome::Done(v) => Ok(v),
-        Outcome::Panicked(msg) => Err(Some(panicked(&msg, method))),
-        Outcome::DeadlineExceeded => Err(Some(Status::deadline_exceeded("deadline exceeded"))),
-        Outcome::Reset => Err(None),
+        Outcome::Done(v) => (Ok(v), Ending(None)),
+        Outcome::Panicked(msg) => (Err(Some(panicked(&msg, method))), Ending(None)),
+        Outcome::DeadlineExceeded => {
+            let status = Status::deadline_exceeded("deadline exceeded");
+            (Err(Some(status.clone())), Ending(Some(status)))
+        }
+        Outcome::Reset(status) => (Err(None), Ending(Some(status))),
+    }
+}
+
+/// How a call ended, for its [`CallContext`]: `None` when it finished,
+/// else why it was cancelled.
+struct Ending(Option<Status>);
+
+impl Ending {
+    fn tell(self, shared: &CallShared) {
+        shared.end(self.0);
     }
 }
 
@@ -175,7 +195,7 @@ where
 /// Chooses how responses are compressed: the handler's choice, else the
 /// server's default; only with an algorithm the client listed in
 /// `grpc-accept-encoding` (otherwise uncompressed, as compression.md says).
-fn response_compression(
+pub(super) fn response_compression(
     requested: Option<&'static str>,
     settings: &CallSettings,
     accept: Option<&HeaderValue>,
@@ -203,67 +223,83 @@ fn send_status(send: &mut ServerSend, status: Status, observer: Option<&Observer
     send.send_status(status, None);
 }
 
+/// Ends a call with `status`: the headers the handler set go first, in
+/// their own frame (as gRPC-Go sends them), then the status with the
+/// handler's trailers and the status's own metadata.
+fn end_call(state: &mut SinkState, status: Status, observer: Option<&Observer>) {
+    if !state.send.headers_sent() && !state.headers.is_empty() {
+        // Headers that cannot be built leave the status to go alone.
+        let _ = state.send_headers(MetadataMap::new());
+    }
+    let status = state.with_trailers(status);
+    send_status(&mut state.send, status, observer);
+}
+
 /// Sends a unary-shaped result: headers, the message, trailers; or the error.
 /// A panic on the way (in the codec or a stats handler) ends the call with
 /// UNKNOWN, as a panic in the handler does.
 fn finish_unary<C, Resp: 'static, Req>(
-    send: &mut ServerSend,
+    state: &mut SinkState,
     codec: &mut C,
     result: Result<Response<Resp>, Status>,
-    settings: &CallSettings,
-    accept: Option<&HeaderValue>,
     observer: Option<&Observer>,
     method: &str,
 ) where
     C: Codec<Resp, Req>,
 {
     let finished = std::panic::catch_unwind(AssertUnwindSafe(|| {
-        send_unary_result(send, codec, result, settings, accept, observer)
+        send_unary_result(state, codec, result, observer)
     }));
     if let Err(panic) = finished {
-        send.send_status(panicked(&panic_message(&*panic), method), None);
+        state
+            .send
+            .send_status(panicked(&panic_message(&*panic), method), None);
     }
 }
 
 fn send_unary_result<C, Resp: 'static, Req>(
-    send: &mut ServerSend,
+    state: &mut SinkState,
     codec: &mut C,
     result: Result<Response<Resp>, Status>,
-    settings: &CallSettings,
-    accept: Option<&HeaderValue>,
     observer: Option<&Observer>,
 ) where
     C: Codec<Resp, Req>,
 {
     let response = match result {
         Ok(r) => r,
-        Err(status) => return send_status(send, status.into_error(), observer),
+        Err(status) => return end_call(state, status.into_error(), observer),
     };
-    let compression = response_compression(response.compression(), settings, accept);
+    if let Some(name) = response.compression() {
+        state.requested = Some(name);
+    }
+    state.decide_compression();
     let (metadata, message, trailers) = response.into_parts();
     if let Some(Err(status)) = observer.map(|o| o.before_send(&message)) {
-        return send_status(send, status, observer);
+        return end_call(state, status, observer);
     }
-    let encoded = match frame::encode(codec, &message, settings.max_send, compression.as_ref()) {
+    let encoded = match frame::encode(
+        codec,
+        &message,
+        state.settings.max_send,
+        state.compression.as_ref(),
+    ) {
         Ok(e) => e,
         Err(status) => {
-            if let Some(obs) = observer {
-                obs.end(Err(&status));
+            if !state.send.headers_sent() {
+                if let Err(err) = state.headers.extend(metadata) {
+                    return end_call(state, err.into(), observer);
+                }
             }
-            return send.send_status(status, Some(metadata));
+            return end_call(state, status, observer);
         }
     };
-    let encoding = compression.as_ref().map(|c| c.compressor.name());
-    if let Some(obs) = observer {
-        obs.out_header(&metadata);
-    }
     let payload = payload_of(&encoded.frame, encoded.plain_len);
-    if let Err(status) = send.send_headers(metadata, encoding) {
+    if let Err(status) = state.send_headers(metadata) {
         // Headers that could not be built leave room for the status; a
         // client that went away gets nothing (`send_status` sends nothing).
-        return send_status(send, status, observer);
+        return send_status(&mut state.send, status, observer);
     }
-    if send.send_message_now(encoded.frame).is_err() {
+    if state.send.send_message_now(encoded.frame).is_err() {
         if let Some(obs) = observer {
             obs.end(Err(&Status::cancelled("the client went away")));
         }
@@ -272,11 +308,12 @@ fn send_unary_result<C, Resp: 'static, Req>(
     if let Some(obs) = observer {
         obs.out_payload(payload);
     }
-    send_status(
-        send,
-        Status::new(crate::Code::Ok, "").with_metadata(trailers),
-        observer,
-    );
+    let mut all = std::mem::take(&mut state.trailers);
+    let status = match all.extend(trailers) {
+        Ok(()) => Status::new(crate::Code::Ok, "").with_metadata(all),
+        Err(err) => Status::internal(format!("the call's trailers: {err}")),
+    };
+    send_status(&mut state.send, status, observer);
 }
 
 /// Runs a unary handler behind the unary interceptors.
@@ -326,38 +363,45 @@ where
         Role::Server,
         stream.decompressor,
     );
-    let mut send = stream.send;
     let (metadata, peer, path) = (stream.metadata, stream.peer, &stream.path);
     let (observer, chain, deadline) = (p.observer.as_deref(), &p.unary_chain, p.deadline);
+    let shared = CallShared::new(
+        stream.send,
+        settings,
+        stream.accept_encoding,
+        p.observer.clone(),
+        path.clone(),
+        deadline,
+    );
+    let context = CallContext::new(Arc::clone(&shared) as _);
     let codec_ref = &mut codec;
     let work = async move {
         let (message, compressed) = read_one(&mut recv, codec_ref, observer).await?;
-        let request = Request::from_server(metadata, message, deadline, peer, compressed);
+        let request = Request::from_server(metadata, message, peer, compressed, context);
         if chain.is_empty() {
             handler(request).await
         } else {
             intercepted_unary(chain, info(path, false, false), request, handler).await
         }
     };
-    let outcome = supervise(work, deadline, |cx| send.poll_reset(cx)).await;
-    let accept = stream.accept_encoding.as_ref();
-    match outcome_status(outcome, path.path()) {
+    let outcome = supervise(work, deadline, |cx| shared.lock().send.poll_reset(cx)).await;
+    let (result, ending) = outcome_status(outcome, path.path());
+    match result {
         Ok(result) => finish_unary(
-            &mut send,
+            &mut shared.lock(),
             &mut codec,
             result,
-            &settings,
-            accept,
             observer,
             path.path(),
         ),
-        Err(Some(status)) => send_status(&mut send, status, observer),
+        Err(Some(status)) => end_call(&mut shared.lock(), status, observer),
         Err(None) => {
             if let Some(obs) = observer {
                 obs.end(Err(&Status::cancelled("call cancelled by the client")));
             }
         }
     }
+    ending.tell(&shared);
 }
 
 /// Builds the handler's request from the (possibly changed) metadata and
@@ -428,13 +472,21 @@ where
         Role::Server,
         stream.decompressor,
     );
-    let mut send = stream.send;
     let observed: Observed<Req> = p
         .observer
         .clone()
         .map(|o| (o, as_any::<Req> as fn(&Req) -> &dyn Any));
     let requests = Streaming::server(recv, DecodeWith::<C, Resp>::boxed(codec.clone()), observed);
     let (deadline, path, peer) = (p.deadline, &stream.path, stream.peer);
+    let shared = CallShared::new(
+        stream.send,
+        settings,
+        stream.accept_encoding,
+        p.observer.clone(),
+        path.clone(),
+        deadline,
+    );
+    let context = CallContext::new(Arc::clone(&shared) as _);
     let mut slot: Option<Response<Resp>> = None;
     let slot_ref = &mut slot;
     let chain = &p.stream_chain;
@@ -445,7 +497,7 @@ where
                         extensions: http::Extensions|
               -> crate::interceptor::BoxFuture<'_, Result<(), Status>> {
             Box::pin(async move {
-                let mut request = Request::from_server(metadata, requests, deadline, peer, false);
+                let mut request = Request::from_server(metadata, requests, peer, false, context);
                 *request.extensions_mut() = extensions;
                 *slot_ref = Some(handler(request).await?);
                 Ok(())
@@ -460,30 +512,29 @@ where
         )
         .await
     };
-    let outcome = supervise(work, deadline, |cx| send.poll_reset(cx)).await;
-    let accept = stream.accept_encoding.as_ref();
+    let outcome = supervise(work, deadline, |cx| shared.lock().send.poll_reset(cx)).await;
     let observer = p.observer.as_deref();
-    match outcome_status(outcome, path.path()) {
+    let (result, ending) = outcome_status(outcome, path.path());
+    match result {
         Ok(Ok(())) => {
             let result = slot.ok_or_else(|| Status::internal("handler returned no response"));
             finish_unary(
-                &mut send,
+                &mut shared.lock(),
                 &mut codec,
                 result,
-                &settings,
-                accept,
                 observer,
                 path.path(),
             );
         }
-        Ok(Err(status)) => send_status(&mut send, status.into_error(), observer),
-        Err(Some(status)) => send_status(&mut send, status, observer),
+        Ok(Err(status)) => end_call(&mut shared.lock(), status.into_error(), observer),
+        Err(Some(status)) => end_call(&mut shared.lock(), status, observer),
         Err(None) => {
             if let Some(obs) = observer {
                 obs.end(Err(&Status::cancelled("call cancelled by the client")));
             }
         }
     }
+    ending.tell(&shared);
 }
 
 /// Runs a server-streaming handler.
@@ -505,14 +556,17 @@ where
         Role::Server,
         stream.decompressor,
     );
-    let shared = SinkState::shared(
+    let (deadline, path, peer) = (p.deadline, &stream.path, stream.peer);
+    let shared = CallShared::new(
         stream.send,
         settings,
         stream.accept_encoding,
         p.observer.clone(),
+        path.clone(),
+        deadline,
     );
+    let context = CallContext::new(Arc::clone(&shared) as _);
     let sink = ResponseSink::new(Arc::clone(&shared), codec.clone(), settings.max_send);
-    let (deadline, path, peer) = (p.deadline, &stream.path, stream.peer);
     let chain = &p.stream_chain;
     let observer = p.observer.as_ref();
     let metadata = stream.metadata;
@@ -525,7 +579,7 @@ where
                 let (message, compressed) =
                     read_one(&mut recv, codec_ref, observer.map(|o| &**o)).await?;
                 let mut request =
-                    Request::from_server(metadata, message, deadline, peer, compressed);
+                    Request::from_server(metadata, message, peer, compressed, context);
                 *request.extensions_mut() = extensions;
                 handler(request, sink).await
             })
@@ -539,8 +593,10 @@ where
         )
         .await
     };
-    let outcome = supervise(work, deadline, |cx| lock(&shared).send.poll_reset(cx)).await;
-    finish_stream(&shared, outcome_status(outcome, path.path()));
+    let outcome = supervise(work, deadline, |cx| shared.lock().send.poll_reset(cx)).await;
+    let (result, ending) = outcome_status(outcome, path.path());
+    finish_stream(&shared, result);
+    ending.tell(&shared);
 }
 
 /// Runs a bidirectional-streaming handler.
@@ -567,14 +623,17 @@ where
         .clone()
         .map(|o| (o, as_any::<Req> as fn(&Req) -> &dyn Any));
     let requests = Streaming::server(recv, DecodeWith::<C, Resp>::boxed(codec.clone()), observed);
-    let shared = SinkState::shared(
+    let (deadline, path, peer) = (p.deadline, &stream.path, stream.peer);
+    let shared = CallShared::new(
         stream.send,
         settings,
         stream.accept_encoding,
         p.observer.clone(),
+        path.clone(),
+        deadline,
     );
+    let context = CallContext::new(Arc::clone(&shared) as _);
     let sink = ResponseSink::new(Arc::clone(&shared), codec, settings.max_send);
-    let (deadline, path, peer) = (p.deadline, &stream.path, stream.peer);
     let chain = &p.stream_chain;
     let observer = p.observer.as_ref();
     let metadata = stream.metadata;
@@ -583,7 +642,7 @@ where
                         extensions: http::Extensions|
               -> crate::interceptor::BoxFuture<'_, Result<(), Status>> {
             Box::pin(async move {
-                let mut request = Request::from_server(metadata, requests, deadline, peer, false);
+                let mut request = Request::from_server(metadata, requests, peer, false, context);
                 *request.extensions_mut() = extensions;
                 handler(request, sink).await
             })
@@ -597,99 +656,33 @@ where
         )
         .await
     };
-    let outcome = supervise(work, deadline, |cx| lock(&shared).send.poll_reset(cx)).await;
-    finish_stream(&shared, outcome_status(outcome, path.path()));
+    let outcome = supervise(work, deadline, |cx| shared.lock().send.poll_reset(cx)).await;
+    let (result, ending) = outcome_status(outcome, path.path());
+    finish_stream(&shared, result);
+    ending.tell(&shared);
 }
 
-fn finish_stream(shared: &Mutex<SinkState>, result: Result<Result<(), Status>, Option<Status>>) {
-    let mut state = lock(shared);
+fn finish_stream(shared: &CallShared, result: Result<Result<(), Status>, Option<Status>>) {
+    let mut state = shared.lock();
+    let observer = state.observer.clone();
     let status = match result {
-        Ok(Ok(())) => {
-            let trailers = std::mem::take(&mut state.trailers);
-            Status::new(crate::Code::Ok, "").with_metadata(trailers)
-        }
-        Ok(Err(status)) => {
-            let mut status = status.into_error();
-            let trailers = std::mem::take(&mut state.trailers);
-            if !trailers.is_empty() {
-                let mut md = trailers;
-                status = match md.extend(std::mem::take(status.metadata_mut())) {
-                    Ok(()) => status.with_metadata(md),
-                    Err(err) => Status::internal(format!("the call's trailers: {err}")),
-                };
-            }
-            status
-        }
+        Ok(Ok(())) => Status::new(crate::Code::Ok, ""),
+        Ok(Err(status)) => status.into_error(),
         Err(Some(status)) => status,
         Err(None) => {
-            if let Some(obs) = &state.observer {
+            if let Some(obs) = &observer {
                 obs.end(Err(&Status::cancelled("call cancelled by the client")));
             }
             return;
         }
     };
-    let observer = state.observer.clone();
-    send_status(&mut state.send, status, observer.as_deref());
-}
-
-/// What a [`ResponseSink`] shares with the driver that supervises it. The
-/// lock is per call and taken by one task only, so it is never contended.
-struct SinkState {
-    send: ServerSend,
-    trailers: MetadataMap,
-    settings: CallSettings,
-    accept: Option<HeaderValue>,
-    /// The handler's choice of algorithm, until headers go out.
-    requested: Option<&'static str>,
-    /// The algorithm in use, decided when headers go out.
-    compression: Option<SendCompression>,
-    /// Per-message switch: whether the next messages may be compressed.
-    compress_messages: bool,
-    observer: Option<Arc<Observer>>,
-}
-
-impl SinkState {
-    fn shared(
-        send: ServerSend,
-        settings: CallSettings,
-        accept: Option<HeaderValue>,
-        observer: Option<Arc<Observer>>,
-    ) -> Arc<Mutex<SinkState>> {
-        Arc::new(Mutex::new(SinkState {
-            send,
-            trailers: MetadataMap::new(),
-            settings,
-            accept,
-            requested: None,
-            compression: None,
-            compress_messages: true,
-            observer,
-        }))
-    }
-
-    /// Sends the headers (deciding the compression) if not yet sent.
-    fn send_headers(&mut self, metadata: MetadataMap) -> Result<(), Status> {
-        if self.send.headers_sent() {
-            return Ok(());
-        }
-        self.compression =
-            response_compression(self.requested, &self.settings, self.accept.as_ref());
-        let encoding = self.compression.as_ref().map(|c| c.compressor.name());
-        if let Some(obs) = &self.observer {
-            obs.out_header(&metadata);
-        }
-        self.send.send_headers(metadata, encoding)
-    }
-}
-
-fn lock(m: &Mutex<SinkState>) -> std::sync::MutexGuard<'_, SinkState> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    end_call(&mut state, status, observer.as_deref());
 }
 
 /// Sends the responses of a server-streaming or bidi call (gRPC-Go's
 /// `ServerStream.SendMsg`, `SendHeader`, `SetTrailer`, `SetSendCompressor`).
 pub struct ResponseSink<T> {
-    shared: Arc<Mutex<SinkState>>,
+    shared: Arc<CallShared>,
     encode: crate::codec::EncodeFn<T>,
     as_any: fn(&T) -> &dyn Any,
 }
@@ -701,7 +694,7 @@ impl<T> std::fmt::Debug for ResponseSink<T> {
 }
 
 impl<T: 'static> ResponseSink<T> {
-    fn new<C, D>(shared: Arc<Mutex<SinkState>>, mut codec: C, max_send: usize) -> ResponseSink<T>
+    fn new<C, D>(shared: Arc<CallShared>, mut codec: C, max_send: usize) -> ResponseSink<T>
     where
         C: Codec<T, D>,
     {
@@ -721,7 +714,7 @@ impl<T: 'static> ResponseSink<T> {
     /// # Errors
     /// When headers were already sent or the call has ended.
     pub fn send_header(&mut self, metadata: MetadataMap) -> Result<(), Status> {
-        let mut state = lock(&self.shared);
+        let mut state = self.shared.lock();
         if state.send.headers_sent() {
             return Err(Status::internal("response headers were already sent"));
         }
@@ -735,7 +728,7 @@ impl<T: 'static> ResponseSink<T> {
     /// When the trailers would hold more than
     /// [`MetadataMap::MAX_KEYS`] distinct keys.
     pub fn set_trailer(&mut self, metadata: MetadataMap) -> Result<(), Status> {
-        Ok(lock(&self.shared).trailers.extend(metadata)?)
+        Ok(self.shared.lock().trailers.extend(metadata)?)
     }
 
     /// Compresses the responses with `name` (or `"identity"` for none)
@@ -745,7 +738,7 @@ impl<T: 'static> ResponseSink<T> {
     /// # Errors
     /// When the headers were already sent.
     pub fn set_compression(&mut self, name: &'static str) -> Result<(), Status> {
-        let mut state = lock(&self.shared);
+        let mut state = self.shared.lock();
         if state.send.headers_sent() {
             return Err(Status::internal(
                 "set_compression after the response headers were sent",
@@ -758,7 +751,7 @@ impl<T: 'static> ResponseSink<T> {
     /// Turns compression of the following messages off (`false`) or back on
     /// (`true`, the default) — the per-message control of compression.md.
     pub fn set_message_compression(&mut self, enabled: bool) {
-        lock(&self.shared).compress_messages = enabled;
+        self.shared.lock().compress_messages = enabled;
     }
 
     /// Sends one message, waiting while the client's flow-control window is
@@ -778,7 +771,7 @@ impl<T: 'static> ResponseSink<T> {
     /// As for [`send`](Self::send).
     pub async fn send_ref(&mut self, message: &T) -> Result<(), Status> {
         let (encoded, observer) = {
-            let mut state = lock(&self.shared);
+            let mut state = self.shared.lock();
             if let Some(obs) = &state.observer {
                 obs.before_send((self.as_any)(message))?;
             }
@@ -792,8 +785,8 @@ impl<T: 'static> ResponseSink<T> {
         let len = encoded.frame.len();
         let payload = payload_of(&encoded.frame, encoded.plain_len);
         // The lock is taken per poll, never held across an await.
-        poll_fn(|cx| lock(&self.shared).send.poll_capacity(cx, len)).await?;
-        lock(&self.shared).send.send_message_now(encoded.frame)?;
+        poll_fn(|cx| self.shared.lock().send.poll_capacity(cx, len)).await?;
+        self.shared.lock().send.send_message_now(encoded.frame)?;
         if let Some(obs) = observer {
             obs.out_payload(payload);
         }

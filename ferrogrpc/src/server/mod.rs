@@ -13,6 +13,7 @@
 //! deadline passes or the client resets the stream, and a panic fails only
 //! its call, with `UNKNOWN`.
 
+mod context;
 mod handler;
 
 use std::{collections::HashMap, future::Future, io, sync::Arc, time::Duration};
@@ -23,6 +24,7 @@ use tokio::{
     sync::watch,
 };
 
+pub use crate::call_context::CallContext;
 pub use handler::{client_streaming, server_streaming, streaming, unary, BoxFuture, ResponseSink};
 
 use crate::{
