@@ -39,6 +39,8 @@ pub mod codes;
 pub mod connectivity;
 pub mod credentials;
 pub mod encoding;
+#[cfg(feature = "errdetails")]
+pub mod errdetails;
 #[cfg(feature = "health")]
 pub mod health;
 pub mod interceptor;

@@ -282,6 +282,98 @@ impl Status {
     }
 }
 
+/// Rich error details (gRPC-Go's `status.WithDetails` and `Details`); see
+/// the [`errdetails`](crate::errdetails) module.
+#[cfg(feature = "errdetails")]
+impl Status {
+    /// Returns this status with `details` attached, after any it has: the
+    /// standard `google.rpc` details of [`errdetails`](crate::errdetails),
+    /// each made a [`Detail`](crate::errdetails::Detail) with `into()` (so
+    /// that one list holds several types), or any message packed with
+    /// [`Detail::pack`](crate::errdetails::Detail::pack). gRPC-Go's
+    /// `status.WithDetails`.
+    ///
+    /// The details are encoded as a `google.rpc.Status` with this status's
+    /// code and message, the [`details`](Self::details) sent in
+    /// `grpc-status-details-bin`; [`details`](Self::details) that are not
+    /// one are replaced. An OK status is returned unchanged: details
+    /// describe an error (gRPC-Go refuses them on OK too).
+    ///
+    /// ```
+    /// use ferrogrpc::{errdetails::{Duration, ErrorInfo, RetryInfo}, Status};
+    ///
+    /// let status = Status::resource_exhausted("quota used up").with_error_details([
+    ///     ErrorInfo { reason: "QUOTA".into(), ..Default::default() }.into(),
+    ///     RetryInfo { retry_delay: Some(Duration { seconds: 30, nanos: 0 }) }.into(),
+    /// ]);
+    /// assert_eq!(status.error_details().unwrap().len(), 2);
+    /// ```
+    pub fn with_error_details(
+        mut self,
+        details: impl IntoIterator<Item = crate::errdetails::Detail>,
+    ) -> Status {
+        if self.code() == Code::Ok {
+            return self;
+        }
+        self.0.details = crate::errdetails::encode_with(&self, details);
+        self
+    }
+
+    /// Every detail of this status, in the order sent (gRPC-Go's
+    /// `Details`): the standard types as their own
+    /// [`Detail`](crate::errdetails::Detail) variant, any other kept packed
+    /// as [`Detail::Other`](crate::errdetails::Detail::Other). Empty when
+    /// the status has no details.
+    ///
+    /// # Errors
+    /// [`DetailsError::Decode`](crate::errdetails::DetailsError::Decode)
+    /// when [`details`](Self::details) is not an encoded `google.rpc.Status`
+    /// or a standard detail in it does not decode;
+    /// [`DetailsError::CodeMismatch`](crate::errdetails::DetailsError::CodeMismatch)
+    /// when its code is not this status's (the details are then not
+    /// trusted, as gRPC-Go does not).
+    ///
+    /// ```
+    /// use ferrogrpc::{errdetails::{Detail, Help}, Status};
+    ///
+    /// let status = Status::unimplemented("not yet").with_error_details([Help::default().into()]);
+    /// assert_eq!(status.error_details(), Ok(vec![Detail::Help(Help::default())]));
+    /// assert_eq!(Status::internal("plain").error_details(), Ok(vec![]));
+    /// ```
+    pub fn error_details(
+        &self,
+    ) -> Result<Vec<crate::errdetails::Detail>, crate::errdetails::DetailsError> {
+        let Some(proto) = crate::errdetails::decode(self)? else {
+            return Ok(Vec::new());
+        };
+        proto
+            .details
+            .into_iter()
+            .map(|any| crate::errdetails::Detail::from_any(any).map_err(Into::into))
+            .collect()
+    }
+
+    /// The first detail of type `M`, a standard type of
+    /// [`errdetails`](crate::errdetails) or any message with `prost::Name`
+    /// (matched by full name); `None` when there is none or when
+    /// [`error_details`](Self::error_details) would fail on the details as a
+    /// whole. A detail of type `M` that does not decode is skipped.
+    ///
+    /// ```
+    /// use ferrogrpc::{errdetails::{Duration, ErrorInfo, RetryInfo}, Status};
+    ///
+    /// let status = Status::unavailable("busy").with_error_details([RetryInfo {
+    ///     retry_delay: Some(Duration { seconds: 1, nanos: 0 }),
+    /// }
+    /// .into()]);
+    /// assert_eq!(status.error_detail::<RetryInfo>().unwrap().retry_delay.unwrap().seconds, 1);
+    /// assert_eq!(status.error_detail::<ErrorInfo>(), None);
+    /// ```
+    pub fn error_detail<M: prost::Name + Default>(&self) -> Option<M> {
+        crate::errdetails::find(self)
+    }
+}
+
 impl fmt::Debug for Status {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut d = f.debug_struct("Status");
