@@ -501,7 +501,12 @@ pub(crate) async fn serve_connection<IO, H>(
             () = sleep_until(idle_check) => {
                 let idle = params.max_connection_idle.unwrap_or_default();
                 idle_check = match signals.idle_since() {
-                    Some(since) if Instant::from_std(since) + idle <= Instant::now() && !graceful => {
+                    // Already going away: the idle limit has nothing left to
+                    // do. (Left in the past, the deadline would fire again at
+                    // once, for ever: a busy loop that, `biased`, starves
+                    // the branches below it, `accept` included.)
+                    _ if graceful => far,
+                    Some(since) if Instant::from_std(since) + idle <= Instant::now() => {
                         tracing::debug!(peer = %peer.remote_addr, "connection idle for {idle:?}; GOAWAY");
                         conn.graceful_shutdown();
                         graceful = true;
@@ -649,7 +654,61 @@ fn reject(respond: &mut h2::server::SendResponse<Bytes>, status: StatusCode, mes
 
 #[cfg(test)]
 mod tests {
-    use super::Bdp;
+    use super::*;
+    use crate::peer::Addr;
+    use tokio::io::AsyncWriteExt;
+
+    struct NoCalls;
+
+    impl StreamHandler for NoCalls {
+        fn handle(&self, _stream: IncomingStream) {}
+    }
+
+    /// Found by fuzzing (fuzz/regressions/server_conn-idle-spin): a
+    /// connection that was draining (graceful stop, max age or a violation)
+    /// when its max-idle check came due set that check to the same, past,
+    /// deadline again and spun: the paused clock below could then never
+    /// advance, and on a real one the task used a whole core until the
+    /// keepalive gave up on the peer.
+    #[test]
+    fn idle_check_while_draining_does_not_spin() {
+        let (done_tx, done_rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_time()
+                .start_paused(true)
+                .build()
+                .unwrap();
+            rt.block_on(async {
+                let mut config = ServerConfig::default();
+                config.keepalive.max_connection_idle = Some(Duration::from_secs(10));
+                let (shutdown_tx, shutdown_rx) = watch::channel(Shutdown::Running);
+                let (mut client, server) = tokio::io::duplex(1 << 16);
+                let peer = Arc::new(Peer::new(Addr::Unknown, Addr::Unknown));
+                let conn = tokio::spawn(async move {
+                    serve_connection(server, peer, &config, &NoCalls, shutdown_rx).await;
+                });
+                // The preface and an empty SETTINGS; then the client goes
+                // quiet: it never acknowledges the drain PING.
+                let mut hello = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+                hello.extend_from_slice(&[0, 0, 0, 4, 0, 0, 0, 0, 0]);
+                client.write_all(&hello).await.unwrap();
+                tokio::time::sleep(Duration::from_millis(5500)).await;
+                shutdown_tx.send_replace(Shutdown::Graceful);
+                // The idle check comes due at 10 s, while draining (the
+                // drain PING's timeout ends the connection at 10.5 s).
+                tokio::time::timeout(Duration::from_secs(60), conn)
+                    .await
+                    .expect("the connection ends after the drain timeout")
+                    .unwrap();
+                drop(client);
+            });
+            let _ = done_tx.send(());
+        });
+        done_rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("the connection's task spins (the paused clock cannot advance)");
+    }
 
     #[test]
     fn bdp_grows_to_twice_a_full_sample() {
