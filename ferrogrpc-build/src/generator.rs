@@ -430,6 +430,18 @@ fn server(out: &mut Out, service: &Service, info: &ServiceInfo) {
     out.line("super::FILE_DESCRIPTORS");
     out.close("}");
     out.line("");
+    out.open("fn methods(&self) -> &'static [::ferrogrpc::server::MethodInfo] {");
+    out.open("const METHODS: &[::ferrogrpc::server::MethodInfo] = &[");
+    for method in &service.methods {
+        out.line(&format!(
+            "::ferrogrpc::server::MethodInfo::new({:?}, {}, {}),",
+            method.proto_name, method.client_streaming, method.server_streaming
+        ));
+    }
+    out.close("];");
+    out.line("METHODS");
+    out.close("}");
+    out.line("");
     if service.methods.iter().any(is_deprecated) {
         out.line("#[allow(deprecated)]");
     }

@@ -246,6 +246,14 @@ pub mod health_server {
         fn file_descriptors(&self) -> &'static [&'static [u8]] {
             super::FILE_DESCRIPTORS
         }
+        fn methods(&self) -> &'static [::ferrogrpc::server::MethodInfo] {
+            const METHODS: &[::ferrogrpc::server::MethodInfo] = &[
+                ::ferrogrpc::server::MethodInfo::new("Check", false, false),
+                ::ferrogrpc::server::MethodInfo::new("List", false, false),
+                ::ferrogrpc::server::MethodInfo::new("Watch", false, true),
+            ];
+            METHODS
+        }
         fn call(
             &self,
             method: &str,

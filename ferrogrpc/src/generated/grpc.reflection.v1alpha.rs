@@ -230,6 +230,12 @@ pub mod server_reflection_server {
         fn file_descriptors(&self) -> &'static [&'static [u8]] {
             super::FILE_DESCRIPTORS
         }
+        fn methods(&self) -> &'static [::ferrogrpc::server::MethodInfo] {
+            const METHODS: &[::ferrogrpc::server::MethodInfo] = &[
+                ::ferrogrpc::server::MethodInfo::new("ServerReflectionInfo", true, true),
+            ];
+            METHODS
+        }
         fn call(
             &self,
             method: &str,

@@ -58,7 +58,57 @@ pub trait Service: Send + Sync + 'static {
     fn file_descriptors(&self) -> &'static [&'static [u8]] {
         &[]
     }
+
+    /// The service's methods (names and streaming kinds), for
+    /// [`Server::service_info`] and for sending calls to methods the service
+    /// does not have to the
+    /// [unknown-service handler](ServerBuilder::unknown_service_handler).
+    /// Generated code lists them; the default is an empty list, read as
+    /// "not known".
+    fn methods(&self) -> &'static [MethodInfo] {
+        &[]
+    }
 }
+
+/// One method of a service: its name and whether each side streams
+/// (gRPC-Go's `grpc.MethodInfo`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct MethodInfo {
+    /// The method's name, e.g. `SayHello`.
+    pub name: &'static str,
+    /// Whether the client sends a stream of messages.
+    pub client_streaming: bool,
+    /// Whether the server sends a stream of messages.
+    pub server_streaming: bool,
+}
+
+impl MethodInfo {
+    /// Describes a method.
+    pub const fn new(name: &'static str, client_streaming: bool, server_streaming: bool) -> Self {
+        MethodInfo {
+            name,
+            client_streaming,
+            server_streaming,
+        }
+    }
+}
+
+/// A service registered on a server and its methods (gRPC-Go's
+/// `grpc.ServiceInfo`), from [`Server::service_info`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ServiceInfo {
+    /// The full service name, `package.Service`.
+    pub name: &'static str,
+    /// Its methods, as [`Service::methods`] lists them (empty when the
+    /// service does not say).
+    pub methods: &'static [MethodInfo],
+}
+
+/// Handles calls to services (or methods) the server does not have, as
+/// set with [`ServerBuilder::unknown_service_handler`].
+type UnknownHandler = Arc<dyn Fn(ServerCall) -> BoxFuture + Send + Sync>;
 
 /// Server-wide settings applied to each call.
 #[derive(Clone, Copy, Debug)]
@@ -125,6 +175,7 @@ pub struct ServerBuilder {
     windows_set: bool,
     config: ServerConfig,
     max_connections: Option<usize>,
+    unknown: Option<UnknownHandler>,
     /// Told first when the server stops gracefully.
     #[cfg(feature = "health")]
     health: Vec<crate::health::Server>,
@@ -143,6 +194,23 @@ impl std::fmt::Debug for ServerBuilder {
 }
 
 impl ServerBuilder {
+    /// Sends every call to a service — or a method of a service — that is
+    /// not registered to `handler` instead of answering `UNIMPLEMENTED`
+    /// (gRPC-Go's `UnknownServiceHandler`): the building block of a proxy.
+    /// [`ServerCall::path`] gives the method; serve it as a bidi stream of
+    /// raw messages with [`streaming`] and
+    /// [`BytesCodec`](crate::codec::BytesCodec). A method of a registered
+    /// service is "not registered" when the service lists its methods
+    /// ([`Service::methods`], as generated code does) and the method is
+    /// not among them. Interceptors, stats and limits apply as to any call.
+    pub fn unknown_service_handler<F>(mut self, handler: F) -> ServerBuilder
+    where
+        F: Fn(ServerCall) -> BoxFuture + Send + Sync + 'static,
+    {
+        self.unknown = Some(Arc::new(handler));
+        self
+    }
+
     /// Registers a service. A later service of the same name replaces it.
     pub fn add_service(mut self, service: impl Service) -> ServerBuilder {
         self.services.insert(service.name(), Arc::new(service));
@@ -398,6 +466,7 @@ impl ServerBuilder {
                     chain: (!self.chain.is_empty()).then(|| Arc::new(self.chain)),
                     stats: (!self.stats.is_empty()).then(|| self.stats.into()),
                     tap: self.tap,
+                    unknown: self.unknown,
                     services: self.services,
                     settings: CallSettings {
                         max_recv: self.max_recv.unwrap_or(DEFAULT_MAX_RECV_MESSAGE_SIZE),
@@ -449,6 +518,7 @@ struct Router {
     chain: Option<Arc<ServerChain>>,
     stats: Option<stats::Handlers>,
     tap: Option<Arc<dyn ServerInHandle>>,
+    unknown: Option<UnknownHandler>,
 }
 
 impl StreamHandler for Router {
@@ -484,11 +554,22 @@ impl StreamHandler for Router {
             )));
             return;
         };
-        match self.services.get(service) {
-            Some(svc) => {
+        match (self.services.get(service), &self.unknown) {
+            (Some(svc), Some(unknown)) => {
+                let methods = svc.methods();
+                if methods.is_empty() || methods.iter().any(|m| m.name == method) {
+                    crate::logging::spawn(svc.call(method, call));
+                } else {
+                    crate::logging::spawn(unknown(call));
+                }
+            }
+            (Some(svc), None) => {
                 crate::logging::spawn(svc.call(method, call));
             }
-            None => call.fail(Status::unimplemented(format!("unknown service {service}"))),
+            (None, Some(unknown)) => {
+                crate::logging::spawn(unknown(call));
+            }
+            (None, None) => call.fail(Status::unimplemented(format!("unknown service {service}"))),
         }
     }
 }
@@ -873,6 +954,23 @@ impl Server {
     pub fn stop(&self) {
         crate::logging::in_scope(|| tracing::info!("stop: closing every connection"));
         self.inner.shutdown.send_replace(Shutdown::Hard);
+    }
+
+    /// The services registered, sorted by name, with their methods
+    /// (gRPC-Go's `GetServiceInfo`).
+    pub fn service_info(&self) -> Vec<ServiceInfo> {
+        let mut all: Vec<ServiceInfo> = self
+            .inner
+            .router
+            .services
+            .values()
+            .map(|svc| ServiceInfo {
+                name: svc.name(),
+                methods: svc.methods(),
+            })
+            .collect();
+        all.sort_by_key(|info| info.name);
+        all
     }
 
     /// The number of connections being served.
