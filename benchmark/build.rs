@@ -4,7 +4,9 @@
 //!   `$OUT_DIR/bench.rs`;
 //! - the same proto for tonic, into `$OUT_DIR/tonic/bench.rs`: protox parses
 //!   it into a `FileDescriptorSet`, which tonic-prost-build's `compile_fds`
-//!   turns into code (tonic's own `compile_protos` would need protoc).
+//!   turns into code (tonic's own `compile_protos` would need protoc);
+//! - `soak` (benchmark/proto/soak.proto) with ferrogrpc-build, into
+//!   `$OUT_DIR/soak.rs`, for the `soak` binary.
 //!
 //! Both generators map `bytes` fields to `bytes::Bytes`, so payloads are
 //! shared rather than copied on either side.
@@ -25,6 +27,12 @@ fn main() -> std::io::Result<()> {
             config.bytes(["."]);
         })
         .compile(&["proto/bench.proto"], &["proto"])?;
+
+    ferrogrpc_build::configure()
+        .prost_config(|config| {
+            config.bytes(["."]);
+        })
+        .compile(&["proto/soak.proto"], &["proto"])?;
 
     let fds = protox::compile(["bench.proto"], ["proto"])
         .map_err(|e| std::io::Error::other(format!("proto/bench.proto: {e}")))?;
