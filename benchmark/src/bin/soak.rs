@@ -36,9 +36,9 @@
 //! run): the median of the plateau window (20-40% of the run) against the
 //! median of the end window (the last 20%). It fails (exit code 1) when the
 //! server's RSS grows by more than both 8 MiB and 20% (allocator noise stays
-//! well below; any steady leak passes both over a run), its live heap by
-//! more than both 2 MiB and 20%, fds, threads or tasks (server or client
-//! side) by more than a small slack, when handlers or connections are still
+//! well below; any steady leak passes both over a run), the live heap (server
+//! or client) by more than both 2 MiB and 20%, fds, threads or tasks (server
+//! or client) by more than a small slack, when handlers or connections are still
 //! alive once the load has stopped, when a call ends other than its scenario
 //! expects, or when the load stalls (no call completes between two samples,
 //! or a pause cannot be had within 15 s).
