@@ -31,8 +31,8 @@
 extern crate self as ferrogrpc;
 
 pub mod backoff;
-mod call_context;
 pub mod balancer;
+mod call_context;
 pub mod client;
 pub mod codec;
 pub mod codes;
