@@ -83,3 +83,8 @@ macro_rules! include_proto {
 pub mod __codegen {
     pub use http::uri::PathAndQuery;
 }
+
+// Wrappers for the fuzz targets in `fuzz/`; built only by `cargo fuzz`.
+#[cfg(fuzzing)]
+#[doc(hidden)]
+pub mod __fuzz;

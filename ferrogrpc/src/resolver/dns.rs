@@ -677,7 +677,7 @@ fn random_percent() -> u32 {
 
 /// The service config the TXT records give this client (see the
 /// [module docs](self#service-config)): [`select_choice`], then parsed.
-fn service_config(
+pub(crate) fn service_config(
     records: &[String],
     language: &str,
     hostname: Option<&str>,
