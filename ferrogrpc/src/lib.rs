@@ -32,6 +32,7 @@ extern crate self as ferrogrpc;
 
 pub mod backoff;
 pub mod balancer;
+pub mod bufconn;
 mod call_context;
 pub mod client;
 pub mod codec;

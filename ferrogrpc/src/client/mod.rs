@@ -36,6 +36,7 @@
 mod attempts;
 mod call;
 mod control;
+pub mod dialer;
 #[cfg(feature = "health")]
 mod health_check;
 mod hedge;
@@ -53,6 +54,7 @@ use std::{
 use http::uri::{Authority, Scheme};
 
 pub use call::{ClientStreamingCall, RequestSink};
+pub use dialer::{BoxedIo, DialedIo, Dialer};
 
 pub(crate) use control::Shared;
 
@@ -427,6 +429,24 @@ impl ChannelBuilder {
     /// on, unless window sizes were set explicitly.
     pub fn dynamic_window(mut self, on: bool) -> ChannelBuilder {
         self.dynamic_window = Some(on);
+        self
+    }
+
+    /// Opens each connection's byte stream with `dialer` instead of a TCP
+    /// or Unix socket (gRPC-Go's `WithContextDialer`; see [`dialer`]): an
+    /// in-memory pipe ([`bufconn`](crate::bufconn)), a socket with options
+    /// of your own, a tunnel. TLS (if the channel has TLS credentials) and
+    /// HTTP/2 run over the stream it returns, within the connect timeout.
+    ///
+    /// The dialer gets the addresses the target resolves to; write the
+    /// target `passthrough:///name` to hand it `name` unresolved.
+    ///
+    /// # Errors
+    ///
+    /// What the dialer returns fails that connection attempt; calls that
+    /// fail for it get `UNAVAILABLE` with the address and the error's text.
+    pub fn dialer(mut self, dialer: impl Dialer) -> ChannelBuilder {
+        self.config.dialer = Some(dialer::DialerHandle::new(dialer));
         self
     }
 

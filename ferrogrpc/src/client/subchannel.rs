@@ -69,11 +69,8 @@ pub(crate) struct Subchannel {
 
 impl Subchannel {
     pub(crate) fn new(owner: u64, address: Address, shared: Arc<Shared>) -> Arc<Subchannel> {
-        let endpoint = match &address {
-            Address::Tcp(addr) => Endpoint::Addrs(vec![*addr]),
-            Address::HostPort(hostport) => Endpoint::Tcp(hostport.clone()),
-            Address::Unix(path) => Endpoint::Unix(path.clone()),
-        };
+        // A socket, the channel's dialer, or its proxy: decided once here.
+        let endpoint = Endpoint::new(&address, &shared.config);
         let sub = Arc::new(Subchannel {
             id: shared.next_id(),
             owner,

@@ -1,5 +1,6 @@
-//! The client side of the transport: connecting (TCP or Unix socket), the
-//! HTTP/2 handshake, the connection's driver task, and opening streams.
+//! The client side of the transport: connecting (TCP or Unix socket, or a
+//! custom dialer), the HTTP/2 handshake, the connection's driver task, and
+//! opening streams.
 
 use std::{
     future::poll_fn,
@@ -23,11 +24,13 @@ use super::{
     ClientSend, RecvMessages, Role,
 };
 use crate::{
+    client::dialer::{DialedIo as Io, DialerHandle},
     codes::Code,
     credentials::{self, SecurityLevel},
     keepalive::ClientParameters,
     metadata::MetadataMap,
     peer::{Addr, Peer},
+    resolver::Address,
     status::Status,
 };
 
@@ -43,6 +46,23 @@ pub(crate) enum Endpoint {
     Addrs(Vec<std::net::SocketAddr>),
     /// A Unix domain socket path.
     Unix(PathBuf),
+    /// Opened by the channel's custom dialer.
+    Dialer(Address),
+}
+
+impl Endpoint {
+    /// Where a connection to `address` goes with these settings: the
+    /// custom dialer, or a socket.
+    pub(crate) fn new(address: &Address, config: &ClientConfig) -> Endpoint {
+        if config.dialer.is_some() {
+            return Endpoint::Dialer(address.clone());
+        }
+        match address {
+            Address::Tcp(addr) => Endpoint::Addrs(vec![*addr]),
+            Address::HostPort(hostport) => Endpoint::Tcp(hostport.clone()),
+            Address::Unix(path) => Endpoint::Unix(path.clone()),
+        }
+    }
 }
 
 /// How a client secures its connections.
@@ -79,6 +99,8 @@ pub(crate) struct ClientConfig {
     pub(crate) max_header_list_size: u32,
     /// Whether flow-control windows grow with the measured BDP.
     pub(crate) bdp: bool,
+    /// The custom dialer, if any (`ChannelBuilder::dialer`).
+    pub(crate) dialer: Option<DialerHandle>,
 }
 
 impl Default for ClientConfig {
@@ -92,12 +114,10 @@ impl Default for ClientConfig {
             max_frame_size: 16 << 10,
             max_header_list_size: 16 << 20,
             bdp: true,
+            dialer: None,
         }
     }
 }
-
-trait Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static {}
-impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static> Io for T {}
 
 /// How the statuses of failed dials start: nothing reached a server.
 const DIAL_FAILED: &str = "failed to connect to ";
@@ -111,7 +131,39 @@ pub(crate) fn reached_server(status: &Status) -> bool {
     !message.starts_with(DIAL_FAILED) && !message.starts_with(RESOLVE_FAILED)
 }
 
-async fn dial(endpoint: &Endpoint) -> Result<(Box<dyn Io>, Peer), Status> {
+/// Opens the byte stream of a connection to `endpoint`.
+async fn dial(endpoint: &Endpoint, config: &ClientConfig) -> Result<(Box<dyn Io>, Peer), Status> {
+    match endpoint {
+        Endpoint::Dialer(address) => {
+            let dialer = config
+                .dialer
+                .as_ref()
+                .expect("a Dialer endpoint has a dialer");
+            dial_custom(dialer, address).await
+        }
+        _ => dial_socket(endpoint).await,
+    }
+}
+
+/// Dials `address` with the channel's custom dialer.
+async fn dial_custom(
+    dialer: &DialerHandle,
+    address: &Address,
+) -> Result<(Box<dyn Io>, Peer), Status> {
+    let io =
+        dialer.0.dial_boxed(address).await.map_err(|e| {
+            Status::unavailable(format!("{DIAL_FAILED}{address} (custom dialer): {e}"))
+        })?;
+    let remote = match address {
+        Address::Tcp(addr) => Addr::Tcp(*addr),
+        Address::Unix(path) => Addr::Unix(Some(path.clone())),
+        _ => Addr::Unknown,
+    };
+    Ok((io, Peer::new(remote, Addr::Unknown)))
+}
+
+/// Dials a TCP or Unix socket.
+async fn dial_socket(endpoint: &Endpoint) -> Result<(Box<dyn Io>, Peer), Status> {
     match endpoint {
         Endpoint::Tcp(_) | Endpoint::Addrs(_) => {
             let (hostport, addrs): (String, Vec<std::net::SocketAddr>) = match endpoint {
@@ -132,7 +184,7 @@ async fn dial(endpoint: &Endpoint) -> Result<(Box<dyn Io>, Peer), Status> {
                         .join(","),
                     addrs.clone(),
                 ),
-                Endpoint::Unix(_) => unreachable!("matched above"),
+                _ => unreachable!("matched above"),
             };
             let mut last_err = None;
             for addr in addrs {
@@ -165,6 +217,7 @@ async fn dial(endpoint: &Endpoint) -> Result<(Box<dyn Io>, Peer), Status> {
             "unix sockets are not supported on this platform: {}",
             path.display()
         ))),
+        Endpoint::Dialer(_) => unreachable!("dial_socket is not given a dialer endpoint"),
     }
 }
 
@@ -290,11 +343,12 @@ impl Http2Client {
                 .collect::<Vec<_>>()
                 .join(","),
             Endpoint::Unix(path) => format!("unix:{}", path.display()),
+            Endpoint::Dialer(address) => address.to_string(),
         };
         let signals = ConnSignals::client();
         let deadline = tokio::time::Instant::now() + config.connect_timeout;
         let connect = async {
-            let (io, mut peer) = dial(endpoint).await?;
+            let (io, mut peer) = dial(endpoint, config).await?;
             let (io, security_level) = secure(io, &mut peer, &config.security, &what).await?;
             let io = Inspect::new(io, false, Arc::clone(&signals));
             let (send_request, connection) = h2::client::Builder::new()
