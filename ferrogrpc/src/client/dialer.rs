@@ -68,7 +68,10 @@ pub trait Dialer: Send + Sync + 'static {
     /// The stream type.
     type Io: AsyncRead + AsyncWrite + Send + Unpin + 'static;
 
-    /// Opens a stream to `address`, one the channel's resolver reported.
+    /// Opens a stream to `address`: one the channel's resolver reported, or,
+    /// when the channel goes through an HTTP CONNECT proxy set with
+    /// [`ChannelBuilder::proxy`](super::ChannelBuilder::proxy), the proxy's
+    /// `host:port` as an [`Address::HostPort`].
     ///
     /// Called on a task of the channel, once per connection attempt.
     ///

@@ -41,6 +41,7 @@ pub mod dialer;
 mod health_check;
 mod hedge;
 mod hedge_stream;
+pub mod proxy;
 pub(crate) mod retry;
 pub(crate) mod subchannel;
 
@@ -55,6 +56,7 @@ use http::uri::{Authority, Scheme};
 
 pub use call::{ClientStreamingCall, RequestSink};
 pub use dialer::{BoxedIo, DialedIo, Dialer};
+pub use proxy::Proxy;
 
 pub(crate) use control::Shared;
 
@@ -157,6 +159,8 @@ pub struct ChannelBuilder {
     default_service_config: Option<Result<ServiceConfig, String>>,
     disable_service_config: bool,
     retry: RetrySettings,
+    proxy: proxy::Setting,
+    local_dns_resolution: bool,
 }
 
 /// A channel's limits on retries (gRFC A6), fixed when it is built.
@@ -439,7 +443,9 @@ impl ChannelBuilder {
     /// HTTP/2 run over the stream it returns, within the connect timeout.
     ///
     /// The dialer gets the addresses the target resolves to; write the
-    /// target `passthrough:///name` to hand it `name` unresolved.
+    /// target `passthrough:///name` to hand it `name` unresolved. A channel
+    /// with a dialer ignores proxies in the environment (as gRPC-Go); a
+    /// proxy set with [`proxy`](Self::proxy) is dialled with it.
     ///
     /// # Errors
     ///
@@ -447,6 +453,36 @@ impl ChannelBuilder {
     /// fail for it get `UNAVAILABLE` with the address and the error's text.
     pub fn dialer(mut self, dialer: impl Dialer) -> ChannelBuilder {
         self.config.dialer = Some(dialer::DialerHandle::new(dialer));
+        self
+    }
+
+    /// Reaches the servers through this HTTP CONNECT proxy (gRFC A1), rather
+    /// than the one the environment names, if any (see [`proxy`] for what
+    /// changes: in short, a `dns` target is resolved by the proxy, not the
+    /// client). Targets the proxy's [bypass list](Proxy::bypass) matches,
+    /// and Unix socket targets, connect directly.
+    pub fn proxy(mut self, proxy: Proxy) -> ChannelBuilder {
+        self.proxy = proxy::Setting::Given(proxy);
+        self
+    }
+
+    /// Uses no proxy, whatever the environment says (gRPC-Go's
+    /// `WithNoProxy`). By default a channel uses the proxy named by
+    /// `grpc_proxy` / `HTTPS_PROXY` / `https_proxy` unless `NO_PROXY` (or
+    /// `no_grpc_proxy`, `no_proxy`) exempts its target ([`Proxy::from_env`]),
+    /// or it has a custom [`dialer`](Self::dialer).
+    pub fn no_proxy(mut self) -> ChannelBuilder {
+        self.proxy = proxy::Setting::Disabled;
+        self
+    }
+
+    /// With a proxy, resolves a `dns` target on the client anyway and sends
+    /// `CONNECT ip:port` for each address (gRPC-Go's
+    /// `WithLocalDNSResolution`; gRFC A1 case 2), so that the addresses can
+    /// be balanced over and DNS service configs apply. Without a proxy it
+    /// changes nothing.
+    pub fn local_dns_resolution(mut self) -> ChannelBuilder {
+        self.local_dns_resolution = true;
         self
     }
 
@@ -462,8 +498,18 @@ impl ChannelBuilder {
             target: self.target.clone(),
             reason: reason.to_string(),
         };
-        let (target, resolver, https, default_authority) =
+        let (target, mut resolver, https, default_authority) =
             parse_target(&self.target, &self.resolvers).map_err(|r| invalid(&r))?;
+        // Connections only: nothing of this is looked at per call.
+        let proxy = self.proxy.choose(&target, self.config.dialer.is_some());
+        if let Some(proxy) = &proxy {
+            tracing::debug!(target = %self.target, proxy = %proxy.address(), "using an HTTP CONNECT proxy");
+            if target.scheme() == "dns" && !self.local_dns_resolution {
+                // The proxy resolves the name (gRFC A1), not the client.
+                resolver = Arc::new(proxy::Unresolved);
+            }
+        }
+        self.config.proxy = proxy.map(|p| Arc::new(p.dial()));
         let default_service_config = match self.default_service_config.take() {
             Some(Ok(config)) => Some(config),
             Some(Err(e)) => return Err(invalid(&format!("default service config: {e}"))),
@@ -666,6 +712,8 @@ impl Channel {
                 per_rpc_buffer: DEFAULT_PER_RPC_RETRY_BUFFER_SIZE,
                 channel_buffer: DEFAULT_RETRY_BUFFER_SIZE,
             },
+            proxy: proxy::Setting::default(),
+            local_dns_resolution: false,
         }
     }
 

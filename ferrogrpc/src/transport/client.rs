@@ -1,6 +1,6 @@
-//! The client side of the transport: connecting (TCP or Unix socket, or a
-//! custom dialer), the HTTP/2 handshake, the connection's driver task, and
-//! opening streams.
+//! The client side of the transport: connecting (TCP or Unix socket, a
+//! custom dialer, or through an HTTP CONNECT proxy), the HTTP/2 handshake,
+//! the connection's driver task, and opening streams.
 
 use std::{
     future::poll_fn,
@@ -24,7 +24,10 @@ use super::{
     ClientSend, RecvMessages, Role,
 };
 use crate::{
-    client::dialer::{DialedIo as Io, DialerHandle},
+    client::{
+        dialer::{DialedIo as Io, DialerHandle},
+        proxy::{self, ProxyDial},
+    },
     codes::Code,
     credentials::{self, SecurityLevel},
     keepalive::ClientParameters,
@@ -48,12 +51,19 @@ pub(crate) enum Endpoint {
     Unix(PathBuf),
     /// Opened by the channel's custom dialer.
     Dialer(Address),
+    /// Through the channel's HTTP CONNECT proxy, to `host:port`.
+    Proxied(String),
 }
 
 impl Endpoint {
-    /// Where a connection to `address` goes with these settings: the
-    /// custom dialer, or a socket.
+    /// Where a connection to `address` goes with these settings: through
+    /// the proxy (TCP addresses only), the custom dialer, or a socket.
     pub(crate) fn new(address: &Address, config: &ClientConfig) -> Endpoint {
+        if config.proxy.is_some() {
+            if let Some(target) = proxy::connect_authority(address) {
+                return Endpoint::Proxied(target);
+            }
+        }
         if config.dialer.is_some() {
             return Endpoint::Dialer(address.clone());
         }
@@ -101,6 +111,8 @@ pub(crate) struct ClientConfig {
     pub(crate) bdp: bool,
     /// The custom dialer, if any (`ChannelBuilder::dialer`).
     pub(crate) dialer: Option<DialerHandle>,
+    /// The HTTP CONNECT proxy TCP addresses are reached through, if any.
+    pub(crate) proxy: Option<Arc<ProxyDial>>,
 }
 
 impl Default for ClientConfig {
@@ -115,6 +127,7 @@ impl Default for ClientConfig {
             max_header_list_size: 16 << 20,
             bdp: true,
             dialer: None,
+            proxy: None,
         }
     }
 }
@@ -132,7 +145,11 @@ pub(crate) fn reached_server(status: &Status) -> bool {
 }
 
 /// Opens the byte stream of a connection to `endpoint`.
-async fn dial(endpoint: &Endpoint, config: &ClientConfig) -> Result<(Box<dyn Io>, Peer), Status> {
+async fn dial(
+    endpoint: &Endpoint,
+    config: &ClientConfig,
+    deadline: tokio::time::Instant,
+) -> Result<(Box<dyn Io>, Peer), Status> {
     match endpoint {
         Endpoint::Dialer(address) => {
             let dialer = config
@@ -140,6 +157,13 @@ async fn dial(endpoint: &Endpoint, config: &ClientConfig) -> Result<(Box<dyn Io>
                 .as_ref()
                 .expect("a Dialer endpoint has a dialer");
             dial_custom(dialer, address).await
+        }
+        Endpoint::Proxied(target) => {
+            let proxy = config
+                .proxy
+                .as_ref()
+                .expect("a Proxied endpoint has a proxy");
+            dial_proxied(proxy, target, config, deadline).await
         }
         _ => dial_socket(endpoint).await,
     }
@@ -160,6 +184,42 @@ async fn dial_custom(
         _ => Addr::Unknown,
     };
     Ok((io, Peer::new(remote, Addr::Unknown)))
+}
+
+/// Dials the proxy (with the custom dialer, if there is one) and asks it
+/// for a tunnel to `target`. The peer is the proxy.
+async fn dial_proxied(
+    proxy: &ProxyDial,
+    target: &str,
+    config: &ClientConfig,
+    deadline: tokio::time::Instant,
+) -> Result<(Box<dyn Io>, Peer), Status> {
+    let dialled = match &config.dialer {
+        Some(dialer) => dial_custom(dialer, &Address::HostPort(proxy.address.clone())).await,
+        None => dial_socket(&Endpoint::Tcp(proxy.address.clone())).await,
+    };
+    let (io, peer) = dialled.map_err(|status| {
+        Status::unavailable(format!(
+            "{} (the HTTP CONNECT proxy for {target})",
+            status.message()
+        ))
+    })?;
+    // The proxy as configured, and the address it resolved to if that says more.
+    let remote = peer.remote_addr.to_string();
+    let named = if remote == proxy.address || matches!(peer.remote_addr, Addr::Unknown) {
+        format!("HTTP CONNECT proxy {}", proxy.address)
+    } else {
+        format!("HTTP CONNECT proxy {} ({remote})", proxy.address)
+    };
+    let handshake = proxy::handshake(io, target, proxy.authorization.as_deref());
+    match tokio::time::timeout_at(deadline, handshake).await {
+        Ok(Ok(tunnel)) => Ok((tunnel, peer)),
+        Ok(Err(reason)) => Err(Status::unavailable(format!("{named}: {reason}"))),
+        Err(_) => Err(Status::unavailable(format!(
+            "{named} did not answer CONNECT {target} within the connect timeout ({:?})",
+            config.connect_timeout
+        ))),
+    }
 }
 
 /// Dials a TCP or Unix socket.
@@ -217,7 +277,9 @@ async fn dial_socket(endpoint: &Endpoint) -> Result<(Box<dyn Io>, Peer), Status>
             "unix sockets are not supported on this platform: {}",
             path.display()
         ))),
-        Endpoint::Dialer(_) => unreachable!("dial_socket is not given a dialer endpoint"),
+        Endpoint::Dialer(_) | Endpoint::Proxied(_) => {
+            unreachable!("dial_socket is not given a dialer or proxy endpoint")
+        }
     }
 }
 
@@ -344,11 +406,15 @@ impl Http2Client {
                 .join(","),
             Endpoint::Unix(path) => format!("unix:{}", path.display()),
             Endpoint::Dialer(address) => address.to_string(),
+            Endpoint::Proxied(target) => match &config.proxy {
+                Some(proxy) => format!("{target} via HTTP CONNECT proxy {}", proxy.address),
+                None => target.clone(),
+            },
         };
         let signals = ConnSignals::client();
         let deadline = tokio::time::Instant::now() + config.connect_timeout;
         let connect = async {
-            let (io, mut peer) = dial(endpoint, config).await?;
+            let (io, mut peer) = dial(endpoint, config, deadline).await?;
             let (io, security_level) = secure(io, &mut peer, &config.security, &what).await?;
             let io = Inspect::new(io, false, Arc::clone(&signals));
             let (send_request, connection) = h2::client::Builder::new()
