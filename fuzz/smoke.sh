@@ -34,7 +34,9 @@ if [ "$SANITIZER" != none ] && [ -z "${FUZZ_TOOLCHAIN:-}" ]; then
 fi
 
 echo "== fuzz smoke: build ($SANITIZER sanitizer) ($(elapsed))"
-nice -n 10 cargo "${toolchain[@]}" fuzz build --sanitizer "$SANITIZER" --target-dir "$TARGET_DIR"
+for t in $TARGETS; do
+  nice -n 10 cargo "${toolchain[@]}" fuzz build --sanitizer "$SANITIZER" --target-dir "$TARGET_DIR" "$t"
+done
 bin_dir="$TARGET_DIR/$(rustc -vV | sed -n 's/^host: //p')/release"
 
 work=${SMOKE_WORK:-$(mktemp -d)}
