@@ -8,6 +8,7 @@
 //! knowing the server; the server's per-call state implements [`CallSide`].
 
 use std::{
+    borrow::Cow,
     sync::{
         atomic::{AtomicU8, Ordering},
         Arc, OnceLock,
@@ -26,6 +27,8 @@ const CANCELLED: u8 = 2;
 /// What every call's context holds, whatever serves it.
 pub(crate) struct ContextCore {
     path: PathAndQuery,
+    /// The request's content-subtype, lower-cased (`""` for none).
+    content_subtype: Cow<'static, str>,
     deadline: Option<Instant>,
     /// `RUNNING` until the call is over, then how it ended.
     over: AtomicU8,
@@ -35,9 +38,14 @@ pub(crate) struct ContextCore {
 }
 
 impl ContextCore {
-    pub(crate) fn new(path: PathAndQuery, deadline: Option<Instant>) -> ContextCore {
+    pub(crate) fn new(
+        path: PathAndQuery,
+        content_subtype: Cow<'static, str>,
+        deadline: Option<Instant>,
+    ) -> ContextCore {
         ContextCore {
             path,
+            content_subtype,
             deadline,
             over: AtomicU8::new(RUNNING),
             reason: OnceLock::new(),
@@ -115,6 +123,15 @@ impl CallContext {
     /// `grpc.Method`).
     pub fn method(&self) -> &str {
         self.side.core().path.path()
+    }
+
+    /// The content-subtype the call's messages are in, lower-cased: `""`
+    /// for plain `application/grpc`, `"proto"`, `"json"`, or a subtype
+    /// registered with [`register_codec`](crate::codec::register_codec)
+    /// (gRPC-Go's handlers read it from the `content-type` in the incoming
+    /// metadata, which ferrogrpc keeps out of the metadata).
+    pub fn content_subtype(&self) -> &str {
+        &self.side.core().content_subtype
     }
 
     /// When the call's deadline passes, if the client set one. The call is

@@ -3,6 +3,7 @@
 //! [`CallContext`](crate::call_context::CallContext).
 
 use std::{
+    borrow::Cow,
     sync::{Arc, Mutex, MutexGuard},
     time::Instant,
 };
@@ -95,6 +96,7 @@ impl CallShared {
         accept: Option<HeaderValue>,
         observer: Option<Arc<Observer>>,
         path: PathAndQuery,
+        content_subtype: Cow<'static, str>,
         deadline: Option<Instant>,
     ) -> Arc<CallShared> {
         Arc::new(CallShared {
@@ -109,7 +111,7 @@ impl CallShared {
                 compress_messages: true,
                 observer,
             }),
-            core: ContextCore::new(path, deadline),
+            core: ContextCore::new(path, content_subtype, deadline),
         })
     }
 

@@ -371,6 +371,7 @@ where
         stream.accept_encoding,
         p.observer.clone(),
         path.clone(),
+        stream.content_subtype,
         deadline,
     );
     let context = CallContext::new(Arc::clone(&shared) as _);
@@ -484,6 +485,7 @@ where
         stream.accept_encoding,
         p.observer.clone(),
         path.clone(),
+        stream.content_subtype,
         deadline,
     );
     let context = CallContext::new(Arc::clone(&shared) as _);
@@ -563,6 +565,7 @@ where
         stream.accept_encoding,
         p.observer.clone(),
         path.clone(),
+        stream.content_subtype,
         deadline,
     );
     let context = CallContext::new(Arc::clone(&shared) as _);
@@ -630,6 +633,7 @@ where
         stream.accept_encoding,
         p.observer.clone(),
         path.clone(),
+        stream.content_subtype,
         deadline,
     );
     let context = CallContext::new(Arc::clone(&shared) as _);

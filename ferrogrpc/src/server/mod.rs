@@ -145,6 +145,16 @@ impl ServerCall {
         self.stream.path.path()
     }
 
+    /// The request's content-subtype, lower-cased: `""` for plain
+    /// `application/grpc`, `"proto"` for `application/grpc+proto`, `"json"`
+    /// for `application/grpc+json` (gRPC-Go's `ServerStream.ContentSubtype`).
+    /// Generated services pick their codec by it (see
+    /// [`CallCodec::server`](crate::codec::CallCodec::server)); the
+    /// response's content type repeats it.
+    pub fn content_subtype(&self) -> &str {
+        &self.stream.content_subtype
+    }
+
     /// Answers the call with `UNIMPLEMENTED` (an unknown method).
     pub async fn unimplemented(self) {
         let path = self.stream.path.path().to_string();

@@ -611,10 +611,10 @@ pub(crate) fn request_headers(head: CallHead<'_>) -> Result<http::Request<()>, S
     let mut headers =
         HeaderMap::with_capacity(head.metadata.len().min(http_util::MAX_HEADER_HINT) + 5);
     headers.insert(http::header::TE, HeaderValue::from_static("trailers"));
+    // The proto codec goes as plain `application/grpc`, as gRPC-Go sends it.
     let content_type = match head.content_subtype {
-        "proto" | "" => HeaderValue::from_static("application/grpc"),
-        other => HeaderValue::from_str(&format!("application/grpc+{other}"))
-            .unwrap_or_else(|_| HeaderValue::from_static("application/grpc")),
+        "proto" => http_util::content_type(""),
+        other => http_util::content_type(other),
     };
     headers.insert(http::header::CONTENT_TYPE, content_type);
     if let Some(timeout) = head.timeout {

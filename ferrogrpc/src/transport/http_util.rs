@@ -2,7 +2,7 @@
 //! the one table from RST_STREAM codes and HTTP statuses to gRPC codes
 //! (doc/statuscodes.md and doc/http-grpc-status-mapping.md).
 
-use std::time::Duration;
+use std::{borrow::Cow, time::Duration};
 
 use http::{header::HeaderName, HeaderMap, HeaderValue, StatusCode};
 
@@ -95,10 +95,47 @@ fn itoa_buf(mut value: u64) -> Vec<u8> {
 /// Whether a content type is gRPC's: `application/grpc`, optionally followed
 /// by `+subtype` or `;parameters`.
 pub(crate) fn is_grpc_content_type(value: &[u8]) -> bool {
-    const BASE: &[u8] = b"application/grpc";
-    value.len() >= BASE.len()
-        && value[..BASE.len()].eq_ignore_ascii_case(BASE)
-        && matches!(value.get(BASE.len()), None | Some(b'+') | Some(b';'))
+    value.len() >= GRPC_BASE.len()
+        && value[..GRPC_BASE.len()].eq_ignore_ascii_case(GRPC_BASE)
+        && matches!(value.get(GRPC_BASE.len()), None | Some(b'+') | Some(b';'))
+}
+
+/// Every gRPC content type starts with this.
+const GRPC_BASE: &[u8] = b"application/grpc";
+
+/// The content-subtype of a request (gRPC-Go's `grpcutil.ContentSubtype`):
+/// what follows `application/grpc` after a `+` or a `;`, lower-cased, so
+/// `proto` for `application/grpc+proto` and `json` for
+/// `application/grpc+JSON`; empty for plain `application/grpc` (and for a
+/// bare `+` or `;`). `None` when `value` is not a gRPC content type. The
+/// subtypes the library knows are borrowed: only an unusual one allocates.
+pub(crate) fn content_subtype(value: &[u8]) -> Option<Cow<'static, str>> {
+    if !is_grpc_content_type(value) {
+        return None;
+    }
+    let rest = value.get(GRPC_BASE.len() + 1..).unwrap_or_default();
+    Some(if rest.is_empty() {
+        Cow::Borrowed("")
+    } else if rest.eq_ignore_ascii_case(b"proto") {
+        Cow::Borrowed("proto")
+    } else if rest.eq_ignore_ascii_case(b"json") {
+        Cow::Borrowed("json")
+    } else {
+        Cow::Owned(String::from_utf8_lossy(rest).to_ascii_lowercase())
+    })
+}
+
+/// The content type naming `subtype` (gRPC-Go's `grpcutil.ContentType`):
+/// `application/grpc` for the empty subtype, else `application/grpc+<subtype>`
+/// lower-cased. Only an unusual subtype allocates.
+pub(crate) fn content_type(subtype: &str) -> HeaderValue {
+    match subtype {
+        "" => HeaderValue::from_static("application/grpc"),
+        "proto" => HeaderValue::from_static("application/grpc+proto"),
+        "json" => HeaderValue::from_static("application/grpc+json"),
+        other => HeaderValue::from_str(&format!("application/grpc+{}", other.to_ascii_lowercase()))
+            .unwrap_or_else(|_| HeaderValue::from_static("application/grpc")),
+    }
 }
 
 /// The gRPC code for an RST_STREAM or GOAWAY error code (statuscodes.md).
@@ -335,6 +372,46 @@ mod tests {
         assert!(!is_grpc_content_type(b"application/grpc-web"));
         assert!(!is_grpc_content_type(b"application/json"));
         assert!(!is_grpc_content_type(b""));
+    }
+
+    #[test]
+    fn content_subtypes() {
+        for (value, subtype) in [
+            (&b"application/grpc"[..], Some("")),
+            (b"application/grpc+", Some("")),
+            (b"application/grpc;", Some("")),
+            (b"application/grpc+proto", Some("proto")),
+            (b"APPLICATION/GRPC+Proto", Some("proto")),
+            (b"application/grpc+JSON", Some("json")),
+            (b"application/grpc+MsgPack", Some("msgpack")),
+            // gRPC-Go takes what follows `;` as the subtype too.
+            (b"application/grpc;charset=utf-8", Some("charset=utf-8")),
+            (b"application/grpc-web", None),
+            (b"application/json", None),
+            (b"", None),
+        ] {
+            assert_eq!(content_subtype(value).as_deref(), subtype, "{value:?}");
+        }
+        assert!(matches!(
+            content_subtype(b"application/grpc+json"),
+            Some(Cow::Borrowed("json"))
+        ));
+    }
+
+    #[test]
+    fn content_types_name_the_subtype() {
+        assert_eq!(content_type(""), "application/grpc");
+        assert_eq!(content_type("proto"), "application/grpc+proto");
+        assert_eq!(content_type("json"), "application/grpc+json");
+        assert_eq!(content_type("MsgPack"), "application/grpc+msgpack");
+        for subtype in ["", "proto", "json", "msgpack", "charset=utf-8"] {
+            let value = content_type(subtype);
+            assert_eq!(
+                content_subtype(value.as_bytes()).as_deref(),
+                Some(subtype),
+                "{subtype}"
+            );
+        }
     }
 
     #[test]

@@ -85,6 +85,9 @@ pub(crate) struct IncomingStream {
     pub(crate) accept_encoding: Option<HeaderValue>,
     /// The `:path`, e.g. `/pkg.Service/Method`.
     pub(crate) path: http::uri::PathAndQuery,
+    /// The request's content-subtype, lower-cased (`""` for plain
+    /// `application/grpc`); the response's content type repeats it.
+    pub(crate) content_subtype: std::borrow::Cow<'static, str>,
     pub(crate) metadata: MetadataMap,
     pub(crate) timeout: Option<Duration>,
     pub(crate) body: h2::RecvStream,
@@ -570,7 +573,8 @@ fn check_request(
         return None;
     }
     let content_type = parts.headers.get(http::header::CONTENT_TYPE);
-    if !content_type.is_some_and(|v| http_util::is_grpc_content_type(v.as_bytes())) {
+    let Some(content_subtype) = content_type.and_then(|v| http_util::content_subtype(v.as_bytes()))
+    else {
         let got = content_type.map_or_else(
             || "none".to_string(),
             |v| String::from_utf8_lossy(v.as_bytes()).into_owned(),
@@ -581,12 +585,14 @@ fn check_request(
             &format!("invalid gRPC request content-type {got:?}"),
         );
         return None;
-    }
+    };
     let Some(path) = parts.uri.path_and_query().cloned() else {
         reject(&mut respond, StatusCode::NOT_FOUND, "request has no :path");
         return None;
     };
-    let mut send = ServerSend::new(respond);
+    // The answer is in the request's subtype, as gRPC-Go's: whether the
+    // server speaks it is decided by the service that takes the call.
+    let mut send = ServerSend::new(respond, http_util::content_type(&content_subtype));
     let mut headers = parts.headers;
     let timeout = match headers.remove(http_util::GRPC_TIMEOUT) {
         Some(raw) => match http_util::parse_timeout(raw.as_bytes()) {
@@ -624,6 +630,7 @@ fn check_request(
         decompressor,
         accept_encoding,
         path,
+        content_subtype,
         metadata,
         timeout,
         body,
