@@ -55,6 +55,10 @@ pub struct CallOptions {
     /// policies for this call (a transparent retry of a call the server never processed
     /// still happens). Default `true`.
     pub retry: bool,
+    /// The content-subtype to make the call in, e.g. `"json"` for
+    /// `application/grpc+json` (gRPC-Go's `grpc.CallContentSubtype`); see
+    /// [`Request::with_content_subtype`].
+    pub content_subtype: Option<&'static str>,
 }
 
 impl std::fmt::Debug for CallOptions {
@@ -69,6 +73,7 @@ impl std::fmt::Debug for CallOptions {
             .field("compression", &self.compression)
             .field("wait_for_ready", &self.wait_for_ready)
             .field("retry", &self.retry)
+            .field("content_subtype", &self.content_subtype)
             .finish()
     }
 }
@@ -85,6 +90,7 @@ impl Default for CallOptions {
             compression: None,
             wait_for_ready: None,
             retry: true,
+            content_subtype: None,
         }
     }
 }
@@ -204,6 +210,29 @@ impl<T> Request<T> {
     pub fn with_compression(mut self, name: &'static str) -> Request<T> {
         self.options.compression = Some(name);
         self
+    }
+
+    /// Returns the request to be sent in the content-subtype `subtype`
+    /// (client; gRPC-Go's `grpc.CallContentSubtype`): `"json"` sends
+    /// `application/grpc+json` and its messages in JSON, `"proto"` protobuf
+    /// (the default). Generated clients pick the codec by it: protobuf,
+    /// JSON when they were generated with JSON, else one registered with
+    /// [`codec::register_codec`](crate::codec::register_codec); a subtype
+    /// with no codec fails the call with `INTERNAL`. The call APIs of
+    /// [`Channel`](crate::client::Channel) use the codec they are given
+    /// instead, whose [`name`](crate::codec::Codec::name) is the subtype
+    /// sent (gRPC-Go's `grpc.ForceCodec`). See [`codec`](crate::codec).
+    pub fn with_content_subtype(mut self, subtype: &'static str) -> Request<T> {
+        self.options.content_subtype = Some(subtype);
+        self
+    }
+
+    /// The content-subtype the call is to be made in, if the request names
+    /// one (client; see [`with_content_subtype`](Self::with_content_subtype)).
+    /// On the server, see
+    /// [`CallContext::content_subtype`](crate::server::CallContext::content_subtype).
+    pub fn content_subtype(&self) -> Option<&'static str> {
+        self.options.content_subtype
     }
 
     /// On the server: whether the request message arrived compressed (for a
