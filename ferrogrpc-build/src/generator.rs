@@ -19,13 +19,15 @@ use crate::{descriptors, docs};
 
 /// Names of the client stub's own methods; an RPC whose Rust name is one of
 /// them gets a trailing underscore.
-const CLIENT_RESERVED: &[&str] = &["new", "channel"];
+const CLIENT_RESERVED: &[&str] = &["new", "channel", "with_content_subtype"];
 
 /// Generates ferrogrpc service code for prost-build.
 #[derive(Debug, Clone)]
 pub(crate) struct FerroServiceGenerator {
     pub(crate) client: bool,
     pub(crate) server: bool,
+    /// Whether the services speak JSON too (`Builder::json`).
+    pub(crate) json: bool,
     /// Every file compiled and imported, encoded for reflection.
     pub(crate) files: Vec<descriptors::EncodedFile>,
 }
@@ -35,21 +37,54 @@ impl ServiceGenerator for FerroServiceGenerator {
         let info = ServiceInfo::new(&service);
         let mut out = Out::default();
         if self.client {
-            client(&mut out, &service, &info);
+            client(&mut out, &service, &info, self.json);
         }
         if self.server {
-            server(&mut out, &service, &info);
+            server(&mut out, &service, &info, self.json);
         }
         buf.push_str(&out.text);
     }
 
     /// After the last service of a package: the descriptors its servers
-    /// hand to reflection.
+    /// hand to reflection, and that its JSON codecs read.
     fn finalize_package(&mut self, package: &str, buf: &mut String) {
-        if self.server {
+        if self.server || self.json {
             let files = descriptors::package_closure(&self.files, package);
             buf.push_str(&descriptors::constant(&files));
         }
+        if self.json {
+            buf.push_str(JSON_DESCRIPTORS);
+        }
+    }
+}
+
+/// The package's descriptors decoded once for its JSON codecs
+/// (`Builder::json`).
+const JSON_DESCRIPTORS: &str = "
+/// [`FILE_DESCRIPTORS`], decoded on first use, for the JSON codec of this
+/// package's services (`application/grpc+json`).
+pub static JSON_DESCRIPTORS: ::ferrogrpc::codec::json::Descriptors =
+    ::ferrogrpc::codec::json::Descriptors::new(FILE_DESCRIPTORS);
+";
+
+/// The codec of a call: `CallCodec::<encoded, decoded>::<side>(subtype)`,
+/// or with JSON the `_with_json` form naming the two messages' proto types.
+fn codec_expr(
+    side: &str,
+    subtype: &str,
+    (encoded, encoded_proto): (&str, &str),
+    (decoded, decoded_proto): (&str, &str),
+    json: bool,
+) -> String {
+    let base = format!("::ferrogrpc::codec::CallCodec::<{encoded}, {decoded}>::{side}");
+    if json {
+        format!(
+            "{base}_with_json({subtype}, &super::JSON_DESCRIPTORS, {:?}, {:?})",
+            encoded_proto.trim_start_matches('.'),
+            decoded_proto.trim_start_matches('.'),
+        )
+    } else {
+        format!("{base}({subtype})")
     }
 }
 
@@ -228,7 +263,7 @@ fn is_deprecated(method: &Method) -> bool {
     method.options.deprecated == Some(true)
 }
 
-fn client(out: &mut Out, service: &Service, info: &ServiceInfo) {
+fn client(out: &mut Out, service: &Service, info: &ServiceInfo, json: bool) {
     let full = &info.full_name;
     let client = format!("{}Client", info.type_name);
     out.doc(&[format!("Client stub for `{full}`.")]);
@@ -250,29 +285,44 @@ fn client(out: &mut Out, service: &Service, info: &ServiceInfo) {
     out.line("#[derive(Debug, Clone)]");
     out.open(&format!("pub struct {client} {{"));
     out.line("channel: ::ferrogrpc::client::Channel,");
+    out.line("content_subtype: ::core::option::Option<&'static str>,");
     out.close("}");
     out.line("");
 
     out.open(&format!("impl {client} {{"));
     out.doc(&["A client that makes its calls on `channel`.".to_string()]);
     out.open("pub fn new(channel: ::ferrogrpc::client::Channel) -> Self {");
-    out.line("Self { channel }");
+    out.line("Self { channel, content_subtype: ::core::option::Option::None }");
     out.close("}");
     out.line("");
     out.doc(&["The channel the calls go on.".to_string()]);
     out.open("pub fn channel(&self) -> &::ferrogrpc::client::Channel {");
     out.line("&self.channel");
     out.close("}");
+    out.line("");
+    let formats = if json {
+        "`\"json\"` (JSON) or one registered with `ferrogrpc::codec::register_codec`"
+    } else {
+        "one registered with `ferrogrpc::codec::register_codec`"
+    };
+    out.doc(&[
+        "Makes the calls in the content-subtype `subtype` instead of protobuf:".to_string(),
+        format!("{formats}. A request's own `with_content_subtype` wins."),
+    ]);
+    out.open("pub fn with_content_subtype(mut self, subtype: &'static str) -> Self {");
+    out.line("self.content_subtype = ::core::option::Option::Some(subtype);");
+    out.line("self");
+    out.close("}");
 
     for method in &service.methods {
         out.line("");
-        client_method(out, service, method, full);
+        client_method(out, service, method, full, json);
     }
     out.close("}");
     out.close("}");
 }
 
-fn client_method(out: &mut Out, service: &Service, method: &Method, full: &str) {
+fn client_method(out: &mut Out, service: &Service, method: &Method, full: &str, json: bool) {
     let kind = Kind::of(method);
     let input = message_type(&method.input_type);
     let output = message_type(&method.output_type);
@@ -341,20 +391,29 @@ fn client_method(out: &mut Out, service: &Service, method: &Method, full: &str) 
         ") -> ::core::result::Result<{result}, ::ferrogrpc::Status> {{"
     ));
     out.depth += 1;
+    out.line("let request = ::ferrogrpc::IntoRequest::into_request(request);");
+    let codec = codec_expr(
+        "client",
+        "request.content_subtype().or(self.content_subtype)",
+        (&input, &method.input_proto_type),
+        (&output, &method.output_proto_type),
+        json,
+    );
+    out.line(&format!("let codec = {codec}?;"));
     out.line(&format!("self.channel.{call}("));
     out.depth += 1;
     out.line(&format!(
         "::ferrogrpc::__codegen::PathAndQuery::from_static({:?}),",
         format!("/{full}/{}", method.proto_name)
     ));
-    out.line("::ferrogrpc::IntoRequest::into_request(request),");
-    out.line("::ferrogrpc::codec::ProstCodec,");
+    out.line("request,");
+    out.line("codec,");
     out.close(")");
     out.line(".await");
     out.close("}");
 }
 
-fn server(out: &mut Out, service: &Service, info: &ServiceInfo) {
+fn server(out: &mut Out, service: &Service, info: &ServiceInfo, json: bool) {
     let full = &info.full_name;
     let trait_name = &info.type_name;
     let server = format!("{}Server", info.type_name);
@@ -460,7 +519,7 @@ fn server(out: &mut Out, service: &Service, info: &ServiceInfo) {
         out.line("let inner = ::std::sync::Arc::clone(&self.inner);");
         out.open("match method {");
         for method in &service.methods {
-            dispatch_arm(out, method, trait_name);
+            dispatch_arm(out, method, trait_name, json);
         }
         out.line("_ => ::std::boxed::Box::pin(call.unimplemented()),");
         out.close("}");
@@ -529,9 +588,19 @@ fn trait_method(out: &mut Out, service: &Service, method: &Method) {
     out.close("> + ::core::marker::Send;");
 }
 
-fn dispatch_arm(out: &mut Out, method: &Method, trait_name: &str) {
+fn dispatch_arm(out: &mut Out, method: &Method, trait_name: &str, json: bool) {
     let kind = Kind::of(method);
     let input = message_type(&method.input_type);
+    let output = message_type(&method.output_type);
+    // Answered in the request's content-subtype: the codec encodes the
+    // response and decodes the request.
+    let codec = codec_expr(
+        "server",
+        "call.content_subtype()",
+        (&output, &method.output_proto_type),
+        (&input, &method.input_proto_type),
+        json,
+    );
     let (driver, request, sink) = match kind {
         Kind::Unary => ("unary", input, false),
         Kind::ServerStreaming => ("server_streaming", input, true),
@@ -547,14 +616,13 @@ fn dispatch_arm(out: &mut Out, method: &Method, trait_name: &str) {
         ),
     };
     let name = &method.name;
+    out.open(&format!("{:?} => match {codec} {{", method.proto_name));
     out.open(&format!(
-        "{:?} => ::std::boxed::Box::pin(::ferrogrpc::server::{driver}(",
-        method.proto_name
+        "::core::result::Result::Ok(codec) => ::std::boxed::Box::pin(::ferrogrpc::server::{driver}("
     ));
     out.line("call,");
-    out.line("::ferrogrpc::codec::ProstCodec,");
+    out.line("codec,");
     if sink {
-        let output = message_type(&method.output_type);
         out.open(&format!(
             "move |request: ::ferrogrpc::Request<{request}>, \
              responses: ::ferrogrpc::server::ResponseSink<{output}>| async move {{"
@@ -572,6 +640,10 @@ fn dispatch_arm(out: &mut Out, method: &Method, trait_name: &str) {
     }
     out.close("},");
     out.close(")),");
+    out.line(
+        "::core::result::Result::Err(status) => ::std::boxed::Box::pin(async move { call.fail(status) }),",
+    );
+    out.close("},");
 }
 
 #[cfg(test)]

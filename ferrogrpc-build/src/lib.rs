@@ -42,6 +42,12 @@
 //!   such as grpcurl; they can also be registered by hand with
 //!   `ferrogrpc::reflection::Builder`.
 //!
+//! Servers answer each call in the content-subtype of its request
+//! (`application/grpc+<subtype>`), and clients can make a call in another
+//! one than protobuf (`with_content_subtype`): JSON when generated with
+//! [`Builder::json`], or any codec registered with
+//! `ferrogrpc::codec::register_codec`.
+//!
 //! Comments on services and methods in the protos become the docs of the
 //! generated items, rewritten so that they render as text: code-like
 //! indented lines become text blocks (never doctests), and brackets, angle
@@ -98,6 +104,7 @@ pub fn configure() -> Builder {
     Builder {
         build_client: true,
         build_server: true,
+        json: false,
         out_dir: None,
         emit_rerun_if_changed: true,
         file_descriptor_set_path: None,
@@ -112,6 +119,7 @@ type ConfigFn = Box<dyn FnOnce(&mut prost_build::Config)>;
 pub struct Builder {
     build_client: bool,
     build_server: bool,
+    json: bool,
     out_dir: Option<PathBuf>,
     emit_rerun_if_changed: bool,
     file_descriptor_set_path: Option<PathBuf>,
@@ -123,6 +131,7 @@ impl fmt::Debug for Builder {
         f.debug_struct("Builder")
             .field("build_client", &self.build_client)
             .field("build_server", &self.build_server)
+            .field("json", &self.json)
             .field("out_dir", &self.out_dir)
             .field("emit_rerun_if_changed", &self.emit_rerun_if_changed)
             .field("file_descriptor_set_path", &self.file_descriptor_set_path)
@@ -146,6 +155,30 @@ impl Builder {
     /// modules). Default `true`.
     pub fn build_server(mut self, enable: bool) -> Self {
         self.build_server = enable;
+        self
+    }
+
+    /// Whether the services speak JSON too (content-subtype `json`,
+    /// `application/grpc+json`, with protobuf's JSON mapping). Default
+    /// `false`.
+    ///
+    /// With `true`, servers answer a request in JSON when it comes as
+    /// `application/grpc+json`, and clients send JSON when a call asks for
+    /// it (`Request::with_content_subtype("json")`, or the client's
+    /// `with_content_subtype("json")`). The package's file gets a
+    /// `JSON_DESCRIPTORS` static beside `FILE_DESCRIPTORS` (which is then
+    /// generated for clients too): the codec finds the messages'
+    /// descriptors there, so the messages themselves are generated as
+    /// usual. The crate must enable ferrogrpc's `json` feature:
+    ///
+    /// ```toml
+    /// ferrogrpc = { version = "0.1", features = ["json"] }
+    /// ```
+    ///
+    /// Without it, requests in JSON are refused with `UNIMPLEMENTED` (see
+    /// `ferrogrpc::codec`).
+    pub fn json(mut self, enable: bool) -> Self {
+        self.json = enable;
         self
     }
 
@@ -321,6 +354,7 @@ impl Builder {
             config.service_generator(Box::new(FerroServiceGenerator {
                 client: self.build_client,
                 server: self.build_server,
+                json: self.json,
                 files,
             }));
         }

@@ -313,5 +313,61 @@ fn unformatted_output_is_readable() {
         code.contains("\npub mod greeter_client {\n    #[doc = \" Says hello.\"]\n"),
         "{code}"
     );
-    assert!(code.contains("\n        pub fn new(channel: ::ferrogrpc::client::Channel) -> Self {\n            Self { channel }\n        }\n"), "{code}");
+    assert!(code.contains("\n        pub fn new(channel: ::ferrogrpc::client::Channel) -> Self {\n            Self { channel, content_subtype: ::core::option::Option::None }\n        }\n"), "{code}");
+}
+
+#[test]
+fn json_generates_codecs_by_subtype() {
+    // Default: protobuf, or a registered codec, chosen per call.
+    let (input, out) = setup("json-off");
+    ferrogrpc_build::configure()
+        .out_dir(&out)
+        .emit_rerun_if_changed(false)
+        .compile(&[input.join("demo.proto")], &[&input])
+        .unwrap();
+    let code = generated(&out);
+    assert!(code.contains(">::server(call.content_subtype())"), "{code}");
+    assert!(code.contains(">::client(request.content_subtype().or(self.content_subtype))"));
+    assert!(code.contains("pub fn with_content_subtype(mut self, subtype: &'static str)"));
+    assert!(!code.contains("_with_json"));
+    assert!(!code.contains("JSON_DESCRIPTORS"));
+
+    // JSON, on a client alone: the descriptors come along for its codec.
+    let (input, out) = setup("json-client");
+    ferrogrpc_build::configure()
+        .json(true)
+        .build_server(false)
+        .out_dir(&out)
+        .emit_rerun_if_changed(false)
+        .compile(&[input.join("demo.proto")], &[&input])
+        .unwrap();
+    let code = generated(&out);
+    assert!(code.contains("pub const FILE_DESCRIPTORS"), "{code}");
+    assert!(
+        code.contains("pub static JSON_DESCRIPTORS: ::ferrogrpc::codec::json::Descriptors"),
+        "{code}"
+    );
+    assert!(
+        code.contains(
+            "client_with_json(\n                request.content_subtype().or(self.content_subtype),\n                &super::JSON_DESCRIPTORS,\n                \"demo.v1.HelloRequest\",\n                \"demo.v1.HelloReply\",\n            )"
+        ),
+        "{code}"
+    );
+    // `google.protobuf.Empty` is `()` in Rust, its own name in JSON.
+    assert!(code.contains("\"google.protobuf.Empty\""), "{code}");
+
+    // JSON on a server: the response is encoded, the request decoded.
+    let (input, out) = setup("json-server");
+    ferrogrpc_build::configure()
+        .json(true)
+        .build_client(false)
+        .out_dir(&out)
+        .emit_rerun_if_changed(false)
+        .compile(&[input.join("demo.proto")], &[&input])
+        .unwrap();
+    let code = generated(&out);
+    assert!(
+        code.contains("server_with_json(\n                        call.content_subtype(),\n                        &super::JSON_DESCRIPTORS,\n                        \"demo.v1.HelloReply\",\n                        \"demo.v1.HelloRequest\",\n                    )"),
+        "{code}"
+    );
 }

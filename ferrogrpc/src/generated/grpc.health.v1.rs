@@ -84,15 +84,25 @@ pub mod health_client {
     #[derive(Debug, Clone)]
     pub struct HealthClient {
         channel: ::ferrogrpc::client::Channel,
+        content_subtype: ::core::option::Option<&'static str>,
     }
     impl HealthClient {
         /// A client that makes its calls on `channel`.
         pub fn new(channel: ::ferrogrpc::client::Channel) -> Self {
-            Self { channel }
+            Self {
+                channel,
+                content_subtype: ::core::option::Option::None,
+            }
         }
         /// The channel the calls go on.
         pub fn channel(&self) -> &::ferrogrpc::client::Channel {
             &self.channel
+        }
+        /// Makes the calls in the content-subtype `subtype` instead of protobuf:
+        /// one registered with `ferrogrpc::codec::register_codec`. A request's own `with_content_subtype` wins.
+        pub fn with_content_subtype(mut self, subtype: &'static str) -> Self {
+            self.content_subtype = ::core::option::Option::Some(subtype);
+            self
         }
         /// The status of one service; NOT_FOUND when the server does not know it.
         ///
@@ -106,13 +116,18 @@ pub mod health_client {
             ::ferrogrpc::Response<super::HealthCheckResponse>,
             ::ferrogrpc::Status,
         > {
+            let request = ::ferrogrpc::IntoRequest::into_request(request);
+            let codec = ::ferrogrpc::codec::CallCodec::<
+                super::HealthCheckRequest,
+                super::HealthCheckResponse,
+            >::client(request.content_subtype().or(self.content_subtype))?;
             self.channel
                 .unary(
                     ::ferrogrpc::__codegen::PathAndQuery::from_static(
                         "/grpc.health.v1.Health/Check",
                     ),
-                    ::ferrogrpc::IntoRequest::into_request(request),
-                    ::ferrogrpc::codec::ProstCodec,
+                    request,
+                    codec,
                 )
                 .await
         }
@@ -128,13 +143,18 @@ pub mod health_client {
             ::ferrogrpc::Response<super::HealthListResponse>,
             ::ferrogrpc::Status,
         > {
+            let request = ::ferrogrpc::IntoRequest::into_request(request);
+            let codec = ::ferrogrpc::codec::CallCodec::<
+                super::HealthListRequest,
+                super::HealthListResponse,
+            >::client(request.content_subtype().or(self.content_subtype))?;
             self.channel
                 .unary(
                     ::ferrogrpc::__codegen::PathAndQuery::from_static(
                         "/grpc.health.v1.Health/List",
                     ),
-                    ::ferrogrpc::IntoRequest::into_request(request),
-                    ::ferrogrpc::codec::ProstCodec,
+                    request,
+                    codec,
                 )
                 .await
         }
@@ -152,13 +172,18 @@ pub mod health_client {
             ::ferrogrpc::Response<::ferrogrpc::Streaming<super::HealthCheckResponse>>,
             ::ferrogrpc::Status,
         > {
+            let request = ::ferrogrpc::IntoRequest::into_request(request);
+            let codec = ::ferrogrpc::codec::CallCodec::<
+                super::HealthCheckRequest,
+                super::HealthCheckResponse,
+            >::client(request.content_subtype().or(self.content_subtype))?;
             self.channel
                 .server_streaming(
                     ::ferrogrpc::__codegen::PathAndQuery::from_static(
                         "/grpc.health.v1.Health/Watch",
                     ),
-                    ::ferrogrpc::IntoRequest::into_request(request),
-                    ::ferrogrpc::codec::ProstCodec,
+                    request,
+                    codec,
                 )
                 .await
         }
@@ -262,42 +287,72 @@ pub mod health_server {
             let inner = ::std::sync::Arc::clone(&self.inner);
             match method {
                 "Check" => {
-                    ::std::boxed::Box::pin(
-                        ::ferrogrpc::server::unary(
-                            call,
-                            ::ferrogrpc::codec::ProstCodec,
-                            move |
-                                request: ::ferrogrpc::Request<super::HealthCheckRequest>|
-                            async move { <T as Health>::check(&inner, request).await },
-                        ),
-                    )
+                    match ::ferrogrpc::codec::CallCodec::<
+                        super::HealthCheckResponse,
+                        super::HealthCheckRequest,
+                    >::server(call.content_subtype()) {
+                        ::core::result::Result::Ok(codec) => {
+                            ::std::boxed::Box::pin(
+                                ::ferrogrpc::server::unary(
+                                    call,
+                                    codec,
+                                    move |
+                                        request: ::ferrogrpc::Request<super::HealthCheckRequest>|
+                                    async move { <T as Health>::check(&inner, request).await },
+                                ),
+                            )
+                        }
+                        ::core::result::Result::Err(status) => {
+                            ::std::boxed::Box::pin(async move { call.fail(status) })
+                        }
+                    }
                 }
                 "List" => {
-                    ::std::boxed::Box::pin(
-                        ::ferrogrpc::server::unary(
-                            call,
-                            ::ferrogrpc::codec::ProstCodec,
-                            move |
-                                request: ::ferrogrpc::Request<super::HealthListRequest>|
-                            async move { <T as Health>::list(&inner, request).await },
-                        ),
-                    )
+                    match ::ferrogrpc::codec::CallCodec::<
+                        super::HealthListResponse,
+                        super::HealthListRequest,
+                    >::server(call.content_subtype()) {
+                        ::core::result::Result::Ok(codec) => {
+                            ::std::boxed::Box::pin(
+                                ::ferrogrpc::server::unary(
+                                    call,
+                                    codec,
+                                    move |
+                                        request: ::ferrogrpc::Request<super::HealthListRequest>|
+                                    async move { <T as Health>::list(&inner, request).await },
+                                ),
+                            )
+                        }
+                        ::core::result::Result::Err(status) => {
+                            ::std::boxed::Box::pin(async move { call.fail(status) })
+                        }
+                    }
                 }
                 "Watch" => {
-                    ::std::boxed::Box::pin(
-                        ::ferrogrpc::server::server_streaming(
-                            call,
-                            ::ferrogrpc::codec::ProstCodec,
-                            move |
-                                request: ::ferrogrpc::Request<super::HealthCheckRequest>,
-                                responses: ::ferrogrpc::server::ResponseSink<
-                                    super::HealthCheckResponse,
-                                >|
-                            async move {
-                                <T as Health>::watch(&inner, request, responses).await
-                            },
-                        ),
-                    )
+                    match ::ferrogrpc::codec::CallCodec::<
+                        super::HealthCheckResponse,
+                        super::HealthCheckRequest,
+                    >::server(call.content_subtype()) {
+                        ::core::result::Result::Ok(codec) => {
+                            ::std::boxed::Box::pin(
+                                ::ferrogrpc::server::server_streaming(
+                                    call,
+                                    codec,
+                                    move |
+                                        request: ::ferrogrpc::Request<super::HealthCheckRequest>,
+                                        responses: ::ferrogrpc::server::ResponseSink<
+                                            super::HealthCheckResponse,
+                                        >|
+                                    async move {
+                                        <T as Health>::watch(&inner, request, responses).await
+                                    },
+                                ),
+                            )
+                        }
+                        ::core::result::Result::Err(status) => {
+                            ::std::boxed::Box::pin(async move { call.fail(status) })
+                        }
+                    }
                 }
                 _ => ::std::boxed::Box::pin(call.unimplemented()),
             }

@@ -135,15 +135,25 @@ pub mod server_reflection_client {
     #[derive(Debug, Clone)]
     pub struct ServerReflectionClient {
         channel: ::ferrogrpc::client::Channel,
+        content_subtype: ::core::option::Option<&'static str>,
     }
     impl ServerReflectionClient {
         /// A client that makes its calls on `channel`.
         pub fn new(channel: ::ferrogrpc::client::Channel) -> Self {
-            Self { channel }
+            Self {
+                channel,
+                content_subtype: ::core::option::Option::None,
+            }
         }
         /// The channel the calls go on.
         pub fn channel(&self) -> &::ferrogrpc::client::Channel {
             &self.channel
+        }
+        /// Makes the calls in the content-subtype `subtype` instead of protobuf:
+        /// one registered with `ferrogrpc::codec::register_codec`. A request's own `with_content_subtype` wins.
+        pub fn with_content_subtype(mut self, subtype: &'static str) -> Self {
+            self.content_subtype = ::core::option::Option::Some(subtype);
+            self
         }
         /// One stream for a whole conversation, so that every answer comes from the
         /// same server: each request gets one response, in order, until the client
@@ -162,13 +172,18 @@ pub mod server_reflection_client {
             ),
             ::ferrogrpc::Status,
         > {
+            let request = ::ferrogrpc::IntoRequest::into_request(request);
+            let codec = ::ferrogrpc::codec::CallCodec::<
+                super::ServerReflectionRequest,
+                super::ServerReflectionResponse,
+            >::client(request.content_subtype().or(self.content_subtype))?;
             self.channel
                 .streaming(
                     ::ferrogrpc::__codegen::PathAndQuery::from_static(
                         "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
                     ),
-                    ::ferrogrpc::IntoRequest::into_request(request),
-                    ::ferrogrpc::codec::ProstCodec,
+                    request,
+                    codec,
                 )
                 .await
         }
@@ -244,27 +259,37 @@ pub mod server_reflection_server {
             let inner = ::std::sync::Arc::clone(&self.inner);
             match method {
                 "ServerReflectionInfo" => {
-                    ::std::boxed::Box::pin(
-                        ::ferrogrpc::server::streaming(
-                            call,
-                            ::ferrogrpc::codec::ProstCodec,
-                            move |
-                                request: ::ferrogrpc::Request<
-                                    ::ferrogrpc::Streaming<super::ServerReflectionRequest>,
-                                >,
-                                responses: ::ferrogrpc::server::ResponseSink<
-                                    super::ServerReflectionResponse,
-                                >|
-                            async move {
-                                <T as ServerReflection>::server_reflection_info(
-                                        &inner,
-                                        request,
-                                        responses,
-                                    )
-                                    .await
-                            },
-                        ),
-                    )
+                    match ::ferrogrpc::codec::CallCodec::<
+                        super::ServerReflectionResponse,
+                        super::ServerReflectionRequest,
+                    >::server(call.content_subtype()) {
+                        ::core::result::Result::Ok(codec) => {
+                            ::std::boxed::Box::pin(
+                                ::ferrogrpc::server::streaming(
+                                    call,
+                                    codec,
+                                    move |
+                                        request: ::ferrogrpc::Request<
+                                            ::ferrogrpc::Streaming<super::ServerReflectionRequest>,
+                                        >,
+                                        responses: ::ferrogrpc::server::ResponseSink<
+                                            super::ServerReflectionResponse,
+                                        >|
+                                    async move {
+                                        <T as ServerReflection>::server_reflection_info(
+                                                &inner,
+                                                request,
+                                                responses,
+                                            )
+                                            .await
+                                    },
+                                ),
+                            )
+                        }
+                        ::core::result::Result::Err(status) => {
+                            ::std::boxed::Box::pin(async move { call.fail(status) })
+                        }
+                    }
                 }
                 _ => ::std::boxed::Box::pin(call.unimplemented()),
             }
