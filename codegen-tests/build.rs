@@ -9,5 +9,9 @@ fn main() -> std::io::Result<()> {
             "proto/options.proto",
         ],
         &["proto"],
-    )
+    )?;
+    // Servers and clients that speak JSON too (`application/grpc+json`).
+    ferrogrpc_build::configure()
+        .json(true)
+        .compile(&["proto/jsonmap.proto"], &["proto"])
 }

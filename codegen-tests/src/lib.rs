@@ -19,6 +19,12 @@ pub mod wkt {
     ferrogrpc::include_proto!("wkt");
 }
 
+/// `package jsonmap`: generated with `json(true)`, so that its servers and
+/// clients speak JSON too.
+pub mod jsonmap {
+    ferrogrpc::include_proto!("jsonmap");
+}
+
 /// `package opts`: a custom option on a method.
 pub mod opts {
     ferrogrpc::include_proto!("opts");
