@@ -10,7 +10,7 @@
 use std::{
     borrow::Cow,
     sync::{
-        atomic::{AtomicU8, Ordering},
+        atomic::{AtomicBool, AtomicU8, Ordering},
         Arc, OnceLock,
     },
     time::Instant,
@@ -35,6 +35,9 @@ pub(crate) struct ContextCore {
     /// The status a cancelled call ended with, set before `over`.
     reason: OnceLock<Status>,
     done: tokio::sync::Notify,
+    /// Whether anything ever waited for the end (so `end` can skip the
+    /// notification on the common path).
+    watched: AtomicBool,
 }
 
 impl ContextCore {
@@ -50,6 +53,7 @@ impl ContextCore {
             over: AtomicU8::new(RUNNING),
             reason: OnceLock::new(),
             done: tokio::sync::Notify::new(),
+            watched: AtomicBool::new(false),
         }
     }
 
@@ -65,8 +69,12 @@ impl ContextCore {
         };
         let _ = self
             .over
-            .compare_exchange(RUNNING, over, Ordering::AcqRel, Ordering::Acquire);
-        self.done.notify_waiters();
+            .compare_exchange(RUNNING, over, Ordering::SeqCst, Ordering::SeqCst);
+        // A waiter sets `watched` before it checks `over` (both SeqCst), so
+        // either it sees the end or the end sees it.
+        if self.watched.load(Ordering::SeqCst) {
+            self.done.notify_waiters();
+        }
     }
 }
 
@@ -194,11 +202,13 @@ impl CallContext {
     /// Cancel safe: dropping the future loses nothing; a new one completes
     /// at once if the call is already over.
     pub async fn cancelled(&self) {
+        let core = self.side.core();
         loop {
-            let notified = self.side.core().done.notified();
+            let notified = core.done.notified();
             let mut notified = std::pin::pin!(notified);
             notified.as_mut().enable();
-            if self.is_over() {
+            core.watched.store(true, Ordering::SeqCst);
+            if core.over.load(Ordering::SeqCst) != RUNNING {
                 return;
             }
             notified.await;

@@ -29,15 +29,6 @@ pub struct Request<T> {
 pub struct CallOptions {
     /// How long the call may take; sent as `grpc-timeout` and enforced locally.
     pub timeout: Option<Duration>,
-    /// When the call must be over. With a [`timeout`](Self::timeout) (or a
-    /// service config or channel default) too, the earliest wins.
-    pub deadline: Option<Instant>,
-    /// The server call this call is made for (see
-    /// [`Request::with_parent`]): its cancellation cancels this call.
-    pub parent: Option<CallContext>,
-    /// Per-RPC credentials for this call, added to the channel's own
-    /// (gRPC-Go's `grpc.PerRPCCredentials` call option).
-    pub credentials: Option<Arc<dyn crate::credentials::PerRpcCredentials>>,
     /// Overrides the channel's max size of a received message.
     pub max_decoding_message_size: Option<usize>,
     /// Overrides the channel's max size of a sent message.
@@ -55,6 +46,9 @@ pub struct CallOptions {
     /// policies for this call (a transparent retry of a call the server never processed
     /// still happens). Default `true`.
     pub retry: bool,
+    /// The options few calls set, boxed so that every request (server
+    /// requests too) stays small.
+    more: Option<Box<MoreOptions>>,
     /// The content-subtype to make the call in, e.g. `"json"` for
     /// `application/grpc+json` (gRPC-Go's `grpc.CallContentSubtype`); see
     /// [`Request::with_content_subtype`].
@@ -65,9 +59,9 @@ impl std::fmt::Debug for CallOptions {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("CallOptions")
             .field("timeout", &self.timeout)
-            .field("deadline", &self.deadline)
-            .field("parent", &self.parent)
-            .field("credentials", &self.credentials.as_ref().map(|_| ".."))
+            .field("deadline", &self.deadline())
+            .field("parent", &self.parent())
+            .field("credentials", &self.credentials().map(|_| ".."))
             .field("max_decoding_message_size", &self.max_decoding_message_size)
             .field("max_encoding_message_size", &self.max_encoding_message_size)
             .field("compression", &self.compression)
@@ -78,13 +72,49 @@ impl std::fmt::Debug for CallOptions {
     }
 }
 
+/// Client call options that few calls set.
+#[derive(Clone, Default)]
+pub(crate) struct MoreOptions {
+    pub(crate) deadline: Option<Instant>,
+    pub(crate) parent: Option<CallContext>,
+    pub(crate) credentials: Option<Arc<dyn crate::credentials::PerRpcCredentials>>,
+}
+
+impl CallOptions {
+    /// When the call must be over (see [`Request::with_deadline`]). With a
+    /// [`timeout`](Self::timeout) (or a service config or channel default)
+    /// too, the earliest wins.
+    pub fn deadline(&self) -> Option<Instant> {
+        self.more.as_ref().and_then(|m| m.deadline)
+    }
+
+    /// The server call this call is made for (see [`Request::with_parent`]):
+    /// its end cancels this call.
+    pub fn parent(&self) -> Option<&CallContext> {
+        self.more.as_ref().and_then(|m| m.parent.as_ref())
+    }
+
+    /// Per-RPC credentials of this call, added to the channel's own (see
+    /// [`Request::with_credentials`]).
+    pub fn credentials(&self) -> Option<&Arc<dyn crate::credentials::PerRpcCredentials>> {
+        self.more.as_ref().and_then(|m| m.credentials.as_ref())
+    }
+
+    fn more_mut(&mut self) -> &mut MoreOptions {
+        self.more.get_or_insert_with(Default::default)
+    }
+
+    /// Takes the rarely set options (the call's setup reads them once).
+    pub(crate) fn take_more(&mut self) -> MoreOptions {
+        self.more.take().map(|m| *m).unwrap_or_default()
+    }
+}
+
 impl Default for CallOptions {
     fn default() -> CallOptions {
         CallOptions {
             timeout: None,
-            deadline: None,
-            parent: None,
-            credentials: None,
+            more: None,
             max_decoding_message_size: None,
             max_encoding_message_size: None,
             compression: None,
@@ -275,7 +305,8 @@ impl<T> Request<T> {
 
     /// Client: sets an absolute deadline; see [`with_deadline`](Self::with_deadline).
     pub fn set_deadline(&mut self, deadline: Instant) {
-        self.options.deadline = Some(match self.options.deadline {
+        let more = self.options.more_mut();
+        more.deadline = Some(match more.deadline {
             Some(d) => d.min(deadline),
             None => deadline,
         });
@@ -302,7 +333,7 @@ impl<T> Request<T> {
         if let Some(deadline) = parent.deadline() {
             self.set_deadline(deadline);
         }
-        self.options.parent = Some(parent.clone());
+        self.options.more_mut().parent = Some(parent.clone());
         self
     }
 
@@ -314,7 +345,7 @@ impl<T> Request<T> {
         mut self,
         credentials: impl crate::credentials::PerRpcCredentials,
     ) -> Request<T> {
-        self.options.credentials = Some(Arc::new(credentials));
+        self.options.more_mut().credentials = Some(Arc::new(credentials));
         self
     }
 

@@ -28,9 +28,15 @@ struct Inner {
     transparent_retry: bool,
     /// The server's word on retrying (`grpc-retry-pushback-ms`).
     pushback: Option<RetryPushback>,
-    /// Client: the response headers of a call that failed after they came.
+    /// Client: what is known of the failed call (boxed: most statuses,
+    /// the server's OK among them, carry none).
+    call: Option<Box<FailedCall>>,
+}
+
+/// Client: the response headers and the connection of a failed call.
+#[derive(Clone, Default)]
+struct FailedCall {
     headers: Option<MetadataMap>,
-    /// Client: the connection the failed call ran on.
     peer: Option<std::sync::Arc<crate::peer::Peer>>,
 }
 
@@ -94,8 +100,7 @@ impl Status {
             metadata: MetadataMap::new(),
             transparent_retry: false,
             pushback: None,
-            headers: None,
-            peer: None,
+            call: None,
         }))
     }
 
@@ -106,25 +111,25 @@ impl Status {
     /// server sent none (a Trailers-Only answer, or a failure before any
     /// answer).
     pub fn response_headers(&self) -> Option<&MetadataMap> {
-        self.0.headers.as_ref()
+        self.0.call.as_ref().and_then(|c| c.headers.as_ref())
     }
 
     /// On the client: the two ends of the connection a failed call ran on
     /// (gRPC-Go's `grpc.Peer` call option); `None` when the call failed
     /// before it had a connection.
     pub fn peer(&self) -> Option<&crate::peer::Peer> {
-        self.0.peer.as_deref()
+        self.0.call.as_ref().and_then(|c| c.peer.as_deref())
     }
 
     pub(crate) fn with_response_headers(mut self, headers: MetadataMap) -> Status {
         if !headers.is_empty() {
-            self.0.headers = Some(headers);
+            self.0.call.get_or_insert_with(Default::default).headers = Some(headers);
         }
         self
     }
 
     pub(crate) fn with_peer(mut self, peer: &std::sync::Arc<crate::peer::Peer>) -> Status {
-        self.0.peer = Some(std::sync::Arc::clone(peer));
+        self.0.call.get_or_insert_with(Default::default).peer = Some(std::sync::Arc::clone(peer));
         self
     }
 
@@ -243,8 +248,7 @@ impl Status {
             metadata,
             transparent_retry: false,
             pushback: None,
-            headers: None,
-            peer: None,
+            call: None,
         }))
     }
 

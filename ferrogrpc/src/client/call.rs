@@ -246,7 +246,7 @@ impl Channel {
     ) -> Result<(CallSetup, T), Status> {
         let options = request.options();
         let mut bound = options.timeout.or(self.inner.default_timeout);
-        if let Some(deadline) = options.deadline {
+        if let Some(deadline) = options.deadline() {
             let left = deadline.saturating_duration_since(Instant::now());
             bound = Some(bound.map_or(left, |b| b.min(left)));
         }
@@ -259,7 +259,8 @@ impl Channel {
         path: &PathAndQuery,
         request: Request<T>,
     ) -> Result<(CallSetup, T), Status> {
-        let (metadata, message, options) = request.into_client_parts();
+        let (metadata, message, mut options) = request.into_client_parts();
+        let more = options.take_more();
         let mut timeout = options.timeout.or(self.inner.default_timeout);
         let mut wait_for_ready = options.wait_for_ready;
         let (mut max_recv, mut max_send) = (self.inner.max_recv, self.inner.max_send);
@@ -301,7 +302,7 @@ impl Channel {
         let now = Instant::now();
         // A timeout too large to represent means no deadline.
         let mut deadline = timeout.and_then(|t| now.checked_add(t));
-        if let Some(at) = options.deadline {
+        if let Some(at) = more.deadline {
             if deadline.is_none_or(|d| at < d) {
                 deadline = Some(at);
                 timeout = Some(at.saturating_duration_since(now));
@@ -323,8 +324,8 @@ impl Channel {
             wait_for_ready: wait_for_ready.unwrap_or(false),
             attempts: Attempts::new(retry_config, self.inner.retry.max_attempts),
             hedging,
-            parent: options.parent,
-            call_credentials: options.credentials,
+            parent: more.parent,
+            call_credentials: more.credentials,
         };
         Ok((setup, message))
     }

@@ -32,8 +32,11 @@ pub(super) struct CallShared {
 pub(super) struct SinkState {
     pub(super) send: ServerSend,
     /// Header metadata set by the handler and not sent yet.
-    pub(super) headers: MetadataMap,
-    pub(super) trailers: MetadataMap,
+    /// Header metadata set by the handler and not sent yet; boxed and only
+    /// when set, so a call that sets none pays nothing for it.
+    headers: Option<Box<MetadataMap>>,
+    /// Trailer metadata set apart from the result, likewise.
+    trailers: Option<Box<MetadataMap>>,
     pub(super) settings: CallSettings,
     pub(super) accept: Option<HeaderValue>,
     /// The handler's choice of algorithm, until headers go out.
@@ -42,6 +45,8 @@ pub(super) struct SinkState {
     pub(super) compression: Option<SendCompression>,
     /// Per-message switch: whether the next messages may be compressed.
     pub(super) compress_messages: bool,
+    /// Whether `compression` was decided (it is, once, before headers go).
+    pub(super) compression_decided: bool,
     pub(super) observer: Option<Arc<Observer>>,
 }
 
@@ -52,14 +57,40 @@ impl SinkState {
         if self.send.headers_sent() {
             return Ok(());
         }
-        let mut all = std::mem::take(&mut self.headers);
-        all.extend(metadata)?;
-        self.decide_compression();
+        let all = match self.headers.take() {
+            None => metadata,
+            Some(set) => merged(*set, metadata)?,
+        };
+        if !self.compression_decided {
+            self.decide_compression();
+        }
         let encoding = self.compression.as_ref().map(|c| c.compressor.name());
         if let Some(obs) = &self.observer {
             obs.out_header(&all);
         }
         self.send.send_headers(all, encoding)
+    }
+
+    /// Whether the handler set header metadata not sent yet.
+    pub(super) fn has_headers(&self) -> bool {
+        self.headers.as_ref().is_some_and(|h| !h.is_empty())
+    }
+
+    /// Whether the handler set trailer metadata apart from its result.
+    pub(super) fn has_trailers(&self) -> bool {
+        self.trailers.is_some()
+    }
+
+    pub(super) fn headers_mut(&mut self) -> &mut MetadataMap {
+        self.headers.get_or_insert_with(Box::default)
+    }
+
+    pub(super) fn trailers_mut(&mut self) -> &mut MetadataMap {
+        self.trailers.get_or_insert_with(Box::default)
+    }
+
+    pub(super) fn take_trailers(&mut self) -> MetadataMap {
+        self.trailers.take().map(|t| *t).unwrap_or_default()
     }
 
     /// Decides how responses are compressed, until the headers go out.
@@ -70,13 +101,14 @@ impl SinkState {
                 &self.settings,
                 self.accept.as_ref(),
             );
+            self.compression_decided = true;
         }
     }
 
     /// The status to end a call with: the handler's trailers
     /// first, then the status's own metadata.
     pub(super) fn with_trailers(&mut self, status: Status) -> Status {
-        let trailers = std::mem::take(&mut self.trailers);
+        let trailers = self.take_trailers();
         if trailers.is_empty() {
             return status;
         }
@@ -87,6 +119,22 @@ impl SinkState {
             Err(err) => Status::internal(format!("the call's trailers: {err}")),
         }
     }
+}
+
+/// `first` then `then`, without touching either when the other is empty
+/// (the common case: nothing set apart from the result).
+pub(super) fn merged(
+    first: MetadataMap,
+    then: MetadataMap,
+) -> Result<MetadataMap, crate::metadata::InvalidMetadata> {
+    if first.is_empty() {
+        return Ok(then);
+    }
+    let mut all = first;
+    if !then.is_empty() {
+        all.extend(then)?;
+    }
+    Ok(all)
 }
 
 impl CallShared {
@@ -102,13 +150,14 @@ impl CallShared {
         Arc::new(CallShared {
             state: Mutex::new(SinkState {
                 send,
-                headers: MetadataMap::new(),
-                trailers: MetadataMap::new(),
+                headers: None,
+                trailers: None,
                 settings,
                 accept,
                 requested: None,
                 compression: None,
                 compress_messages: true,
+                compression_decided: false,
                 observer,
             }),
             core: ContextCore::new(path, content_subtype, deadline),
@@ -137,7 +186,7 @@ impl CallSide for CallShared {
         if state.send.headers_sent() {
             return Err(Status::internal("response headers were already sent"));
         }
-        Ok(state.headers.extend(metadata)?)
+        Ok(state.headers_mut().extend(metadata)?)
     }
 
     fn send_header(&self, metadata: MetadataMap) -> Result<(), Status> {
@@ -149,6 +198,6 @@ impl CallSide for CallShared {
     }
 
     fn set_trailer(&self, metadata: MetadataMap) -> Result<(), Status> {
-        Ok(self.lock().trailers.extend(metadata)?)
+        Ok(self.lock().trailers_mut().extend(metadata)?)
     }
 }

@@ -227,7 +227,7 @@ fn send_status(send: &mut ServerSend, status: Status, observer: Option<&Observer
 /// their own frame (as gRPC-Go sends them), then the status with the
 /// handler's trailers and the status's own metadata.
 fn end_call(state: &mut SinkState, status: Status, observer: Option<&Observer>) {
-    if !state.send.headers_sent() && !state.headers.is_empty() {
+    if !state.send.headers_sent() && state.has_headers() {
         // Headers that cannot be built leave the status to go alone.
         let _ = state.send_headers(MetadataMap::new());
     }
@@ -286,7 +286,7 @@ fn send_unary_result<C, Resp: 'static, Req>(
         Ok(e) => e,
         Err(status) => {
             if !state.send.headers_sent() {
-                if let Err(err) = state.headers.extend(metadata) {
+                if let Err(err) = state.headers_mut().extend(metadata) {
                     return end_call(state, err.into(), observer);
                 }
             }
@@ -308,9 +308,13 @@ fn send_unary_result<C, Resp: 'static, Req>(
     if let Some(obs) = observer {
         obs.out_payload(payload);
     }
-    let mut all = std::mem::take(&mut state.trailers);
-    let status = match all.extend(trailers) {
-        Ok(()) => Status::new(crate::Code::Ok, "").with_metadata(all),
+    let all = if state.has_trailers() {
+        super::context::merged(state.take_trailers(), trailers)
+    } else {
+        Ok(trailers)
+    };
+    let status = match all {
+        Ok(all) => Status::new(crate::Code::Ok, "").with_metadata(all),
         Err(err) => Status::internal(format!("the call's trailers: {err}")),
     };
     send_status(&mut state.send, status, observer);
@@ -732,7 +736,7 @@ impl<T: 'static> ResponseSink<T> {
     /// When the trailers would hold more than
     /// [`MetadataMap::MAX_KEYS`] distinct keys.
     pub fn set_trailer(&mut self, metadata: MetadataMap) -> Result<(), Status> {
-        Ok(self.shared.lock().trailers.extend(metadata)?)
+        Ok(self.shared.lock().trailers_mut().extend(metadata)?)
     }
 
     /// Compresses the responses with `name` (or `"identity"` for none)
