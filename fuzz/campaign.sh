@@ -27,7 +27,7 @@ SUMMARY="$DIR/summary.txt"
 mkdir -p "$DIR/corpus" "$DIR/artifacts"
 
 command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
-nice -n 19 cargo fuzz build --sanitizer none --target-dir "$TARGET_DIR" >"$DIR/build.log" 2>&1 || {
+nice -n 19 cargo fuzz build -O --sanitizer none --target-dir "$TARGET_DIR" >"$DIR/build.log" 2>&1 || {
   echo "$(date -Is) build failed, see $DIR/build.log" >>"$SUMMARY"
   exit 1
 }

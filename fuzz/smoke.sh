@@ -35,7 +35,7 @@ fi
 
 echo "== fuzz smoke: build ($SANITIZER sanitizer) ($(elapsed))"
 for t in $TARGETS; do
-  nice -n 10 cargo "${toolchain[@]}" fuzz build --sanitizer "$SANITIZER" --target-dir "$TARGET_DIR" "$t"
+  nice -n 10 cargo "${toolchain[@]}" fuzz build -O --sanitizer "$SANITIZER" --target-dir "$TARGET_DIR" "$t"
 done
 bin_dir="$TARGET_DIR/$(rustc -vV | sed -n 's/^host: //p')/release"
 
