@@ -49,10 +49,6 @@ pub struct CallOptions {
     /// The options few calls set, boxed so that every request (server
     /// requests too) stays small.
     more: Option<Box<MoreOptions>>,
-    /// The content-subtype to make the call in, e.g. `"json"` for
-    /// `application/grpc+json` (gRPC-Go's `grpc.CallContentSubtype`); see
-    /// [`Request::with_content_subtype`].
-    pub content_subtype: Option<&'static str>,
 }
 
 impl std::fmt::Debug for CallOptions {
@@ -67,7 +63,7 @@ impl std::fmt::Debug for CallOptions {
             .field("compression", &self.compression)
             .field("wait_for_ready", &self.wait_for_ready)
             .field("retry", &self.retry)
-            .field("content_subtype", &self.content_subtype)
+            .field("content_subtype", &self.content_subtype())
             .finish()
     }
 }
@@ -78,6 +74,7 @@ pub(crate) struct MoreOptions {
     pub(crate) deadline: Option<Instant>,
     pub(crate) parent: Option<CallContext>,
     pub(crate) credentials: Option<Arc<dyn crate::credentials::PerRpcCredentials>>,
+    pub(crate) content_subtype: Option<&'static str>,
 }
 
 impl CallOptions {
@@ -100,6 +97,12 @@ impl CallOptions {
         self.more.as_ref().and_then(|m| m.credentials.as_ref())
     }
 
+    /// The content-subtype to make the call in, e.g. `"json"` for
+    /// `application/grpc+json` (see [`Request::with_content_subtype`]).
+    pub fn content_subtype(&self) -> Option<&'static str> {
+        self.more.as_ref().and_then(|m| m.content_subtype)
+    }
+
     fn more_mut(&mut self) -> &mut MoreOptions {
         self.more.get_or_insert_with(Default::default)
     }
@@ -120,7 +123,6 @@ impl Default for CallOptions {
             compression: None,
             wait_for_ready: None,
             retry: true,
-            content_subtype: None,
         }
     }
 }
@@ -253,7 +255,7 @@ impl<T> Request<T> {
     /// instead, whose [`name`](crate::codec::Codec::name) is the subtype
     /// sent (gRPC-Go's `grpc.ForceCodec`). See [`codec`](crate::codec).
     pub fn with_content_subtype(mut self, subtype: &'static str) -> Request<T> {
-        self.options.content_subtype = Some(subtype);
+        self.options.more_mut().content_subtype = Some(subtype);
         self
     }
 
@@ -262,7 +264,7 @@ impl<T> Request<T> {
     /// On the server, see
     /// [`CallContext::content_subtype`](crate::server::CallContext::content_subtype).
     pub fn content_subtype(&self) -> Option<&'static str> {
-        self.options.content_subtype
+        self.options.content_subtype()
     }
 
     /// On the server: whether the request message arrived compressed (for a

@@ -3,7 +3,6 @@
 //! [`CallContext`](crate::call_context::CallContext).
 
 use std::{
-    borrow::Cow,
     sync::{Arc, Mutex, MutexGuard},
     time::Instant,
 };
@@ -16,7 +15,7 @@ use crate::{
     metadata::MetadataMap,
     observe::Observer,
     status::Status,
-    transport::{frame::SendCompression, ServerSend},
+    transport::{frame::SendCompression, http_util::ContentSubtype, ServerSend},
 };
 
 /// The per-call state a handler's [`CallContext`], its
@@ -144,7 +143,7 @@ impl CallShared {
         accept: Option<HeaderValue>,
         observer: Option<Arc<Observer>>,
         path: PathAndQuery,
-        content_subtype: Cow<'static, str>,
+        content_subtype: ContentSubtype,
         deadline: Option<Instant>,
     ) -> Arc<CallShared> {
         Arc::new(CallShared {
@@ -160,7 +159,7 @@ impl CallShared {
                 compression_decided: false,
                 observer,
             }),
-            core: ContextCore::new(path, content_subtype, deadline),
+            core: ContextCore::new(path, content_subtype.into_cow(), deadline),
         })
     }
 

@@ -152,7 +152,7 @@ impl ServerCall {
     /// [`CallCodec::server`](crate::codec::CallCodec::server)); the
     /// response's content type repeats it.
     pub fn content_subtype(&self) -> &str {
-        &self.stream.content_subtype
+        self.stream.content_subtype.as_str()
     }
 
     /// Answers the call with `UNIMPLEMENTED` (an unknown method).

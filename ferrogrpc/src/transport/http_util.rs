@@ -107,22 +107,73 @@ const GRPC_BASE: &[u8] = b"application/grpc";
 /// what follows `application/grpc` after a `+` or a `;`, lower-cased, so
 /// `proto` for `application/grpc+proto` and `json` for
 /// `application/grpc+JSON`; empty for plain `application/grpc` (and for a
-/// bare `+` or `;`). `None` when `value` is not a gRPC content type. The
-/// subtypes the library knows are borrowed: only an unusual one allocates.
-pub(crate) fn content_subtype(value: &[u8]) -> Option<Cow<'static, str>> {
-    if !is_grpc_content_type(value) {
-        return None;
+/// bare `+` or `;`). Every call carries one, so it is kept in 16 bytes and
+/// only an unusual subtype allocates.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum ContentSubtype {
+    /// Plain `application/grpc`.
+    None,
+    Proto,
+    Json,
+    Other(Box<OtherSubtype>),
+}
+
+/// A subtype the library has no name for, with the content type that
+/// names it in responses.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct OtherSubtype {
+    name: String,
+    content_type: HeaderValue,
+}
+
+impl ContentSubtype {
+    /// The subtype of a `content-type` value; `None` when it is not a gRPC
+    /// content type.
+    pub(crate) fn parse(value: &[u8]) -> Option<ContentSubtype> {
+        if !is_grpc_content_type(value) {
+            return None;
+        }
+        let rest = value.get(GRPC_BASE.len() + 1..).unwrap_or_default();
+        Some(if rest.is_empty() {
+            ContentSubtype::None
+        } else if rest.eq_ignore_ascii_case(b"proto") {
+            ContentSubtype::Proto
+        } else if rest.eq_ignore_ascii_case(b"json") {
+            ContentSubtype::Json
+        } else {
+            let name = String::from_utf8_lossy(rest).to_ascii_lowercase();
+            let content_type = content_type(&name);
+            ContentSubtype::Other(Box::new(OtherSubtype { name, content_type }))
+        })
     }
-    let rest = value.get(GRPC_BASE.len() + 1..).unwrap_or_default();
-    Some(if rest.is_empty() {
-        Cow::Borrowed("")
-    } else if rest.eq_ignore_ascii_case(b"proto") {
-        Cow::Borrowed("proto")
-    } else if rest.eq_ignore_ascii_case(b"json") {
-        Cow::Borrowed("json")
-    } else {
-        Cow::Owned(String::from_utf8_lossy(rest).to_ascii_lowercase())
-    })
+
+    /// The subtype, lower-cased; `""` for none.
+    pub(crate) fn as_str(&self) -> &str {
+        match self {
+            ContentSubtype::None => "",
+            ContentSubtype::Proto => "proto",
+            ContentSubtype::Json => "json",
+            ContentSubtype::Other(other) => &other.name,
+        }
+    }
+
+    /// The content type that names this subtype, for responses.
+    pub(crate) fn content_type(&self) -> HeaderValue {
+        match self {
+            ContentSubtype::Other(other) => other.content_type.clone(),
+            known => content_type(known.as_str()),
+        }
+    }
+
+    /// The subtype as a string, borrowed but for an unusual one.
+    pub(crate) fn into_cow(self) -> Cow<'static, str> {
+        match self {
+            ContentSubtype::None => Cow::Borrowed(""),
+            ContentSubtype::Proto => Cow::Borrowed("proto"),
+            ContentSubtype::Json => Cow::Borrowed("json"),
+            ContentSubtype::Other(other) => Cow::Owned(other.name),
+        }
+    }
 }
 
 /// The content type naming `subtype` (gRPC-Go's `grpcutil.ContentType`):
@@ -390,12 +441,14 @@ mod tests {
             (b"application/json", None),
             (b"", None),
         ] {
-            assert_eq!(content_subtype(value).as_deref(), subtype, "{value:?}");
+            let parsed = ContentSubtype::parse(value);
+            assert_eq!(parsed.as_ref().map(|s| s.as_str()), subtype, "{value:?}");
         }
-        assert!(matches!(
-            content_subtype(b"application/grpc+json"),
-            Some(Cow::Borrowed("json"))
-        ));
+        assert_eq!(
+            ContentSubtype::parse(b"application/grpc+json"),
+            Some(ContentSubtype::Json)
+        );
+        assert_eq!(std::mem::size_of::<ContentSubtype>(), 16);
     }
 
     #[test]
@@ -406,11 +459,10 @@ mod tests {
         assert_eq!(content_type("MsgPack"), "application/grpc+msgpack");
         for subtype in ["", "proto", "json", "msgpack", "charset=utf-8"] {
             let value = content_type(subtype);
-            assert_eq!(
-                content_subtype(value.as_bytes()).as_deref(),
-                Some(subtype),
-                "{subtype}"
-            );
+            let parsed = ContentSubtype::parse(value.as_bytes()).unwrap();
+            assert_eq!(parsed.as_str(), subtype);
+            assert_eq!(parsed.content_type(), value, "{subtype}");
+            assert_eq!(parsed.clone().into_cow(), subtype);
         }
     }
 

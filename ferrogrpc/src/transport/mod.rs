@@ -293,8 +293,9 @@ pub(crate) fn poll_send_capacity(
 /// status in trailers (or Trailers-Only when nothing was sent before).
 pub(crate) struct ServerSend {
     state: ServerSendState,
-    /// The response's content type: the request's, with its subtype.
-    content_type: HeaderValue,
+    /// The request's content-subtype, which the response's content type
+    /// repeats.
+    subtype: http_util::ContentSubtype,
 }
 
 enum ServerSendState {
@@ -306,9 +307,9 @@ enum ServerSendState {
 /// Response headers every gRPC response starts with: the content type
 /// (naming the request's content-subtype) and the encodings this side can
 /// decode.
-fn grpc_response_headers(capacity: usize, content_type: &HeaderValue) -> HeaderMap {
+fn grpc_response_headers(capacity: usize, subtype: &http_util::ContentSubtype) -> HeaderMap {
     let mut headers = HeaderMap::with_capacity(capacity.min(http_util::MAX_HEADER_HINT) + 3);
-    headers.insert(http::header::CONTENT_TYPE, content_type.clone());
+    headers.insert(http::header::CONTENT_TYPE, subtype.content_type());
     let registry = crate::encoding::registry();
     let accept = registry.accept_encoding();
     if !accept.is_empty() {
@@ -324,15 +325,14 @@ fn response(headers: HeaderMap) -> http::Response<()> {
 }
 
 impl ServerSend {
-    /// The response to a request; `content_type` is the response's (see
-    /// [`http_util::content_type`]).
+    /// The response to a request in the content-subtype `subtype`.
     pub(crate) fn new(
         respond: h2::server::SendResponse<Bytes>,
-        content_type: HeaderValue,
+        subtype: http_util::ContentSubtype,
     ) -> ServerSend {
         ServerSend {
             state: ServerSendState::Start(respond),
-            content_type,
+            subtype,
         }
     }
 
@@ -357,7 +357,7 @@ impl ServerSend {
             ServerSendState::Body(_) => return Ok(()),
             ServerSendState::Done => return Err(ServerSend::closed()),
         };
-        let mut headers = grpc_response_headers(metadata.len(), &self.content_type);
+        let mut headers = grpc_response_headers(metadata.len(), &self.subtype);
         if let Some(name) = encoding {
             headers.insert(http_util::GRPC_ENCODING, HeaderValue::from_static(name));
         }
@@ -415,7 +415,7 @@ impl ServerSend {
         match std::mem::replace(&mut self.state, ServerSendState::Done) {
             ServerSendState::Start(mut respond) => {
                 let capacity = status.metadata().len() + 2;
-                let mut base = grpc_response_headers(capacity, &self.content_type);
+                let mut base = grpc_response_headers(capacity, &self.subtype);
                 // Header metadata that does not fit is dropped; the status
                 // then says why instead.
                 let written = header_metadata.map_or(Ok(()), |md| md.write_to(&mut base));
@@ -423,7 +423,7 @@ impl ServerSend {
                     Ok(()) => status,
                     Err(err) => {
                         tracing::warn!("response headers not sent: {}", err.message());
-                        base = grpc_response_headers(0, &self.content_type);
+                        base = grpc_response_headers(0, &self.subtype);
                         Status::internal(format!(
                             "the call's response headers could not be sent: {}",
                             err.message()

@@ -87,7 +87,7 @@ pub(crate) struct IncomingStream {
     pub(crate) path: http::uri::PathAndQuery,
     /// The request's content-subtype, lower-cased (`""` for plain
     /// `application/grpc`); the response's content type repeats it.
-    pub(crate) content_subtype: std::borrow::Cow<'static, str>,
+    pub(crate) content_subtype: http_util::ContentSubtype,
     pub(crate) metadata: MetadataMap,
     pub(crate) timeout: Option<Duration>,
     pub(crate) body: h2::RecvStream,
@@ -573,7 +573,8 @@ fn check_request(
         return None;
     }
     let content_type = parts.headers.get(http::header::CONTENT_TYPE);
-    let Some(content_subtype) = content_type.and_then(|v| http_util::content_subtype(v.as_bytes()))
+    let Some(content_subtype) =
+        content_type.and_then(|v| http_util::ContentSubtype::parse(v.as_bytes()))
     else {
         let got = content_type.map_or_else(
             || "none".to_string(),
@@ -592,7 +593,7 @@ fn check_request(
     };
     // The answer is in the request's subtype, as gRPC-Go's: whether the
     // server speaks it is decided by the service that takes the call.
-    let mut send = ServerSend::new(respond, http_util::content_type(&content_subtype));
+    let mut send = ServerSend::new(respond, content_subtype.clone());
     let mut headers = parts.headers;
     let timeout = match headers.remove(http_util::GRPC_TIMEOUT) {
         Some(raw) => match http_util::parse_timeout(raw.as_bytes()) {
