@@ -53,6 +53,34 @@ impl Call {
     pub fn ok(&self) -> bool {
         self.code == "OK"
     }
+
+    /// One line for assertion messages, with times relative to `origin_ms`.
+    pub fn describe(&self, origin_ms: u64) -> String {
+        format!(
+            "seq {} (worker {}{}) {:+} ms .. {:+} ms ({} ms): {} {}",
+            self.seq,
+            self.worker,
+            if self.wfr { ", wait-for-ready" } else { "" },
+            self.start_ms as i64 - origin_ms as i64,
+            self.end_ms() as i64 - origin_ms as i64,
+            self.elapsed_ms,
+            self.code,
+            self.msg
+        )
+    }
+}
+
+/// The first ten of `calls` described, one per line, and how many more.
+pub fn describe_calls(calls: &[&Call], origin_ms: u64) -> String {
+    let mut lines: Vec<String> = calls
+        .iter()
+        .take(10)
+        .map(|c| c.describe(origin_ms))
+        .collect();
+    if calls.len() > 10 {
+        lines.push(format!("... and {} more", calls.len() - 10));
+    }
+    lines.join("\n")
 }
 
 /// A call that had not ended when the client stopped.

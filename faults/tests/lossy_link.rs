@@ -107,8 +107,12 @@ fn lossy_link_loses_no_call_with_a_retry_policy() {
     let retried = calls(&net, &server.addr, attempts);
     let retried_retransmits = retransmits(&net) - before;
     let report = &retried.report;
+    let policy = match attempts {
+        0 => "NO retry policy (sabotaged)".to_string(),
+        n => format!("WITH retry policy (maxAttempts {n})"),
+    };
     let account = format!(
-        "WITH retry policy (maxAttempts {attempts}): {} of {CALLS} calls failed ({retried_retransmits} TCP segments retransmitted)\n{}",
+        "{policy}: {} of {CALLS} calls failed ({retried_retransmits} TCP segments retransmitted)\n{}",
         report.calls.len() - report.ok_count() + report.pending.len(),
         report.summary_lines().join("\n")
     );

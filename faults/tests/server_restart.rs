@@ -20,7 +20,7 @@ use std::{
 use faults::{
     harness::{sabotaged, ClientProcess, ServerProcess},
     now_ms,
-    report::Call,
+    report::{describe_calls, Call},
 };
 
 const SERVER: &str = env!("CARGO_BIN_EXE_faults_server");
@@ -40,19 +40,6 @@ fn server(addr: &str) -> ServerProcess {
     let mut command = Command::new(SERVER);
     command.args(["--addr", addr]);
     ServerProcess::start(command)
-}
-
-/// A call's `(start, end)` relative to `origin`, for messages.
-fn when(call: &Call, origin: u64) -> String {
-    format!(
-        "seq {} (worker {}) {:+} ms .. {:+} ms: {} {}",
-        call.seq,
-        call.worker,
-        call.start_ms as i64 - origin as i64,
-        call.end_ms() as i64 - origin as i64,
-        call.code,
-        call.msg
-    )
 }
 
 #[test]
@@ -123,23 +110,20 @@ fn killed_server_restarted_on_the_same_port() {
         .iter()
         .filter(|c| !c.ok())
         .partition(|c| c.start_ms <= killed_ms + KILL_RACE_MS);
+    println!(
+        "wait-for-ready calls: {} ok, {} failed on the wire at the kill",
+        wfr_calls.iter().filter(|c| c.ok()).count(),
+        in_flight.len()
+    );
     assert!(
         later.is_empty(),
         "wait-for-ready calls made after the kill failed:\n{}\n{account}",
-        later
-            .iter()
-            .map(|c| when(c, killed_ms))
-            .collect::<Vec<_>>()
-            .join("\n")
+        describe_calls(&later, killed_ms)
     );
     assert!(
         in_flight.len() <= 2 && in_flight.iter().all(|c| c.code == "UNAVAILABLE"),
         "more than one call per wait-for-ready worker failed at the kill, or not with UNAVAILABLE:\n{}\n{account}",
-        in_flight
-            .iter()
-            .map(|c| when(c, killed_ms))
-            .collect::<Vec<_>>()
-            .join("\n")
+        describe_calls(&in_flight, killed_ms)
     );
     // ... and they did wait: each such worker had a call that started
     // during the outage and succeeded after the restart.
@@ -174,13 +158,13 @@ fn killed_server_restarted_on_the_same_port() {
             call.code,
             "UNAVAILABLE",
             "{}\n{account}",
-            when(call, killed_ms)
+            call.describe(killed_ms)
         );
         assert!(
             call.start_ms + KILL_RACE_MS >= killed_ms
                 && call.start_ms <= restarted_ms + RECONNECT_MS,
             "a call failed outside the outage: {}\n{account}",
-            when(call, killed_ms)
+            call.describe(killed_ms)
         );
         let names_cause = ["refused", "connection", "broken pipe", "reset", &addr]
             .iter()
@@ -188,7 +172,7 @@ fn killed_server_restarted_on_the_same_port() {
         assert!(
             names_cause,
             "the failure does not say what went wrong: {}\n{account}",
-            when(call, killed_ms)
+            call.describe(killed_ms)
         );
     }
     assert!(
@@ -213,7 +197,7 @@ fn killed_server_restarted_on_the_same_port() {
             call.ok() && call.server_pid == Some(second.pid),
             "a call after the restart did not succeed on the new server (pid {}): {}\n{account}",
             second.pid,
-            when(call, killed_ms)
+            call.describe(killed_ms)
         );
     }
 }

@@ -15,7 +15,7 @@ use std::{process::Command, thread, time::Duration};
 use faults::{
     harness::{sabotaged, signal, ClientProcess, ServerProcess},
     now_ms,
-    report::Call,
+    report::{describe_calls, Call},
 };
 
 const SERVER: &str = env!("CARGO_BIN_EXE_faults_server");
@@ -25,18 +25,6 @@ const DEADLINE_MS: u64 = 500;
 /// How late past its deadline a call may end (a loaded CI machine).
 const SLACK_MS: u64 = 1_500;
 const STALL_MS: u64 = 2_000;
-
-fn when(call: &Call, origin: u64) -> String {
-    format!(
-        "seq {} {:+} ms .. {:+} ms ({} ms): {} {}",
-        call.seq,
-        call.start_ms as i64 - origin as i64,
-        call.end_ms() as i64 - origin as i64,
-        call.elapsed_ms,
-        call.code,
-        call.msg
-    )
-}
 
 #[test]
 fn stalled_server_gives_deadline_exceeded_then_recovers() {
@@ -71,8 +59,9 @@ fn stalled_server_gives_deadline_exceeded_then_recovers() {
         .expect("the client's calls get through before the stall");
     thread::sleep(Duration::from_millis(1000));
 
-    let stopped_ms = now_ms();
     signal(server.pid, "STOP");
+    // After `kill` returned: every call from now on meets a stopped server.
+    let stopped_ms = now_ms();
     thread::sleep(Duration::from_millis(STALL_MS));
     let continued_ms = now_ms();
     signal(server.pid, "CONT");
@@ -85,19 +74,13 @@ fn stalled_server_gives_deadline_exceeded_then_recovers() {
         report.describe(stopped_ms)
     );
     println!("{account}");
-    let list = |calls: &[&Call]| {
-        calls
-            .iter()
-            .map(|c| when(c, stopped_ms))
-            .collect::<Vec<_>>()
-            .join("\n")
-    };
+    let list = |calls: &[&Call]| describe_calls(calls, stopped_ms);
 
     // Calls made and due while the server was stopped.
     let stalled: Vec<&Call> = report
         .calls
         .iter()
-        .filter(|c| c.start_ms >= stopped_ms + 50 && c.start_ms + DEADLINE_MS + 50 <= continued_ms)
+        .filter(|c| c.start_ms >= stopped_ms && c.start_ms + DEADLINE_MS + 50 <= continued_ms)
         .collect();
     assert!(
         stalled.len() >= 2,
