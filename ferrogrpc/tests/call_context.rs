@@ -407,23 +407,43 @@ async fn an_absolute_deadline_is_sent_and_the_earliest_wins() {
     assert_eq!(err.code(), Code::DeadlineExceeded);
 }
 
-/// Two hops: the client calls A with a deadline; A's handler calls B with
-/// `with_parent`; B sees (about) the client's deadline.
-#[tokio::test]
-async fn the_deadline_flows_across_two_hops() {
-    let (tx, mut seen_b) = mpsc::unbounded_channel();
-    let (b_addr, _b) = serve(Svc {
+/// A client, server A whose `Relay` calls server B, and what B's spawned
+/// work sees.
+struct TwoHops {
+    client: Channel,
+    seen_b: mpsc::UnboundedReceiver<String>,
+    _servers: [Server; 2],
+}
+
+async fn two_hops() -> TwoHops {
+    let (tx, seen_b) = mpsc::unbounded_channel();
+    let (b_addr, b) = serve(Svc {
         seen: tx,
         backend: None,
     })
     .await;
-    let (tx, _seen_a) = mpsc::unbounded_channel();
-    let (a_addr, _a) = serve(Svc {
+    let (tx, _) = mpsc::unbounded_channel();
+    let (a_addr, a) = serve(Svc {
         seen: tx,
         backend: Some(Channel::from_target(&b_addr.to_string()).unwrap()),
     })
     .await;
-    let client = Channel::from_target(&a_addr.to_string()).unwrap();
+    TwoHops {
+        client: Channel::from_target(&a_addr.to_string()).unwrap(),
+        seen_b,
+        _servers: [a, b],
+    }
+}
+
+/// Two hops: the client calls A with a deadline; A's handler calls B with
+/// `with_parent`; B sees (about) the client's deadline.
+#[tokio::test]
+async fn the_deadline_flows_across_two_hops() {
+    let TwoHops {
+        client,
+        mut seen_b,
+        _servers,
+    } = two_hops().await;
     let resp = client
         .unary(
             path("/ctx.Svc/Relay"),
@@ -462,19 +482,11 @@ async fn the_deadline_flows_across_two_hops() {
 /// handler's own future is cancelled anyway: the future is dropped).
 #[tokio::test]
 async fn a_child_call_is_cancelled_with_its_parent() {
-    let (tx, mut seen_b) = mpsc::unbounded_channel();
-    let (b_addr, _b) = serve(Svc {
-        seen: tx,
-        backend: None,
-    })
-    .await;
-    let (tx, _seen_a) = mpsc::unbounded_channel();
-    let (a_addr, _a) = serve(Svc {
-        seen: tx,
-        backend: Some(Channel::from_target(&b_addr.to_string()).unwrap()),
-    })
-    .await;
-    let client = Channel::from_target(&a_addr.to_string()).unwrap();
+    let TwoHops {
+        client,
+        mut seen_b,
+        _servers,
+    } = two_hops().await;
     let call = tokio::spawn(async move {
         client
             .unary(
