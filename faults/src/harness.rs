@@ -37,6 +37,16 @@ pub fn sabotaged(name: &str) -> bool {
     on
 }
 
+/// Holds the other scenarios off while one runs: they share two cores with
+/// timing bounds, and the test harness runs tests in parallel unless told
+/// `--test-threads=1`.
+pub fn serial() -> std::sync::MutexGuard<'static, ()> {
+    static ONE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    // A scenario that panicked poisons it; the next one still runs.
+    ONE.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 /// Whether this run is in CI (`CI` set and not empty, nor `false`/`0`).
 pub fn in_ci() -> bool {
     std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false" && v != "0")

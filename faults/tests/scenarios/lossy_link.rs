@@ -22,10 +22,11 @@
 
 use std::time::Duration;
 
-use faults::harness::{sabotaged, skip_or_fail, ClientProcess, ClientRun, NetPair, ServerProcess};
+use faults::harness::{
+    sabotaged, serial, skip_or_fail, ClientProcess, ClientRun, NetPair, ServerProcess,
+};
 
-const SERVER: &str = env!("CARGO_BIN_EXE_faults_server");
-const CLIENT: &str = env!("CARGO_BIN_EXE_faults_client");
+use crate::{CLIENT, SERVER};
 
 const CALLS: usize = 2000;
 const LOSS_PERCENT: u32 = 5;
@@ -69,6 +70,7 @@ fn retransmits(net: &NetPair) -> u64 {
 
 #[test]
 fn lossy_link_loses_no_call_with_a_retry_policy() {
+    let _one_at_a_time = serial();
     let Some(net) = NetPair::create_or_skip() else {
         return;
     };

@@ -18,13 +18,12 @@ use std::{
 };
 
 use faults::{
-    harness::{sabotaged, ClientProcess, ServerProcess},
+    harness::{sabotaged, serial, ClientProcess, ServerProcess},
     now_ms,
     report::{describe_calls, Call},
 };
 
-const SERVER: &str = env!("CARGO_BIN_EXE_faults_server");
-const CLIENT: &str = env!("CARGO_BIN_EXE_faults_client");
+use crate::{CLIENT, SERVER};
 
 /// Each call's deadline: far longer than the outage, so a wait-for-ready
 /// call can wait it out.
@@ -44,6 +43,7 @@ fn server(addr: &str) -> ServerProcess {
 
 #[test]
 fn killed_server_restarted_on_the_same_port() {
+    let _one_at_a_time = serial();
     let mut first = server("127.0.0.1:0");
     let addr = first.addr.clone();
     let wait_for_ready = if sabotaged("no_wait_for_ready") {

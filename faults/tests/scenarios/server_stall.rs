@@ -13,13 +13,12 @@
 use std::{process::Command, thread, time::Duration};
 
 use faults::{
-    harness::{sabotaged, signal, ClientProcess, ServerProcess},
+    harness::{sabotaged, serial, signal, ClientProcess, ServerProcess},
     now_ms,
     report::{describe_calls, Call},
 };
 
-const SERVER: &str = env!("CARGO_BIN_EXE_faults_server");
-const CLIENT: &str = env!("CARGO_BIN_EXE_faults_client");
+use crate::{CLIENT, SERVER};
 
 const DEADLINE_MS: u64 = 500;
 /// How late past its deadline a call may end (a loaded CI machine).
@@ -28,6 +27,7 @@ const STALL_MS: u64 = 2_000;
 
 #[test]
 fn stalled_server_gives_deadline_exceeded_then_recovers() {
+    let _one_at_a_time = serial();
     let mut command = Command::new(SERVER);
     command.args(["--addr", "127.0.0.1:0"]);
     let server = ServerProcess::start(command);

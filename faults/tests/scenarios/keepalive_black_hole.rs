@@ -18,12 +18,11 @@
 use std::{thread, time::Duration};
 
 use faults::{
-    harness::{have, sabotaged, skip_or_fail, ClientProcess, NetPair, ServerProcess},
+    harness::{have, sabotaged, serial, skip_or_fail, ClientProcess, NetPair, ServerProcess},
     now_ms,
 };
 
-const SERVER: &str = env!("CARGO_BIN_EXE_faults_server");
-const CLIENT: &str = env!("CARGO_BIN_EXE_faults_client");
+use crate::{CLIENT, SERVER};
 
 /// The keepalive time the client asks for; the library raises it to 10 s.
 const ASKED_TIME_MS: u64 = 1_000;
@@ -38,6 +37,7 @@ const FLOWING_MS: u64 = 2_000;
 
 #[test]
 fn keepalive_detects_a_black_holed_connection() {
+    let _one_at_a_time = serial();
     let Some(net) = NetPair::create_or_skip() else {
         return;
     };
