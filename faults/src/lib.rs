@@ -12,9 +12,14 @@
 //! - [`harness`]: what the tests share: starting the binaries, network
 //!   namespaces that clean up after themselves, the root check.
 //!
+//! The scenarios are modules of `tests/scenarios`: `server_restart` (kill
+//! -9 and restart), `server_stall` (SIGSTOP), `lossy_link` (5% loss, retry
+//! policy) and `keepalive_black_hole` (iptables DROP, client keepalive).
 //! Run them all with `faults/run.sh` (as root: it installs `iptables` and
 //! `iproute2` if missing, builds in release and runs the tests one at a
-//! time).
+//! time). Those that need root skip when not root, unless `CI` is set; see
+//! [`harness`]. `FAULTS_SABOTAGE=no_wait_for_ready,no_deadline,no_retry,no_keepalive`
+//! turns off what each scenario checks, to see it fail.
 
 pub mod flags;
 pub mod harness;

@@ -111,9 +111,10 @@ fn killed_server_restarted_on_the_same_port() {
         .filter(|c| !c.ok())
         .partition(|c| c.start_ms <= killed_ms + KILL_RACE_MS);
     println!(
-        "wait-for-ready calls: {} ok, {} failed on the wire at the kill",
+        "wait-for-ready calls: {} ok, {} failed on the wire at the kill\n{}",
         wfr_calls.iter().filter(|c| c.ok()).count(),
-        in_flight.len()
+        in_flight.len(),
+        describe_calls(&in_flight, killed_ms)
     );
     assert!(
         later.is_empty(),
