@@ -32,13 +32,15 @@ if ((${#need[@]})); then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
 fi
 
-# Namespaces left by a run that was killed before it could clean up: their
-# names carry the pid of the test process that made them.
+# Namespaces left by a run that was killed before it could clean up (their
+# names carry the pid of the test process that made them), with the server
+# or client that run left in them.
 for ns in $(ip netns list | awk '/^faults-[0-9]+x[0-9]+-(srv|cli)/ {print $1}'); do
   pid=${ns#faults-}
   pid=${pid%%x*}
   if ! kill -0 "$pid" 2>/dev/null; then
     echo "removing stale namespace $ns"
+    ip netns pids "$ns" | xargs -r kill -9 2>/dev/null || true
     ip netns del "$ns" || true
   fi
 done
