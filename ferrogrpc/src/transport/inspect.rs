@@ -172,6 +172,10 @@ struct ResetWindow {
 pub(crate) struct ConnSignals {
     /// Frames received; a change means the peer is alive.
     pub(crate) inbound_frames: AtomicU64,
+    /// When bytes last arrived, as nanos since `read_epoch`: keepalive
+    /// counts its quiet time from here (on tokio's clock, as its timers do).
+    last_read: AtomicU64,
+    read_epoch: tokio::time::Instant,
     /// Calls under way on this connection.
     pub(crate) active_streams: AtomicUsize,
     /// Whether any call was ever started on this connection.
@@ -246,6 +250,8 @@ impl ConnSignals {
         let now = Instant::now();
         ConnSignals {
             inbound_frames: AtomicU64::new(0),
+            last_read: AtomicU64::new(0),
+            read_epoch: tokio::time::Instant::now(),
             active_streams: AtomicUsize::new(0),
             used: AtomicBool::new(false),
             idle_since: AtomicU64::new(0),
@@ -303,6 +309,17 @@ impl ConnSignals {
         if self.violation.set(Violation { what }).is_ok() {
             self.notify.notify_one();
         }
+    }
+
+    /// Bytes arrived now.
+    fn note_read(&self) {
+        let nanos = self.read_epoch.elapsed().as_nanos() as u64;
+        self.last_read.store(nanos, Ordering::Relaxed);
+    }
+
+    /// When bytes last arrived (the connection's start before any did).
+    pub(crate) fn last_read(&self) -> tokio::time::Instant {
+        self.read_epoch + Duration::from_nanos(self.last_read.load(Ordering::Relaxed))
     }
 
     /// A call started.
@@ -630,6 +647,11 @@ impl<IO: AsyncRead + Unpin> AsyncRead for Inspect<IO> {
         let before = buf.filled().len();
         ready!(Pin::new(&mut this.io).poll_read(cx, buf))?;
         let signals = &this.signals;
+        // Once per read, not per frame: a busy connection reads many
+        // frames at a time.
+        if buf.filled().len() > before {
+            signals.note_read();
+        }
         this.inbound
             .feed(&buf.filled()[before..], |k, f, id, len, p| {
                 signals.on_inbound(k, f, id, len, p)

@@ -253,8 +253,17 @@ impl Pinger {
             }
             return PingEvent::Dead;
         }
-        if frames != self.seen_frames || !may_ping {
+        if frames != self.seen_frames {
+            // The peer spoke since the last check: the next one is `time`
+            // after it last did (as gRPC-Go), not after this check, so a
+            // peer that goes quiet is pinged after `time`, not up to twice
+            // that. (Should the timer have run late, this is in the past
+            // and the next check follows at once.)
             self.seen_frames = frames;
+            self.deadline = signals.last_read() + time;
+            return PingEvent::Wait;
+        }
+        if !may_ping {
             self.deadline = now + time;
             return PingEvent::Wait;
         }
