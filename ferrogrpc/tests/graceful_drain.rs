@@ -109,3 +109,29 @@ async fn max_connection_idle_leaves_a_ten_second_stream_alone() {
     .await;
     ten_second_stream_completes(addr, async {}).await;
 }
+
+/// A client that connected and said nothing has no call to finish: a
+/// graceful stop closes its connection, still in the HTTP/2 handshake, at
+/// once instead of waiting out the handshake timeout (an hour here).
+#[tokio::test]
+async fn graceful_stop_does_not_wait_for_a_connection_in_its_handshake() {
+    let (addr, server) =
+        serve(Server::builder().handshake_timeout(Duration::from_secs(3600))).await;
+    let silent = tokio::net::TcpStream::connect(addr).await.unwrap();
+    // Connections are accepted in order: once this channel is ready, the
+    // silent one was taken up before it.
+    let ch = Channel::from_target(&addr.to_string()).unwrap();
+    ch.connect().await.unwrap();
+    tokio::time::timeout(Duration::from_secs(60), server.graceful_stop())
+        .await
+        .expect("the stop waited for a connection that had no call");
+    assert_closed(silent).await;
+}
+
+/// Reads what the server wrote (its SETTINGS, at most) until it closes.
+async fn assert_closed(mut socket: tokio::net::TcpStream) {
+    use tokio::io::AsyncReadExt;
+    let mut seen = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(60), socket.read_to_end(&mut seen)).await;
+    assert!(read.is_ok(), "the connection was left open");
+}

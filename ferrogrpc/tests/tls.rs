@@ -716,3 +716,45 @@ async fn the_most_informative_failure_of_all_addresses_is_reported() {
     let err = call(&ch).await.unwrap_err();
     assert!(err.message().contains("UnknownIssuer"), "{err}");
 }
+
+/// A client that connected and never began TLS has no call to finish: a
+/// graceful stop closes its connection, still in the TLS handshake, at once
+/// instead of waiting out the handshake timeout (an hour here).
+#[tokio::test]
+async fn graceful_stop_does_not_wait_for_a_connection_in_its_tls_handshake() {
+    let ca = ca("root");
+    let server_cert = leaf(&ca, &["localhost"], |_| {});
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = Server::builder()
+        .add_service(Whoami)
+        .credentials(ServerCredentials::tls(ServerTlsConfig::from_pem(
+            &server_cert.cert_pem,
+            &server_cert.key_pem,
+        )))
+        .handshake_timeout(Duration::from_secs(3600))
+        .build();
+    let s = server.clone();
+    tokio::spawn(async move { s.serve_listener(listener).await });
+
+    let mut silent = tokio::net::TcpStream::connect(addr).await.unwrap();
+    // Connections are accepted in order: once this channel is ready, the
+    // silent one was taken up before it.
+    let ch = tls_channel(
+        addr,
+        ClientTlsConfig::new()
+            .ca_certificate_pem(ca.cert.pem())
+            .server_name("localhost"),
+    );
+    ch.connect().await.unwrap();
+    tokio::time::timeout(Duration::from_secs(60), server.graceful_stop())
+        .await
+        .expect("the stop waited for a connection that had no call");
+    let mut seen = Vec::new();
+    let read = tokio::time::timeout(
+        Duration::from_secs(60),
+        tokio::io::AsyncReadExt::read_to_end(&mut silent, &mut seen),
+    )
+    .await;
+    assert!(read.is_ok(), "the connection was left open");
+}

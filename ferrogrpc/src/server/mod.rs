@@ -661,6 +661,26 @@ impl std::fmt::Debug for Server {
     }
 }
 
+/// A served connection's end: reports it to the stats handlers and takes it
+/// off the count a stop waits on, when dropped.
+struct ConnectionEnd {
+    inner: Arc<Inner>,
+    remote: Addr,
+}
+
+impl Drop for ConnectionEnd {
+    fn drop(&mut self) {
+        stats::conn_event(
+            &self.inner.router.stats,
+            &stats::ConnEvent::End {
+                client: false,
+                remote_addr: &self.remote,
+            },
+        );
+        self.inner.connections.send_modify(|n| *n -= 1);
+    }
+}
+
 impl Server {
     /// A builder.
     pub fn builder() -> ServerBuilder {
@@ -777,14 +797,19 @@ impl Server {
         crate::logging::spawn(async move {
             let remote = peer.remote_addr.clone();
             tracing::debug!(peer = %remote, "accepted connection");
-            let stats = &inner.router.stats;
             stats::conn_event(
-                stats,
+                &inner.router.stats,
                 &stats::ConnEvent::Begin {
                     client: false,
                     remote_addr: &remote,
                 },
             );
+            // Ends the connection's accounting however the task ends, a
+            // panic included: a stop waits for the count to reach zero.
+            let _ended = ConnectionEnd {
+                inner: Arc::clone(&inner),
+                remote,
+            };
             // The TLS handshake runs here, in the connection's own task, so a
             // slow or silent client never holds up the accept loop.
             match &inner.security {
@@ -810,8 +835,15 @@ impl Server {
                     ),
                 },
                 Security::Tls(tls) => {
-                    let handshake = tls.acceptor().accept(io);
-                    match tokio::time::timeout(inner.config.handshake_timeout, handshake).await {
+                    let mut shutdown = shutdown;
+                    let handshake = tokio::time::timeout(
+                        inner.config.handshake_timeout,
+                        tls.acceptor().accept(io),
+                    );
+                    let handshake =
+                        crate::transport::server::unless_stopping(&mut shutdown, handshake).await;
+                    let stopping = || io::Error::other("the server is stopping");
+                    match handshake.unwrap_or_else(|| Ok(Err(stopping()))) {
                         Ok(Ok(stream)) => {
                             let conn = stream.get_ref().1;
                             if conn.alpn_protocol() != Some(credentials::tls::ALPN_H2) {
@@ -844,14 +876,6 @@ impl Server {
                 }
                 Security::Invalid(_) => {}
             }
-            stats::conn_event(
-                stats,
-                &stats::ConnEvent::End {
-                    client: false,
-                    remote_addr: &remote,
-                },
-            );
-            inner.connections.send_modify(|n| *n -= 1);
         });
     }
 

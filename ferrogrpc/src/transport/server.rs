@@ -325,6 +325,27 @@ pub(crate) fn grown_windows(window: u32, connection_window: u32) -> (u32, u32) {
     (window.max(connection_window), window)
 }
 
+/// Runs `fut` (a connection's handshake) unless the server stops first,
+/// gracefully or not: a connection with no call yet has nothing to finish,
+/// so a stop must not wait out its handshake timeout. `None` when stopped.
+pub(crate) async fn unless_stopping<T>(
+    shutdown: &mut watch::Receiver<Shutdown>,
+    fut: impl std::future::Future<Output = T>,
+) -> Option<T> {
+    fn stopping(state: &Shutdown) -> bool {
+        matches!(state, Shutdown::Graceful | Shutdown::Hard)
+    }
+    if stopping(&shutdown.borrow()) {
+        return None;
+    }
+    tokio::select! {
+        biased;
+        out = fut => Some(out),
+        // A dropped sender (the server is gone) stops it too.
+        _ = shutdown.wait_for(stopping) => None,
+    }
+}
+
 /// Serves one connection until the peer closes it, an error ends it, the
 /// server shuts down, or its keepalive and lifetime settings end it.
 pub(crate) async fn serve_connection<IO, H>(
@@ -354,15 +375,22 @@ pub(crate) async fn serve_connection<IO, H>(
     if let Some(n) = config.max_concurrent_streams {
         builder.max_concurrent_streams(n);
     }
-    let mut conn = match tokio::time::timeout(config.handshake_timeout, builder.handshake(io)).await
-    {
-        Ok(Ok(conn)) => conn,
-        Ok(Err(err)) => {
+    let handshake = tokio::time::timeout(config.handshake_timeout, builder.handshake(io));
+    let mut conn = match unless_stopping(&mut shutdown, handshake).await {
+        Some(Ok(Ok(conn))) => conn,
+        Some(Ok(Err(err))) => {
             tracing::debug!(peer = %peer.remote_addr, "HTTP/2 handshake failed: {err}");
             return;
         }
-        Err(_) => {
+        Some(Err(_)) => {
             tracing::debug!(peer = %peer.remote_addr, "HTTP/2 handshake timed out");
+            return;
+        }
+        None => {
+            tracing::debug!(
+                peer = %peer.remote_addr,
+                "the server is stopping: closed a connection still in its HTTP/2 handshake"
+            );
             return;
         }
     };
