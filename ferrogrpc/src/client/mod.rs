@@ -161,6 +161,7 @@ pub struct ChannelBuilder {
     retry: RetrySettings,
     proxy: proxy::Setting,
     local_dns_resolution: bool,
+    user_agent: Option<String>,
 }
 
 /// A channel's limits on retries (gRFC A6), fixed when it is built.
@@ -486,18 +487,47 @@ impl ChannelBuilder {
         self
     }
 
+    /// Puts `prefix` before ferrogrpc's own name in the `user-agent` header
+    /// of every call (gRPC-Go's `WithUserAgent`): calls send
+    /// `"<prefix> ferrogrpc/<version>"` instead of `"ferrogrpc/<version>"`.
+    /// Setting it again replaces the prefix; an empty prefix means none.
+    ///
+    /// A call whose own metadata has a `user-agent` sends that value first,
+    /// then this one (`"<call's> <prefix> ferrogrpc/<version>"`). The prefix
+    /// is not sent to an HTTP CONNECT proxy, which sees ferrogrpc's name
+    /// only, as with gRPC-Go.
+    ///
+    /// # Errors
+    /// [`build`](Self::build) fails when the prefix is not a valid header
+    /// value (control characters such as a line break).
+    pub fn user_agent(mut self, prefix: impl Into<String>) -> ChannelBuilder {
+        self.user_agent = Some(prefix.into()).filter(|p| !p.is_empty());
+        self
+    }
+
     /// Builds the channel. It does not connect until the first call (or
     /// [`Channel::connect`]).
     ///
     /// # Errors
-    /// When the target cannot be parsed, TLS settings cannot be loaded, or
+    /// When the target cannot be parsed, TLS settings cannot be loaded,
     /// per-RPC credentials that require security are set on an insecure
-    /// channel without [`allow_insecure_per_rpc_credentials`](Self::allow_insecure_per_rpc_credentials).
+    /// channel without [`allow_insecure_per_rpc_credentials`](Self::allow_insecure_per_rpc_credentials),
+    /// or the [`user_agent`](Self::user_agent) prefix is not a valid header value.
     pub fn build(mut self) -> Result<Channel, BuildError> {
         let invalid = |reason: &str| BuildError {
             target: self.target.clone(),
             reason: reason.to_string(),
         };
+        if let Some(prefix) = &self.user_agent {
+            // Composed once here, so calls only clone it (gRPC-Go puts
+            // the prefix first, then a space, then its own name).
+            let text = format!("{prefix} {}", crate::transport::client::USER_AGENT);
+            self.config.user_agent = http::HeaderValue::try_from(text).map_err(|_| {
+                invalid(&format!(
+                    "user agent prefix {prefix:?} is not a valid header value"
+                ))
+            })?;
+        }
         let (target, mut resolver, https, default_authority) =
             parse_target(&self.target, &self.resolvers).map_err(|r| invalid(&r))?;
         // Connections only: nothing of this is looked at per call.
@@ -714,6 +744,7 @@ impl Channel {
             },
             proxy: proxy::Setting::default(),
             local_dns_resolution: false,
+            user_agent: None,
         }
     }
 

@@ -113,6 +113,9 @@ pub(crate) struct ClientConfig {
     pub(crate) dialer: Option<DialerHandle>,
     /// The HTTP CONNECT proxy TCP addresses are reached through, if any.
     pub(crate) proxy: Option<Arc<ProxyDial>>,
+    /// The `user-agent` of every request: [`USER_AGENT`], after the
+    /// channel's prefix if it has one (`ChannelBuilder::user_agent`).
+    pub(crate) user_agent: HeaderValue,
 }
 
 impl Default for ClientConfig {
@@ -128,6 +131,7 @@ impl Default for ClientConfig {
             bdp: true,
             dialer: None,
             proxy: None,
+            user_agent: HeaderValue::from_static(USER_AGENT),
         }
     }
 }
@@ -376,6 +380,8 @@ pub(crate) struct Http2Client {
     security_level: SecurityLevel,
     peer: Arc<Peer>,
     signals: Arc<ConnSignals>,
+    /// The `user-agent` header of every call (`ClientConfig::user_agent`).
+    user_agent: HeaderValue,
 }
 
 impl Http2Client {
@@ -525,6 +531,7 @@ impl Http2Client {
             security_level,
             peer: Arc::new(peer),
             signals,
+            user_agent: config.user_agent.clone(),
         })
     }
 
@@ -568,7 +575,7 @@ impl Http2Client {
         head: CallHead<'_>,
         max_recv: usize,
     ) -> Result<(ClientRecv, ClientSend), Status> {
-        let request = request_headers(head)?;
+        let request = request_headers(head, &self.user_agent)?;
         // Nothing has reached the server if opening fails: safe to retry.
         let refused = |e: h2::Error| {
             self.signals
@@ -600,9 +607,13 @@ pub(crate) struct CallHead<'a> {
     pub(crate) previous_attempts: u32,
 }
 
-/// Builds the request headers of a call (PROTOCOL-HTTP2.md "Requests").
-/// Fails when the call's metadata does not fit in one header block.
-pub(crate) fn request_headers(head: CallHead<'_>) -> Result<http::Request<()>, Status> {
+/// Builds the request headers of a call (PROTOCOL-HTTP2.md "Requests"),
+/// with `user_agent` as the connection's `user-agent`. Fails when the
+/// call's metadata does not fit in one header block.
+pub(crate) fn request_headers(
+    head: CallHead<'_>,
+    user_agent: &HeaderValue,
+) -> Result<http::Request<()>, Status> {
     let mut uri = http::uri::Parts::default();
     uri.scheme = Some(head.scheme.clone());
     uri.authority = Some(head.authority.clone());
@@ -634,10 +645,16 @@ pub(crate) fn request_headers(head: CallHead<'_>) -> Result<http::Request<()>, S
     if !accept.is_empty() {
         headers.insert(http_util::GRPC_ACCEPT_ENCODING, accept.clone());
     }
+    // A call's own user-agent goes first; only such calls allocate.
     let user_agent = match head.metadata.get("user-agent") {
-        Some(ua) => HeaderValue::from_str(&format!("{ua} {USER_AGENT}"))
-            .unwrap_or_else(|_| HeaderValue::from_static(USER_AGENT)),
-        None => HeaderValue::from_static(USER_AGENT),
+        Some(ua) => {
+            let mut joined = Vec::with_capacity(ua.len() + 1 + user_agent.len());
+            joined.extend_from_slice(ua.as_bytes());
+            joined.push(b' ');
+            joined.extend_from_slice(user_agent.as_bytes());
+            HeaderValue::from_bytes(&joined).unwrap_or_else(|_| user_agent.clone())
+        }
+        None => user_agent.clone(),
     };
     head.metadata.write_to(&mut headers)?;
     // Replaces the application's user-agent, which is in ours.
