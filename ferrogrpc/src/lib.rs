@@ -32,6 +32,8 @@ extern crate self as ferrogrpc;
 
 pub mod backoff;
 pub mod balancer;
+#[cfg(feature = "binarylog")]
+pub mod binarylog;
 pub mod bufconn;
 mod call_context;
 pub mod client;

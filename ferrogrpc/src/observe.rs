@@ -1,6 +1,7 @@
-//! The per-call observer: feeds stats handlers and interceptors' stream hooks
-//! from one place. A call has one only when a stats handler or a stream
-//! interceptor is registered; otherwise none of this code runs.
+//! The per-call observer: feeds stats handlers, interceptors' stream hooks
+//! and the binary log from one place. A call has one only when a stats
+//! handler or a stream interceptor is registered, or the binary log's
+//! filter chose the call; otherwise none of this code runs.
 
 use std::{
     any::Any,
@@ -11,11 +12,14 @@ use std::{
     time::Instant,
 };
 
+use bytes::Bytes;
 use http::uri::PathAndQuery;
 
 use crate::{
+    encoding::Compressor,
     interceptor::StreamHook,
     metadata::MetadataMap,
+    peer::Addr,
     stats::{Attempt, Handlers, Payload, RpcEvent, RpcEventKind},
     status::Status,
 };
@@ -30,6 +34,47 @@ pub(crate) struct Observer {
     ended: AtomicBool,
     /// (client stream, server stream), for the `Begin` of later attempts.
     kind: OnceLock<(bool, bool)>,
+    log: Option<CallLog>,
+}
+
+/// The binary log of a call (`binarylog` feature); without the feature, a
+/// type with no values, so `Option<CallLog>` is always `None` and the
+/// logging calls below compile to nothing.
+#[cfg(feature = "binarylog")]
+pub(crate) use crate::binarylog::CallLog;
+
+/// Stands for the binary log of a call when the feature is off.
+#[cfg(not(feature = "binarylog"))]
+pub(crate) enum CallLog {}
+
+#[cfg(not(feature = "binarylog"))]
+#[allow(clippy::unused_self)]
+impl CallLog {
+    fn client_header(
+        &self,
+        _: &MetadataMap,
+        _: &str,
+        _: Option<&str>,
+        _: Option<std::time::Duration>,
+        _: Option<&Addr>,
+    ) {
+        match *self {}
+    }
+    fn server_header(&self, _: &MetadataMap, _: Option<&Addr>) {
+        match *self {}
+    }
+    fn message(&self, _: bool, _: &[u8]) {
+        match *self {}
+    }
+    fn half_close(&self) {
+        match *self {}
+    }
+    fn trailer(&self, _: &Status, _: Option<&Addr>) {
+        match *self {}
+    }
+    fn cancel(&self) {
+        match *self {}
+    }
 }
 
 /// Lets typed code hand its messages to the observer as `&dyn Any`.
@@ -47,8 +92,9 @@ impl Observer {
         method: &PathAndQuery,
         stats: Option<&Handlers>,
         hooks_possible: bool,
+        log: Option<CallLog>,
     ) -> Option<Arc<Observer>> {
-        if stats.is_none() && !hooks_possible {
+        if stats.is_none() && !hooks_possible && log.is_none() {
             return None;
         }
         Some(Arc::new(Observer {
@@ -60,7 +106,89 @@ impl Observer {
             hooks: OnceLock::new(),
             ended: AtomicBool::new(false),
             kind: OnceLock::new(),
+            log,
         }))
+    }
+
+    /// Binary log: the request headers (sent by a client, received by a
+    /// server from `peer`).
+    pub(crate) fn log_client_header(
+        &self,
+        metadata: &MetadataMap,
+        authority: Option<&str>,
+        timeout: Option<std::time::Duration>,
+        peer: Option<&Addr>,
+    ) {
+        if let Some(log) = &self.log {
+            log.client_header(metadata, self.method.path(), authority, timeout, peer);
+        }
+    }
+
+    /// Binary log: the response headers (`peer`: the server, on a client).
+    pub(crate) fn log_server_header(&self, metadata: &MetadataMap, peer: Option<&Addr>) {
+        if let Some(log) = &self.log {
+            log.server_header(metadata, peer);
+        }
+    }
+
+    /// Binary log: a message received, serialized and uncompressed.
+    pub(crate) fn log_in_message(&self, data: &[u8]) {
+        if let Some(log) = &self.log {
+            log.message(!self.client, data);
+        }
+    }
+
+    /// Binary log: a message sent, as its frame; a compressed frame is
+    /// decompressed with `compressor` to log the message itself.
+    pub(crate) fn log_out_message(&self, frame: &Bytes, compressor: Option<&dyn Compressor>) {
+        let Some(log) = &self.log else { return };
+        if frame.len() < crate::transport::frame::HEADER_LEN {
+            return;
+        }
+        let body = &frame[crate::transport::frame::HEADER_LEN..];
+        match (frame[0], compressor) {
+            (1, Some(c)) => match crate::transport::frame::decompress(c, body, usize::MAX) {
+                Ok(plain) => log.message(self.client, &plain),
+                Err(_) => log.message(self.client, body),
+            },
+            _ => log.message(self.client, body),
+        }
+    }
+
+    /// Binary log: the client will send no more.
+    pub(crate) fn log_half_close(&self) {
+        if let Some(log) = &self.log {
+            log.half_close();
+        }
+    }
+
+    /// Binary log: the call's status (`peer`: the server, on a client).
+    pub(crate) fn log_trailer(&self, status: &Status, peer: Option<&Addr>) {
+        if let Some(log) = &self.log {
+            log.trailer(status, peer);
+        }
+    }
+
+    /// Binary log: a call ended with OK and these trailers (client).
+    pub(crate) fn log_ok_trailer(&self, trailers: &MetadataMap, peer: Option<&Addr>) {
+        if let Some(log) = &self.log {
+            let status = Status::new(crate::Code::Ok, "").with_metadata(trailers.clone());
+            log.trailer(&status, peer);
+        }
+    }
+
+    /// Binary log: the client cancelled the call.
+    pub(crate) fn log_cancel(&self) {
+        if let Some(log) = &self.log {
+            log.cancel();
+        }
+    }
+
+    /// Binary log: the client gave up a call that had not ended.
+    pub(crate) fn log_cancel_unless_ended(&self) {
+        if !self.ended.load(Ordering::Acquire) {
+            self.log_cancel();
+        }
     }
 
     fn emit(&self, kind: RpcEventKind<'_>) {

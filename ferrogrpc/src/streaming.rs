@@ -127,6 +127,7 @@ impl<T> Streaming<T> {
         if !self.headers_reported && recv.headers_received() {
             self.headers_reported = true;
             obs.in_header(recv.headers());
+            obs.log_server_header(recv.headers(), Some(&recv.peer().remote_addr));
         }
     }
 
@@ -140,11 +141,13 @@ impl<T> Streaming<T> {
             Ok(None) => {
                 if let Some(trailers) = recv.trailers() {
                     obs.in_trailer(trailers);
+                    obs.log_ok_trailer(trailers, Some(&recv.peer().remote_addr));
                 }
                 obs.end(Ok(()));
             }
             Err(status) => {
                 obs.in_trailer(status.metadata());
+                obs.log_trailer(status, Some(&recv.peer().remote_addr));
                 obs.end(Err(status));
             }
         }
@@ -194,7 +197,12 @@ impl<T> Streaming<T> {
         }
         let result = match raw {
             Ok(Some(bytes)) => self.decode_observed(bytes),
-            Ok(None) => Ok(None),
+            Ok(None) => {
+                if let (Some((obs, _)), Source::Server(_)) = (&self.observed, &self.source) {
+                    obs.log_half_close();
+                }
+                Ok(None)
+            }
             Err(status) => Err(status),
         };
         if client_observed {
@@ -205,6 +213,9 @@ impl<T> Streaming<T> {
 
     fn decode_observed(&mut self, bytes: Bytes) -> Result<Option<T>, Status> {
         let length = bytes.len();
+        if let Some((obs, _)) = &self.observed {
+            obs.log_in_message(&bytes);
+        }
         let message = self.decoder.decode(bytes)?;
         if let Some((obs, as_any)) = &self.observed {
             let (wire_length, compressed) = match &self.source {
@@ -291,6 +302,7 @@ impl<T> Drop for Streaming<T> {
     fn drop(&mut self) {
         // A client stream dropped before its end cancels the call.
         if let (Some((obs, _)), Source::Client(_)) = (&self.observed, &self.source) {
+            obs.log_cancel_unless_ended();
             obs.end(Err(&Status::cancelled(
                 "the response stream was dropped before its end",
             )));

@@ -201,6 +201,7 @@ async fn read_unary_message<T: 'static>(
     if let Some(obs) = observer {
         if recv.headers_received() {
             obs.in_header(recv.headers());
+            obs.log_server_header(recv.headers(), Some(&recv.peer().remote_addr));
         }
     }
     let first = first?.ok_or_else(|| {
@@ -208,6 +209,9 @@ async fn read_unary_message<T: 'static>(
     })?;
     let compressed = recv.last_compressed();
     let length = first.len();
+    if let Some(obs) = observer {
+        obs.log_in_message(&first);
+    }
     let reply = decode(first)?;
     if let Some(obs) = observer {
         let payload = Payload {
@@ -220,6 +224,7 @@ async fn read_unary_message<T: 'static>(
     let next = recv.message().await;
     if let (Some(obs), Err(status)) = (observer, &next) {
         obs.in_trailer(status.metadata());
+        obs.log_trailer(status, Some(&recv.peer().remote_addr));
     }
     if next?.is_some() {
         return Err(Status::internal(
@@ -228,6 +233,7 @@ async fn read_unary_message<T: 'static>(
     }
     if let (Some(obs), Some(trailers)) = (observer, recv.trailers()) {
         obs.in_trailer(trailers);
+        obs.log_ok_trailer(trailers, Some(&recv.peer().remote_addr));
     }
     let mut response = Response::from_parts(recv.take_headers(), reply, recv.take_trailers());
     response.set_compressed(compressed);
@@ -406,6 +412,15 @@ impl Channel {
     > {
         if let Some(obs) = observer {
             obs.out_header(&setup.metadata);
+            let timeout = setup
+                .deadline
+                .map(|d| d.saturating_duration_since(Instant::now()));
+            obs.log_client_header(
+                &setup.metadata,
+                Some(self.inner.authority.as_str()),
+                timeout,
+                None,
+            );
         }
         let head = CallHead {
             scheme: &self.inner.scheme,
@@ -514,7 +529,17 @@ impl Channel {
         cs: bool,
         ss: bool,
     ) -> Option<Arc<Observer>> {
-        let observer = Observer::new(true, path, self.inner.stats.as_ref(), !hooks.is_empty())?;
+        #[cfg(feature = "binarylog")]
+        let log = (self.inner.binlog.as_ref()).and_then(|b| b.start(path.path(), true));
+        #[cfg(not(feature = "binarylog"))]
+        let log = None;
+        let observer = Observer::new(
+            true,
+            path,
+            self.inner.stats.as_ref(),
+            !hooks.is_empty(),
+            log,
+        )?;
         observer.set_hooks(hooks);
         observer.begin(cs, ss);
         Some(observer)
@@ -729,6 +754,11 @@ impl Channel {
     > {
         let len = encoded.frame.len();
         let payload = payload_of(&encoded.frame, encoded.plain_len);
+        // Only a logged call looks at the compressor again.
+        let compressor = obs
+            .and(setup.compression.as_ref())
+            .map(|c| Arc::clone(&c.compressor));
+        let compressor = compressor.as_deref();
         let attempt = |opened: Result<
             (
                 crate::transport::client::ClientRecv,
@@ -741,6 +771,7 @@ impl Channel {
                 .map_err(|status| status.with_peer(recv.peer()))?;
             if let Some(o) = obs {
                 o.out_payload(payload);
+                o.log_out_message(&encoded.frame, compressor);
             }
             poll_fn(|cx| recv.poll_headers(cx))
                 .await
@@ -820,6 +851,7 @@ impl Channel {
                 .await?;
             if let Some(o) = obs {
                 o.in_header(recv.headers());
+                o.log_server_header(recv.headers(), Some(&recv.peer().remote_addr));
             }
             let headers = recv.take_headers();
             Ok((recv, send, headers))
@@ -1014,6 +1046,9 @@ impl<T: 'static> RequestSink<T> {
         }
         let compression = self.compression.as_ref().filter(|_| self.compress_messages);
         let encoded = (self.encode)(&message, compression)?;
+        if let Some((obs, _)) = &self.observed {
+            obs.log_out_message(&encoded.frame, compression.map(|c| &*c.compressor));
+        }
         let payload = payload_of(&encoded.frame, encoded.plain_len);
         let Bounds {
             deadline,
@@ -1036,12 +1071,19 @@ impl<T: 'static> RequestSink<T> {
     /// # Errors
     /// When the call has already ended.
     pub fn close(&mut self) -> Result<(), Status> {
-        self.send.close()
+        self.send.close()?;
+        if let Some((obs, _)) = &self.observed {
+            obs.log_half_close();
+        }
+        Ok(())
     }
 
     /// Cancels the call (RST_STREAM CANCEL); the server sees `CANCELLED`.
     pub fn cancel(&mut self) {
         self.send.cancel();
+        if let Some((obs, _)) = &self.observed {
+            obs.log_cancel_unless_ended();
+        }
     }
 }
 

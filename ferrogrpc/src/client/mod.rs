@@ -121,6 +121,8 @@ struct Inner {
     allow_insecure_per_rpc: bool,
     chain: Option<Arc<ClientChain>>,
     stats: Option<stats::Handlers>,
+    #[cfg(feature = "binarylog")]
+    binlog: Option<crate::binarylog::BinaryLog>,
     retry: RetrySettings,
     /// Request bytes kept for retries by all calls.
     retry_buffer: Arc<attempts::RetryBuffer>,
@@ -150,6 +152,8 @@ pub struct ChannelBuilder {
     allow_insecure_per_rpc: bool,
     chain: ClientChain,
     stats: Vec<Arc<dyn stats::Handler>>,
+    #[cfg(feature = "binarylog")]
+    binlog: Option<crate::binarylog::BinaryLog>,
     dynamic_window: Option<bool>,
     windows_set: bool,
     config: ClientConfig,
@@ -235,6 +239,16 @@ impl ChannelBuilder {
         interceptor: impl StreamClientInterceptor,
     ) -> ChannelBuilder {
         self.chain.stream.push(Arc::new(interceptor));
+        self
+    }
+
+    /// Logs the calls `log`'s filter chooses (gRFC A16; see
+    /// [`binarylog`](crate::binarylog)). Without it, the channel uses the
+    /// log `GRPC_BINARY_LOG_FILTER` asks for, if any
+    /// ([`binarylog::from_env`](crate::binarylog::from_env)).
+    #[cfg(feature = "binarylog")]
+    pub fn binary_log(mut self, log: crate::binarylog::BinaryLog) -> ChannelBuilder {
+        self.binlog = Some(log);
         self
     }
 
@@ -617,6 +631,8 @@ impl ChannelBuilder {
                 chain: (!self.chain.unary.is_empty() || !self.chain.stream.is_empty())
                     .then(|| Arc::new(self.chain)),
                 stats: (!self.stats.is_empty()).then(|| self.stats.into()),
+                #[cfg(feature = "binarylog")]
+                binlog: self.binlog.or_else(crate::binarylog::from_env),
                 retry: self.retry,
                 retry_buffer: attempts::RetryBuffer::new(self.retry.channel_buffer),
             }),
@@ -728,6 +744,8 @@ impl Channel {
             allow_insecure_per_rpc: false,
             chain: ClientChain::default(),
             stats: Vec::new(),
+            #[cfg(feature = "binarylog")]
+            binlog: None,
             dynamic_window: None,
             windows_set: false,
             config: ClientConfig::default(),

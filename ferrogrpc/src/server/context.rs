@@ -66,6 +66,7 @@ impl SinkState {
         let encoding = self.compression.as_ref().map(|c| c.compressor.name());
         if let Some(obs) = &self.observer {
             obs.out_header(&all);
+            obs.log_server_header(&all, None);
         }
         self.send.send_headers(all, encoding)
     }

@@ -140,15 +140,30 @@ fn prepare(call: &mut ServerCall, client_stream: bool, server_stream: bool) -> P
         stream_chain.extend(chain.stream.iter().cloned());
     }
     let streaming = client_stream || server_stream;
+    #[cfg(feature = "binarylog")]
+    let log = call
+        .binlog
+        .as_ref()
+        .and_then(|b| b.start(call.stream.path.path(), false));
+    #[cfg(not(feature = "binarylog"))]
+    let log = None;
     let observer = Observer::new(
         false,
         &call.stream.path,
         call.stats.as_ref(),
         streaming && !stream_chain.is_empty(),
+        log,
     );
     if let Some(obs) = &observer {
         obs.begin(client_stream, server_stream);
         obs.in_header(&call.stream.metadata);
+        let stream = &call.stream;
+        obs.log_client_header(
+            &stream.metadata,
+            stream.authority.as_ref().map(|a| a.as_str()),
+            stream.timeout,
+            Some(&stream.peer.remote_addr),
+        );
     }
     Prepared {
         deadline,
@@ -180,6 +195,9 @@ where
         Status::internal("cardinality violation: the client sent no request message")
     })?;
     let len = msg.len();
+    if let Some(obs) = observer {
+        obs.log_in_message(&msg);
+    }
     let message = codec.decode(msg)?;
     if let Some(obs) = observer {
         let payload = crate::stats::Payload {
@@ -214,6 +232,7 @@ pub(super) fn response_compression(
 fn send_status(send: &mut ServerSend, status: Status, observer: Option<&Observer>) {
     if let Some(obs) = observer {
         obs.out_trailer(status.metadata());
+        obs.log_trailer(&status, None);
         if status.code() == crate::Code::Ok {
             obs.end(Ok(()));
         } else {
@@ -294,6 +313,7 @@ fn send_unary_result<C, Resp: 'static, Req>(
         }
     };
     let payload = payload_of(&encoded.frame, encoded.plain_len);
+    let logged = observer.map(|_| encoded.frame.clone());
     if let Err(status) = state.send_headers(metadata) {
         // Headers that could not be built leave room for the status; a
         // client that went away gets nothing (`send_status` sends nothing).
@@ -305,8 +325,10 @@ fn send_unary_result<C, Resp: 'static, Req>(
         }
         return;
     }
-    if let Some(obs) = observer {
+    if let (Some(obs), Some(frame)) = (observer, logged) {
         obs.out_payload(payload);
+        let compressor = state.compression.as_ref().map(|c| &*c.compressor);
+        obs.log_out_message(&frame, compressor);
     }
     let all = if state.has_trailers() {
         super::context::merged(state.take_trailers(), trailers)
@@ -788,7 +810,11 @@ impl<T: 'static> ResponseSink<T> {
                 .compression
                 .as_ref()
                 .filter(|_| state.compress_messages);
-            ((self.encode)(message, compression)?, state.observer.clone())
+            let encoded = (self.encode)(message, compression)?;
+            if let Some(obs) = &state.observer {
+                obs.log_out_message(&encoded.frame, compression.map(|c| &*c.compressor));
+            }
+            (encoded, state.observer.clone())
         };
         let len = encoded.frame.len();
         let payload = payload_of(&encoded.frame, encoded.plain_len);

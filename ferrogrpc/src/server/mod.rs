@@ -129,6 +129,8 @@ pub struct ServerCall {
     pub(crate) server_chain: Option<Arc<ServerChain>>,
     pub(crate) service_chain: Option<Arc<ServerChain>>,
     pub(crate) stats: Option<stats::Handlers>,
+    #[cfg(feature = "binarylog")]
+    pub(crate) binlog: Option<crate::binarylog::BinaryLog>,
 }
 
 impl std::fmt::Debug for ServerCall {
@@ -178,6 +180,9 @@ pub struct ServerBuilder {
     credentials: ServerCredentials,
     chain: ServerChain,
     stats: Vec<Arc<dyn stats::Handler>>,
+    /// `None`: the environment's (`binarylog::from_env`).
+    #[cfg(feature = "binarylog")]
+    binlog: Option<crate::binarylog::BinaryLog>,
     tap: Option<Arc<dyn ServerInHandle>>,
     /// Dynamic windows: explicitly on/off, or decided by whether window
     /// sizes were set.
@@ -320,6 +325,16 @@ impl ServerBuilder {
     /// Adds a stats handler; each sees every call and connection event.
     pub fn stats_handler(mut self, handler: impl stats::Handler) -> ServerBuilder {
         self.stats.push(Arc::new(handler));
+        self
+    }
+
+    /// Logs the calls `log`'s filter chooses (gRFC A16; see
+    /// [`binarylog`](crate::binarylog)). Without it, the server uses the
+    /// log `GRPC_BINARY_LOG_FILTER` asks for, if any
+    /// ([`binarylog::from_env`](crate::binarylog::from_env)).
+    #[cfg(feature = "binarylog")]
+    pub fn binary_log(mut self, log: crate::binarylog::BinaryLog) -> ServerBuilder {
+        self.binlog = Some(log);
         self
     }
 
@@ -475,6 +490,8 @@ impl ServerBuilder {
                 router: Router {
                     chain: (!self.chain.is_empty()).then(|| Arc::new(self.chain)),
                     stats: (!self.stats.is_empty()).then(|| self.stats.into()),
+                    #[cfg(feature = "binarylog")]
+                    binlog: self.binlog.or_else(crate::binarylog::from_env),
                     tap: self.tap,
                     unknown: self.unknown,
                     services: self.services,
@@ -527,6 +544,8 @@ struct Router {
     settings: CallSettings,
     chain: Option<Arc<ServerChain>>,
     stats: Option<stats::Handlers>,
+    #[cfg(feature = "binarylog")]
+    binlog: Option<crate::binarylog::BinaryLog>,
     tap: Option<Arc<dyn ServerInHandle>>,
     unknown: Option<UnknownHandler>,
 }
@@ -557,6 +576,8 @@ impl StreamHandler for Router {
             server_chain: self.chain.clone(),
             service_chain: None,
             stats: self.stats.clone(),
+            #[cfg(feature = "binarylog")]
+            binlog: self.binlog.clone(),
         };
         let Some((service, method)) = parsed else {
             call.fail(Status::unimplemented(format!(

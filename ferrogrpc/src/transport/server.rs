@@ -85,6 +85,8 @@ pub(crate) struct IncomingStream {
     pub(crate) accept_encoding: Option<HeaderValue>,
     /// The `:path`, e.g. `/pkg.Service/Method`.
     pub(crate) path: http::uri::PathAndQuery,
+    /// The `:authority`, if the client sent one.
+    pub(crate) authority: Option<http::uri::Authority>,
     /// The request's content-subtype, lower-cased (`""` for plain
     /// `application/grpc`); the response's content type repeats it.
     pub(crate) content_subtype: http_util::ContentSubtype,
@@ -624,7 +626,10 @@ fn check_request(
         );
         return None;
     };
-    let Some(path) = parts.uri.path_and_query().cloned() else {
+    // Moved out of the URI, not copied.
+    let uri = parts.uri.into_parts();
+    let authority = uri.authority;
+    let Some(path) = uri.path_and_query else {
         reject(&mut respond, StatusCode::NOT_FOUND, "request has no :path");
         return None;
     };
@@ -668,6 +673,7 @@ fn check_request(
         decompressor,
         accept_encoding,
         path,
+        authority,
         content_subtype,
         metadata,
         timeout,
