@@ -30,6 +30,7 @@
 // compile inside this crate.
 extern crate self as ferrogrpc;
 
+pub mod attributes;
 pub mod backoff;
 pub mod balancer;
 #[cfg(feature = "binarylog")]

@@ -686,7 +686,8 @@ impl Control {
         }
     }
 
-    fn on_resolver_state(&mut self, state: resolver::State) {
+    fn on_resolver_state(&mut self, mut state: resolver::State) {
+        state.normalize();
         let config = self.choose_service_config(&state.service_config);
         self.shared
             .service_config

@@ -51,7 +51,7 @@ use std::{
     sync::{Arc, OnceLock, RwLock},
 };
 
-use crate::serviceconfig::ServiceConfig;
+use crate::{attributes::Attributes, serviceconfig::ServiceConfig};
 pub use target::Target;
 
 /// An address a subchannel connects to.
@@ -88,13 +88,70 @@ impl From<SocketAddr> for Address {
     }
 }
 
-/// What a resolver knows about its target: the addresses to balance over
+/// A backend: one server reachable at one or more addresses (for example
+/// an IPv4 and an IPv6 address of the same host), with attributes for the
+/// balancer (gRPC-Go's `resolver.Endpoint`, gRFC A61).
+///
+/// Balancers treat an endpoint as one unit: `round_robin` gives each
+/// endpoint one turn whatever its number of addresses and uses the first of
+/// its addresses that connects; `pick_first` tries every endpoint's
+/// addresses in turn.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub struct Endpoint {
+    /// The addresses, in the resolver's order of preference.
+    pub addresses: Vec<Address>,
+    /// What the resolver says about this backend, for the balancer: a
+    /// weight, a locality… Attributes never change which subchannel an
+    /// address gets (that is the address alone, unlike gRPC-Go's
+    /// `Address.Attributes`), so they play the part of gRPC-Go's
+    /// `BalancerAttributes`.
+    pub attributes: Attributes,
+}
+
+impl Endpoint {
+    /// An endpoint at these addresses, without attributes.
+    pub fn new(addresses: impl IntoIterator<Item = impl Into<Address>>) -> Endpoint {
+        Endpoint {
+            addresses: addresses.into_iter().map(Into::into).collect(),
+            attributes: Attributes::new(),
+        }
+    }
+
+    /// The same endpoint with these attributes.
+    #[must_use]
+    pub fn with_attributes(mut self, attributes: Attributes) -> Endpoint {
+        self.attributes = attributes;
+        self
+    }
+}
+
+impl From<Address> for Endpoint {
+    fn from(address: Address) -> Endpoint {
+        Endpoint::new([address])
+    }
+}
+
+/// What a resolver knows about its target: the backends to balance over
 /// and, optionally, a service config.
+///
+/// A resolver sets [`endpoints`](Self::endpoints) (each with its addresses
+/// and attributes) or, if it knows only a flat list, [`addresses`](Self::addresses).
+/// The channel fills in the other before a balancer sees the state, as
+/// gRPC-Go does: endpoints without addresses become one endpoint per
+/// address, and addresses without endpoints become all the endpoints'
+/// addresses in order. When a resolver sets both, both are passed as they
+/// are.
 #[derive(Clone, Debug, Default)]
 #[non_exhaustive]
 pub struct State {
     /// The addresses, in the resolver's order of preference.
     pub addresses: Vec<Address>,
+    /// The backends, in the resolver's order of preference (gRFC A61).
+    pub endpoints: Vec<Endpoint>,
+    /// Attributes of the whole state, for the balancer (gRPC-Go's
+    /// `State.Attributes`).
+    pub attributes: Attributes,
     /// The service config the resolver found: `None` when it has none (the
     /// channel then uses its default config), `Some(Err(reason))` when it
     /// found one that is invalid (the channel keeps the config it had, or
@@ -107,7 +164,15 @@ impl State {
     pub fn new(addresses: impl IntoIterator<Item = impl Into<Address>>) -> State {
         State {
             addresses: addresses.into_iter().map(Into::into).collect(),
-            service_config: None,
+            ..State::default()
+        }
+    }
+
+    /// A state with these endpoints and no service config.
+    pub fn from_endpoints(endpoints: impl IntoIterator<Item = Endpoint>) -> State {
+        State {
+            endpoints: endpoints.into_iter().collect(),
+            ..State::default()
         }
     }
 
@@ -116,6 +181,27 @@ impl State {
     pub fn with_service_config(mut self, config: Result<ServiceConfig, String>) -> State {
         self.service_config = Some(config);
         self
+    }
+
+    /// The same state with these attributes.
+    #[must_use]
+    pub fn with_attributes(mut self, attributes: Attributes) -> State {
+        self.attributes = attributes;
+        self
+    }
+
+    /// Fills in whichever of `addresses` and `endpoints` the resolver left
+    /// empty from the other (see the type's docs).
+    pub(crate) fn normalize(&mut self) {
+        if self.endpoints.is_empty() {
+            self.endpoints = self.addresses.iter().cloned().map(Endpoint::from).collect();
+        } else if self.addresses.is_empty() {
+            self.addresses = self
+                .endpoints
+                .iter()
+                .flat_map(|e| e.addresses.iter().cloned())
+                .collect();
+        }
     }
 }
 
