@@ -75,6 +75,9 @@ impl CallLog {
     fn cancel(&self) {
         match *self {}
     }
+    fn cancelled_unless_trailer(&self) {
+        match *self {}
+    }
 }
 
 /// Lets typed code hand its messages to the observer as `&dyn Any`.
@@ -295,6 +298,13 @@ impl Observer {
         }
         for hook in self.hooks() {
             hook.on_finish(result);
+        }
+        // A server call that ends cancelled without sending its status was
+        // cancelled by the client (A16's CANCEL, "detected" on the server).
+        if let (Some(log), false, Err(status)) = (&self.log, self.client, result) {
+            if status.code() == crate::Code::Cancelled {
+                log.cancelled_unless_trailer();
+            }
         }
         self.emit(RpcEventKind::End {
             result,

@@ -1,5 +1,6 @@
 //! Binary logging (gRFC A16) over loopback: the entries both sides write
-//! for a unary, a server-streaming and a bidi call, and a cancelled call.
+//! for a unary, a server-streaming and a bidi call, and a cancelled call;
+//! and what the filter leaves out.
 
 #![cfg(feature = "binarylog")]
 
@@ -350,9 +351,19 @@ async fn a_dropped_bidi_call_is_logged_as_cancelled_by_the_client() {
     assert!(stream.message().await.unwrap().is_some());
     drop(stream);
     drop(sink);
-    let (client, _) = f.entries(4).await;
+    let (client, server) = f.entries(5).await;
     assert_eq!(kinds(&client), [CH, CM, SH, SM, Cancel]);
     check_call(&client, Logger::Client);
+    // The server sees the reset either in the driver (CANCEL) or first
+    // through the handler's receive, whose CANCELLED status it then tries
+    // to send (a trailer; A16 allows both).
+    assert_eq!(kinds(&server)[..4], [CH, CM, SH, SM]);
+    check_call(&server, Logger::Server);
+    match (&server[4].payload, server[4].r#type()) {
+        (None, Cancel) => {}
+        (Some(Payload::Trailer(t)), ST) => assert_eq!(t.status_code, 1, "{t:?}"),
+        other => panic!("{other:?}"),
+    }
 }
 
 #[tokio::test]

