@@ -23,6 +23,10 @@
 //!
 //! It listens on `[::]` and `0.0.0.0` (whichever the system allows, both if
 //! the IPv6 socket is IPv6-only) and stops on SIGINT / SIGTERM.
+//!
+//! `GRPC_BINARY_LOG_FILTER` turns on binary logging (gRFC A16; the file is
+//! `FERROGRPC_BINARY_LOG_FILE` or a new one in the temporary directory,
+//! printed on stderr); the log is flushed when the server stops.
 
 use std::{
     io,
@@ -473,6 +477,8 @@ async fn serve(port: u16, security: Security) -> io::Result<()> {
             // Calls under way get a moment to finish, then everything closes.
             let _ = tokio::time::timeout(Duration::from_secs(2), server.graceful_stop()).await;
             server.stop();
+            // The binary log (GRPC_BINARY_LOG_FILTER) keeps nothing back.
+            let _ = tokio::task::spawn_blocking(ferrogrpc::binarylog::flush).await;
             Ok(())
         }
         Some(result) = tasks.join_next() => match result {
