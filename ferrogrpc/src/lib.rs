@@ -62,12 +62,14 @@ pub mod status;
 pub mod tap;
 
 mod observe;
+mod prepared;
 mod request;
 mod response;
 mod streaming;
 mod transport;
 
 pub use codes::Code;
+pub use prepared::PreparedMsg;
 pub use request::{CallOptions, IntoRequest, Request};
 pub use response::Response;
 pub use status::{RetryPushback, Status};

@@ -22,6 +22,7 @@ use crate::{
     interceptor::{downcast, AnyMessage, CallInfo, ClientStreamCall, UnaryClientNext},
     metadata::MetadataMap,
     observe::{as_any, payload_of, Observed, Observer},
+    prepared::PreparedMsg,
     request::Request,
     response::Response,
     serviceconfig::ServiceConfig,
@@ -985,6 +986,9 @@ impl StreamStart {
 pub struct RequestSink<T> {
     send: CallSend,
     encode: crate::codec::EncodeFn<T>,
+    /// The codec's content-subtype, which prepared messages must match.
+    codec: &'static str,
+    max_send: usize,
     compression: Option<SendCompression>,
     compress_messages: bool,
     bounds: Bounds,
@@ -1012,6 +1016,8 @@ impl<T: 'static> RequestSink<T> {
         let mut scratch = bytes::BytesMut::new();
         RequestSink {
             send,
+            codec: codec.name(),
+            max_send,
             encode: Box::new(move |item, compression| {
                 frame::encode_into(&mut codec, item, max_send, compression, &mut scratch)
             }),
@@ -1049,13 +1055,18 @@ impl<T: 'static> RequestSink<T> {
         if let Some((obs, _)) = &self.observed {
             obs.log_out_message(&encoded.frame, compression.map(|c| &*c.compressor));
         }
-        let payload = payload_of(&encoded.frame, encoded.plain_len);
+        self.send_frame(encoded.frame, encoded.plain_len).await
+    }
+
+    /// Sends one framed message of `plain_len` bytes before compression.
+    async fn send_frame(&mut self, frame: Bytes, plain_len: usize) -> Result<(), Status> {
+        let payload = payload_of(&frame, plain_len);
         let Bounds {
             deadline,
             timeout,
             parent,
         } = &self.bounds;
-        let sent = until(*deadline, *timeout, self.send.send(encoded.frame));
+        let sent = until(*deadline, *timeout, self.send.send(frame));
         unless_parent_over(parent.as_ref(), sent).await?;
         if let Some((obs, _)) = &self.observed {
             obs.out_payload(payload);
@@ -1064,6 +1075,52 @@ impl<T: 'static> RequestSink<T> {
         // the task (and the runtime) a turn now and then.
         tokio::task::consume_budget().await;
         Ok(())
+    }
+
+    /// Encodes and compresses `message` as [`send`](Self::send) would send it
+    /// now (this call's codec, compression and per-message compression
+    /// switch), without sending it: the result can be sent with
+    /// [`send_prepared`](Self::send_prepared) on this call and on every other
+    /// call with the same codec and compression (gRPC-Go's
+    /// `PreparedMsg.Encode`).
+    ///
+    /// # Errors
+    /// When the message cannot be encoded or is over this call's max send
+    /// size (`RESOURCE_EXHAUSTED`).
+    pub fn prepare(&mut self, message: &T) -> Result<PreparedMsg<T>, Status> {
+        let compression = self.compression.as_ref().filter(|_| self.compress_messages);
+        let name = compression.map(|c| c.compressor.name());
+        let encoded = (self.encode)(message, compression)?;
+        Ok(PreparedMsg::from_encoded(encoded, self.codec, name))
+    }
+
+    /// Sends a message prepared earlier, without encoding it again (gRPC-Go's
+    /// `SendMsg` of a `PreparedMsg`). Interceptor hooks and stats handlers
+    /// see the [`PreparedMsg`] rather than a `T`.
+    ///
+    /// # Errors
+    /// `INTERNAL` when the message was prepared with another codec or
+    /// compression than this call sends the message with (see
+    /// [`PreparedMsg`]); `RESOURCE_EXHAUSTED` when it is over this call's max
+    /// send size; otherwise as for [`send`](Self::send). Nothing is sent
+    /// when it fails for a mismatch or its size.
+    ///
+    /// # Cancel safety
+    /// As for [`send`](Self::send).
+    pub async fn send_prepared(&mut self, message: &PreparedMsg<T>) -> Result<(), Status> {
+        if let Some((obs, _)) = &self.observed {
+            obs.before_send(message)?;
+        }
+        let compression = self.compression.as_ref().filter(|_| self.compress_messages);
+        let frame = message.frame_for(
+            self.codec,
+            compression.map(|c| c.compressor.name()),
+            self.max_send,
+        )?;
+        if let Some((obs, _)) = &self.observed {
+            obs.log_out_message(&frame, compression.map(|c| &*c.compressor));
+        }
+        self.send_frame(frame, message.parts().0).await
     }
 
     /// Half-closes the request stream: the server sees the end of requests.
@@ -1117,6 +1174,23 @@ impl<Req: 'static, Resp: 'static> ClientStreamingCall<Req, Resp> {
     /// As for [`RequestSink::send`].
     pub async fn send(&mut self, message: Req) -> Result<(), Status> {
         self.sink.send(message).await
+    }
+
+    /// Prepares a message for this call and others like it; see
+    /// [`RequestSink::prepare`].
+    ///
+    /// # Errors
+    /// As for [`RequestSink::prepare`].
+    pub fn prepare(&mut self, message: &Req) -> Result<PreparedMsg<Req>, Status> {
+        self.sink.prepare(message)
+    }
+
+    /// Sends a prepared request message; see [`RequestSink::send_prepared`].
+    ///
+    /// # Errors
+    /// As for [`RequestSink::send_prepared`].
+    pub async fn send_prepared(&mut self, message: &PreparedMsg<Req>) -> Result<(), Status> {
+        self.sink.send_prepared(message).await
     }
 
     /// Half-closes the requests and waits for the response and status.

@@ -32,6 +32,7 @@ use crate::{
     },
     metadata::MetadataMap,
     observe::{as_any, payload_of, Observed, Observer},
+    prepared::PreparedMsg,
     request::Request,
     response::Response,
     status::Status,
@@ -714,6 +715,9 @@ fn finish_stream(shared: &CallShared, result: Result<Result<(), Status>, Option<
 pub struct ResponseSink<T> {
     shared: Arc<CallShared>,
     encode: crate::codec::EncodeFn<T>,
+    /// The codec's content-subtype, which prepared messages must match.
+    codec: &'static str,
+    max_send: usize,
     as_any: fn(&T) -> &dyn Any,
 }
 
@@ -731,6 +735,8 @@ impl<T: 'static> ResponseSink<T> {
         let mut scratch = bytes::BytesMut::new();
         ResponseSink {
             shared,
+            codec: codec.name(),
+            max_send,
             encode: Box::new(move |item, compression| {
                 frame::encode_into(&mut codec, item, max_send, compression, &mut scratch)
             }),
@@ -775,6 +781,8 @@ impl<T: 'static> ResponseSink<T> {
             ));
         }
         state.requested = Some(name);
+        // A `prepare` may have decided with the earlier choice.
+        state.compression_decided = false;
         Ok(())
     }
 
@@ -816,11 +824,23 @@ impl<T: 'static> ResponseSink<T> {
             }
             (encoded, state.observer.clone())
         };
-        let len = encoded.frame.len();
-        let payload = payload_of(&encoded.frame, encoded.plain_len);
+        self.send_frame(encoded.frame, encoded.plain_len, observer)
+            .await
+    }
+
+    /// Sends one framed message of `plain_len` bytes before compression,
+    /// once the headers are out.
+    async fn send_frame(
+        &mut self,
+        frame: bytes::Bytes,
+        plain_len: usize,
+        observer: Option<Arc<Observer>>,
+    ) -> Result<(), Status> {
+        let len = frame.len();
+        let payload = payload_of(&frame, plain_len);
         // The lock is taken per poll, never held across an await.
         poll_fn(|cx| self.shared.lock().send.poll_capacity(cx, len)).await?;
-        self.shared.lock().send.send_message_now(encoded.frame)?;
+        self.shared.lock().send.send_message_now(frame)?;
         if let Some(obs) = observer {
             obs.out_payload(payload);
         }
@@ -828,6 +848,77 @@ impl<T: 'static> ResponseSink<T> {
         // the task (and the runtime) a turn now and then.
         tokio::task::consume_budget().await;
         Ok(())
+    }
+
+    /// Encodes and compresses `message` as [`send`](Self::send) would send it
+    /// now, without sending it: the result can be sent with
+    /// [`send_prepared`](Self::send_prepared) on this call and on every other
+    /// call with the same codec and compression, e.g. to every subscriber of
+    /// a feed (gRPC-Go's `PreparedMsg.Encode`).
+    ///
+    /// The compression is this call's (see [`PreparedMsg`]); if the headers
+    /// are not sent yet, it is decided now, from
+    /// [`set_compression`](Self::set_compression) or the server's default
+    /// and what the client accepts, as the headers would decide it. Nothing
+    /// is sent.
+    ///
+    /// # Errors
+    /// When the message cannot be encoded or is over the max send size
+    /// (`RESOURCE_EXHAUSTED`).
+    pub fn prepare(&mut self, message: &T) -> Result<PreparedMsg<T>, Status> {
+        let mut state = self.shared.lock();
+        if !state.compression_decided {
+            state.decide_compression();
+        }
+        let compression = state
+            .compression
+            .as_ref()
+            .filter(|_| state.compress_messages);
+        let name = compression.map(|c| c.compressor.name());
+        let encoded = (self.encode)(message, compression)?;
+        Ok(PreparedMsg::from_encoded(encoded, self.codec, name))
+    }
+
+    /// Sends a message prepared earlier, without encoding it again (gRPC-Go's
+    /// `SendMsg` of a `PreparedMsg`), waiting while the client's
+    /// flow-control window is full. Sends the headers first if they were
+    /// not sent. Interceptor hooks and stats handlers see the
+    /// [`PreparedMsg`] rather than a `T`.
+    ///
+    /// # Errors
+    /// `INTERNAL` when the message was prepared with another codec or
+    /// compression than this call sends the message with (see
+    /// [`PreparedMsg`]: a call's compression depends on what its client
+    /// accepts); `RESOURCE_EXHAUSTED` when it is over the max send size;
+    /// otherwise as for [`send`](Self::send). Nothing is sent (headers
+    /// included) when it fails for a mismatch or its size.
+    pub async fn send_prepared(&mut self, message: &PreparedMsg<T>) -> Result<(), Status> {
+        let (frame, observer) = {
+            let mut state = self.shared.lock();
+            if let Some(obs) = &state.observer {
+                obs.before_send(message)?;
+            }
+            if !state.compression_decided {
+                state.decide_compression();
+            }
+            let name = state
+                .compression
+                .as_ref()
+                .filter(|_| state.compress_messages)
+                .map(|c| c.compressor.name());
+            let frame = message.frame_for(self.codec, name, self.max_send)?;
+            state.send_headers(MetadataMap::new())?;
+            if let Some(obs) = &state.observer {
+                let compressor = state
+                    .compression
+                    .as_ref()
+                    .filter(|_| state.compress_messages)
+                    .map(|c| &*c.compressor);
+                obs.log_out_message(&frame, compressor);
+            }
+            (frame, state.observer.clone())
+        };
+        self.send_frame(frame, message.parts().0, observer).await
     }
 }
 
