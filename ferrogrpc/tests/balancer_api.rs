@@ -8,19 +8,27 @@
 
 use std::{
     net::SocketAddr,
-    sync::{Arc, Mutex},
+    sync::{
+        atomic::{AtomicUsize, Ordering},
+        Arc, Mutex,
+    },
     time::Duration,
 };
 
 use bytes::Bytes;
 use ferrogrpc::{
     attributes::Attributes,
-    balancer::{self, Balancer, ClientConnState, Helper, SubConn, SubConnState},
+    balancer::{
+        self, Balancer, ClientConnState, DoneInfo, Helper, Pick, PickInfo, PickResult, Picker,
+        SubConn, SubConnState,
+    },
     client::Channel,
     codec::BytesCodec,
+    connectivity::State as Conn,
+    metadata::MetadataMap,
     resolver::{manual::ManualResolver, Endpoint, State as Resolved},
     server::{self, BoxFuture, Server, ServerCall, Service},
-    Request, Response, Status,
+    Code, Request, Response, Status,
 };
 use http::uri::PathAndQuery;
 
@@ -29,10 +37,12 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(5);
 // ---------------------------------------------------------------------------
 // The service and its servers.
 
-/// `Who` answers with the server's id.
+/// `Who` answers with the server's id; `Fail` fails with trailers; `Slow`
+/// answers after 30 s; `Flaky` fails twice with UNAVAILABLE, then answers.
 #[derive(Clone)]
 struct IdService {
     id: Arc<str>,
+    flaky: Arc<AtomicUsize>,
 }
 
 impl Service for IdService {
@@ -48,6 +58,40 @@ impl Service for IdService {
                 BytesCodec,
                 move |_req: Request<Bytes>| async move { Ok(Response::new(id)) },
             )),
+            "Fail" => Box::pin(server::unary(
+                call,
+                BytesCodec,
+                |_req: Request<Bytes>| async move {
+                    let mut trailers = MetadataMap::new();
+                    trailers.insert("x-load", "42").unwrap();
+                    Err::<Response<Bytes>, _>(
+                        Status::resource_exhausted("full").with_metadata(trailers),
+                    )
+                },
+            )),
+            "Slow" => Box::pin(server::unary(
+                call,
+                BytesCodec,
+                |_req: Request<Bytes>| async move {
+                    tokio::time::sleep(Duration::from_secs(30)).await;
+                    Ok(Response::new(Bytes::new()))
+                },
+            )),
+            "Flaky" => {
+                let failures = Arc::clone(&self.flaky);
+                Box::pin(server::unary(
+                    call,
+                    BytesCodec,
+                    move |_req: Request<Bytes>| async move {
+                        if failures.fetch_add(1, Ordering::Relaxed) < 2 {
+                            return Err(Status::unavailable("not yet"));
+                        }
+                        let mut response = Response::new(Bytes::new());
+                        response.trailers_mut().insert("x-load", "7").unwrap();
+                        Ok(response)
+                    },
+                ))
+            }
             _ => Box::pin(call.unimplemented()),
         }
     }
@@ -64,7 +108,10 @@ impl Backend {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let server = Server::builder()
-            .add_service(IdService { id: id.into() })
+            .add_service(IdService {
+                id: id.into(),
+                flaky: Arc::new(AtomicUsize::new(0)),
+            })
             .build();
         let s = server.clone();
         tokio::spawn(async move { s.serve_listener(listener).await });
@@ -84,14 +131,26 @@ fn closed_port() -> SocketAddr {
     probe.local_addr().unwrap()
 }
 
-fn who_path() -> PathAndQuery {
-    PathAndQuery::from_static("/test.Ids/Who")
+async fn who(ch: &Channel, request: Request<Bytes>) -> Result<String, Status> {
+    call(ch, "Who", request.with_timeout(CALL_TIMEOUT)).await
 }
 
-async fn who(ch: &Channel, request: Request<Bytes>) -> Result<String, Status> {
-    let call = ch.unary(who_path(), request.with_timeout(CALL_TIMEOUT), BytesCodec);
-    let resp: Response<Bytes> = call.await?;
+/// Calls `/test.Ids/<method>`; the answer is the server's id for `Who`.
+async fn call(ch: &Channel, method: &str, request: Request<Bytes>) -> Result<String, Status> {
+    let path = PathAndQuery::try_from(format!("/test.Ids/{method}")).unwrap();
+    let resp: Response<Bytes> = ch.unary(path, request, BytesCodec).await?;
     Ok(String::from_utf8(resp.into_inner().to_vec()).unwrap())
+}
+
+async fn eventually(what: &str, mut condition: impl FnMut() -> bool) {
+    let wait = async {
+        while !condition() {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    };
+    tokio::time::timeout(CALL_TIMEOUT, wait)
+        .await
+        .unwrap_or_else(|_| panic!("timed out waiting for {what}"));
 }
 
 fn channel_with(resolver: &ManualResolver, policy: &str) -> Channel {
@@ -263,4 +322,210 @@ async fn addresses_alone_become_one_endpoint_each() {
     .await
     .unwrap();
     assert_eq!(*seen.lock().unwrap(), vec![(2, 2), (2, 1)]);
+}
+
+// ---------------------------------------------------------------------------
+// Pick info and done callbacks.
+
+/// What the `test_observer` picker saw and heard: per pick, the method and
+/// the `x-tag` header; per done, the code, the `x-load` trailer and the
+/// bytes flags.
+#[derive(Default)]
+struct Log {
+    picks: Vec<(String, Option<String>)>,
+    dones: Vec<(String, Code, Option<String>, bool, bool)>,
+}
+
+type SharedLog = Arc<Mutex<Log>>;
+
+/// One subchannel per address, all connected; the picker uses the first
+/// READY one, records what each call tells it and attaches a done
+/// callback that records the outcome.
+struct Observing {
+    name: &'static str,
+    log: SharedLog,
+}
+
+impl balancer::Builder for Observing {
+    fn name(&self) -> &str {
+        self.name
+    }
+    fn build(&self, helper: Helper) -> Box<dyn Balancer> {
+        Box::new(ObservingBalancer {
+            helper,
+            log: Arc::clone(&self.log),
+            subconns: Vec::new(),
+        })
+    }
+}
+
+struct ObservingBalancer {
+    helper: Helper,
+    log: SharedLog,
+    subconns: Vec<SubConn>,
+}
+
+struct ObservingPicker {
+    subconn: SubConn,
+    log: SharedLog,
+}
+
+impl Picker for ObservingPicker {
+    fn pick(&self, info: &PickInfo<'_>) -> PickResult {
+        let tag = info.metadata.get("x-tag").map(str::to_string);
+        let method = info.method.to_string();
+        self.log.lock().unwrap().picks.push((method.clone(), tag));
+        let log = Arc::clone(&self.log);
+        let pick = Pick::new(self.subconn.clone()).with_done(move |done: &DoneInfo<'_>| {
+            let load = done.trailers.get("x-load").map(str::to_string);
+            let entry = (
+                method,
+                done.code(),
+                load,
+                done.bytes_sent,
+                done.bytes_received,
+            );
+            log.lock().unwrap().dones.push(entry);
+        });
+        PickResult::Complete(pick)
+    }
+}
+
+impl Balancer for ObservingBalancer {
+    fn update_client_conn_state(&mut self, state: ClientConnState) -> Result<(), String> {
+        if self.subconns.is_empty() {
+            for address in state.resolver_state.addresses {
+                let subconn = self.helper.new_subconn(address);
+                subconn.connect();
+                self.subconns.push(subconn);
+            }
+        }
+        Ok(())
+    }
+    fn resolver_error(&mut self, _error: Status) {}
+    fn subchannel_state(&mut self, subconn: &SubConn, state: SubConnState) {
+        if state.state == Conn::Ready {
+            let picker = ObservingPicker {
+                subconn: subconn.clone(),
+                log: Arc::clone(&self.log),
+            };
+            self.helper.update_state(Conn::Ready, Arc::new(picker));
+        }
+    }
+    fn exit_idle(&mut self) {}
+}
+
+async fn observed_channel(name: &'static str, extra_config: &str) -> (Channel, SharedLog, Backend) {
+    let log = SharedLog::default();
+    balancer::register(Observing {
+        name,
+        log: Arc::clone(&log),
+    });
+    let backend = Backend::start("a").await;
+    let resolver = ManualResolver::new(name.replace('_', "-"));
+    resolver.update_state(Resolved::new([backend.addr]));
+    let config = format!(r#"{{"loadBalancingConfig": [{{"{name}": {{}}}}]{extra_config}}}"#);
+    let channel = Channel::builder(format!("{}:///backends", resolver_scheme(&resolver)))
+        .resolver(resolver)
+        .default_service_config(&config)
+        .build()
+        .unwrap();
+    (channel, log, backend)
+}
+
+#[tokio::test]
+async fn a_picker_reads_the_calls_metadata() {
+    let (channel, log, _backend) = observed_channel("test_metadata_reader", "").await;
+    let mut request = Request::new(Bytes::new());
+    request.metadata_mut().insert("x-tag", "blue").unwrap();
+    assert_eq!(who(&channel, request).await.unwrap(), "a");
+    who(&channel, Request::new(Bytes::new())).await.unwrap();
+    let log = log.lock().unwrap();
+    assert_eq!(
+        log.picks,
+        vec![
+            ("/test.Ids/Who".to_string(), Some("blue".to_string())),
+            ("/test.Ids/Who".to_string(), None),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn done_callbacks_hear_each_outcome_once() {
+    let (channel, log, _backend) = observed_channel("test_done", "").await;
+    let dones = || log.lock().unwrap().dones.len();
+
+    // OK, with the trailers (none here).
+    who(&channel, Request::new(Bytes::new())).await.unwrap();
+    eventually("the OK done", || dones() == 1).await;
+
+    // A failed status with trailers.
+    let err = call(
+        &channel,
+        "Fail",
+        Request::new(Bytes::new()).with_timeout(CALL_TIMEOUT),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(err.code(), Code::ResourceExhausted);
+    eventually("the failed done", || dones() == 2).await;
+
+    // Cancelled: the caller drops the call.
+    let slow = call(&channel, "Slow", Request::new(Bytes::new()));
+    assert!(tokio::time::timeout(Duration::from_millis(200), slow)
+        .await
+        .is_err());
+    eventually("the cancelled done", || dones() == 3).await;
+
+    // The call's deadline passes.
+    let slow = Request::new(Bytes::new()).with_timeout(Duration::from_millis(200));
+    let err = call(&channel, "Slow", slow).await.unwrap_err();
+    assert_eq!(err.code(), Code::DeadlineExceeded);
+    eventually("the deadline done", || dones() == 4).await;
+
+    // Nothing more comes later.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let log = log.lock().unwrap();
+    let expect = |m: &str, code, load: Option<&str>, received| {
+        (
+            format!("/test.Ids/{m}"),
+            code,
+            load.map(str::to_string),
+            true,
+            received,
+        )
+    };
+    assert_eq!(
+        log.dones,
+        vec![
+            expect("Who", Code::Ok, None, true),
+            expect("Fail", Code::ResourceExhausted, Some("42"), true),
+            expect("Slow", Code::Cancelled, None, false),
+            expect("Slow", Code::DeadlineExceeded, None, false),
+        ]
+    );
+    assert_eq!(log.picks.len(), 4, "one pick per call");
+}
+
+#[tokio::test]
+async fn each_retried_attempt_has_its_own_done() {
+    let retry = r#", "methodConfig": [{"name": [{"service": "test.Ids", "method": "Flaky"}],
+        "retryPolicy": {"maxAttempts": 3, "initialBackoff": "0.01s", "maxBackoff": "0.05s",
+        "backoffMultiplier": 2, "retryableStatusCodes": ["UNAVAILABLE"]}}]"#;
+    let (channel, log, _backend) = observed_channel("test_done_retries", retry).await;
+    let request = Request::new(Bytes::new()).with_timeout(CALL_TIMEOUT);
+    call(&channel, "Flaky", request).await.unwrap();
+    eventually("three dones", || log.lock().unwrap().dones.len() == 3).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let log = log.lock().unwrap();
+    let codes: Vec<_> = log.dones.iter().map(|d| (d.1, d.2.clone())).collect();
+    assert_eq!(
+        codes,
+        vec![
+            (Code::Unavailable, None),
+            (Code::Unavailable, None),
+            (Code::Ok, Some("7".to_string())),
+        ]
+    );
+    assert_eq!(log.picks.len(), 3);
 }

@@ -40,7 +40,8 @@
 //!   the balancer created is shut down.
 //! - **What picks mean.** [`PickResult::Complete`] sends the call on the
 //!   subchannel (if that subchannel is no longer READY, the call waits for
-//!   the next picker); [`PickResult::Queue`] waits for the next picker;
+//!   the next picker); its [`Pick::with_done`] callback hears how the
+//!   attempt ended; [`PickResult::Queue`] waits for the next picker;
 //!   [`PickResult::Fail`] fails the call with its status unless the call is
 //!   wait-for-ready, in which case it waits for the next picker;
 //!   [`PickResult::Drop`] fails the call even if it is wait-for-ready.
@@ -57,7 +58,8 @@ use std::{
 };
 
 use crate::{
-    client::subchannel::Subchannel, client::Shared, connectivity, resolver, status::Status,
+    client::subchannel::Subchannel, client::Shared, connectivity, metadata::MetadataMap, resolver,
+    status::Status,
 };
 
 /// A policy's parsed configuration, made by [`Builder::parse_config`] from
@@ -130,12 +132,27 @@ pub trait Balancer: Send + 'static {
     fn exit_idle(&mut self);
 }
 
-/// What a call tells the picker.
+/// What a call tells the picker (gRPC-Go's `balancer.PickInfo`). Borrowed
+/// from the call: building it costs nothing.
 #[derive(Debug)]
 #[non_exhaustive]
 pub struct PickInfo<'a> {
     /// The full method path, `/package.Service/Method`.
     pub method: &'a str,
+    /// The request metadata the call sends: what the application set, after
+    /// the channel's interceptors ran. Per-RPC credentials are added after
+    /// the pick (they may depend on the connection), so a first attempt's
+    /// pick does not see them, as in gRPC-Go.
+    pub metadata: &'a MetadataMap,
+}
+
+impl<'a> PickInfo<'a> {
+    /// The pick info of a call to `method` with `metadata`: for a parent
+    /// policy that asks a child's picker on its own terms, and for tests of
+    /// pickers.
+    pub fn new(method: &'a str, metadata: &'a MetadataMap) -> PickInfo<'a> {
+        PickInfo { method, metadata }
+    }
 }
 
 /// A picker's answer for one call; see the [module docs](self) for what
@@ -143,14 +160,176 @@ pub struct PickInfo<'a> {
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum PickResult {
-    /// Send the call on this subchannel.
-    Complete(SubConn),
+    /// Send the call on this subchannel (and tell the callback, if any, how
+    /// the attempt ended).
+    Complete(Pick),
     /// Wait for the next picker.
     Queue,
     /// Fail the call with this status, unless it is wait-for-ready.
     Fail(Status),
     /// Fail the call with this status, even if it is wait-for-ready.
     Drop(Status),
+}
+
+impl PickResult {
+    /// [`Complete`](PickResult::Complete) on `subconn`, without a done
+    /// callback.
+    pub fn complete(subconn: SubConn) -> PickResult {
+        PickResult::Complete(Pick::new(subconn))
+    }
+}
+
+/// A subchannel chosen for a call, with an optional callback that learns
+/// how the call attempt ended (gRPC-Go's `balancer.PickResult`).
+#[non_exhaustive]
+pub struct Pick {
+    /// Where the call goes.
+    pub subconn: SubConn,
+    /// Run once when the attempt ends; see [`with_done`](Pick::with_done).
+    pub done: Option<DoneCallback>,
+}
+
+impl Pick {
+    /// `subconn`, without a done callback.
+    pub fn new(subconn: SubConn) -> Pick {
+        Pick {
+            subconn,
+            done: None,
+        }
+    }
+
+    /// The same pick, with `done` run once when the attempt ends (gRPC-Go's
+    /// `PickResult.Done`): for policies that count calls in flight
+    /// (least_request) or read load reports from trailers (ORCA).
+    ///
+    /// What "ends" means, exactly once per pick that returned a callback:
+    /// - the call's status arrived: OK with the trailers, or the error,
+    ///   whose metadata holds the trailers;
+    /// - the call was cancelled or dropped before its status arrived (the
+    ///   caller dropped it, the parent call ended, a hedge lost): `CANCELLED`;
+    ///   past the call's deadline: `DEADLINE_EXCEEDED`;
+    /// - the attempt could not start (the subchannel was no longer READY,
+    ///   per-RPC credentials failed, the stream could not be opened): that
+    ///   error; the call itself may then pick again, and a new pick has its
+    ///   own callback;
+    /// - each attempt of a retried, transparently retried or hedged call is
+    ///   a pick of its own, and ends on its own.
+    ///
+    /// The callback runs on the task that drives the call (or drops it), so
+    /// it must be quick and must not block. Without a callback the call
+    /// path pays one `Option` check.
+    #[must_use]
+    pub fn with_done(mut self, done: impl FnOnce(&DoneInfo<'_>) + Send + 'static) -> Pick {
+        self.done = Some(Box::new(done));
+        self
+    }
+}
+
+impl fmt::Debug for Pick {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Pick")
+            .field("subconn", &self.subconn)
+            .field("done", &self.done.is_some())
+            .finish()
+    }
+}
+
+impl From<SubConn> for Pick {
+    fn from(subconn: SubConn) -> Pick {
+        Pick::new(subconn)
+    }
+}
+
+/// A pick's done callback on its way through a call attempt: run by
+/// [`finish`](DoneGuard::finish) with the attempt's outcome, or, if the
+/// attempt is dropped first, with `CANCELLED` (`DEADLINE_EXCEEDED` past the
+/// call's deadline). So it runs exactly once whatever happens.
+pub(crate) struct DoneGuard {
+    callback: Option<DoneCallback>,
+    deadline: Option<std::time::Instant>,
+    /// The request headers went out.
+    pub(crate) sent: bool,
+    /// Something came back from the server.
+    pub(crate) received: bool,
+}
+
+impl DoneGuard {
+    pub(crate) fn new(callback: DoneCallback, deadline: Option<std::time::Instant>) -> DoneGuard {
+        DoneGuard {
+            callback: Some(callback),
+            deadline,
+            sent: false,
+            received: false,
+        }
+    }
+
+    /// Runs the callback: `error` is `None` for OK, with `trailers`; an
+    /// error's trailers are its metadata.
+    pub(crate) fn finish(mut self, error: Option<&Status>, trailers: Option<&MetadataMap>) {
+        self.run(error, trailers);
+    }
+
+    fn run(&mut self, error: Option<&Status>, trailers: Option<&MetadataMap>) {
+        let Some(callback) = self.callback.take() else {
+            return;
+        };
+        let empty;
+        let trailers = match (error, trailers) {
+            (Some(status), _) => status.metadata(),
+            (None, Some(trailers)) => trailers,
+            (None, None) => {
+                empty = MetadataMap::new();
+                &empty
+            }
+        };
+        callback(&DoneInfo {
+            error,
+            trailers,
+            bytes_sent: self.sent,
+            bytes_received: self.received,
+        });
+    }
+}
+
+impl Drop for DoneGuard {
+    fn drop(&mut self) {
+        if self.callback.is_some() {
+            let status = match self.deadline {
+                Some(d) if std::time::Instant::now() >= d => {
+                    Status::deadline_exceeded("deadline exceeded")
+                }
+                _ => Status::cancelled("the call attempt was cancelled before it ended"),
+            };
+            self.run(Some(&status), None);
+        }
+    }
+}
+
+/// The callback of a [`Pick`].
+pub type DoneCallback = Box<dyn FnOnce(&DoneInfo<'_>) + Send + 'static>;
+
+/// How a picked call attempt ended (gRPC-Go's `balancer.DoneInfo`); see
+/// [`Pick::with_done`].
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct DoneInfo<'a> {
+    /// `None` when the attempt ended with OK; otherwise its status.
+    pub error: Option<&'a Status>,
+    /// The trailers the server sent: with OK, the trailer metadata; with an
+    /// error, the error's metadata (empty when the error was local).
+    pub trailers: &'a MetadataMap,
+    /// Whether the request headers went out to the server.
+    pub bytes_sent: bool,
+    /// Whether anything came back from the server (response headers, or a
+    /// status in a Trailers-Only response).
+    pub bytes_received: bool,
+}
+
+impl DoneInfo<'_> {
+    /// The attempt's status code (`OK` when there was no error).
+    pub fn code(&self) -> crate::Code {
+        self.error.map_or(crate::Code::Ok, Status::code)
+    }
 }
 
 /// Chooses a subchannel for each call (gRPC-Go's `balancer.Picker`). Called

@@ -122,7 +122,7 @@ struct Pinned(SubConn);
 
 impl Picker for Pinned {
     fn pick(&self, _info: &PickInfo<'_>) -> PickResult {
-        PickResult::Complete(self.0.clone())
+        PickResult::complete(self.0.clone())
     }
 }
 

@@ -61,7 +61,7 @@ struct Rotate {
 impl Picker for Rotate {
     fn pick(&self, _info: &PickInfo<'_>) -> PickResult {
         let i = self.next.fetch_add(1, Ordering::Relaxed) % self.ready.len();
-        PickResult::Complete(self.ready[i].clone())
+        PickResult::complete(self.ready[i].clone())
     }
 }
 

@@ -17,6 +17,7 @@ use http::uri::PathAndQuery;
 
 use super::Channel;
 use crate::{
+    balancer::DoneGuard,
     call_context::CallContext,
     codec::Codec,
     interceptor::{downcast, AnyMessage, CallInfo, ClientStreamCall, UnaryClientNext},
@@ -31,7 +32,7 @@ use crate::{
     status::Status,
     streaming::{DecodeWith, Streaming},
     transport::{
-        client::CallHead,
+        client::{CallHead, ClientRecv},
         frame::{self, SendCompression},
     },
 };
@@ -164,6 +165,24 @@ impl Kept {
 impl Drop for Kept {
     fn drop(&mut self) {
         self.buffer.release(self.bytes);
+    }
+}
+
+/// Hands a pick's done callback to the attempt it was picked for, or runs
+/// it with the error if the attempt could not start.
+fn with_done(
+    opened: Result<(ClientRecv, crate::transport::ClientSend), Status>,
+    done: Option<DoneGuard>,
+) -> Result<(ClientRecv, crate::transport::ClientSend), Status> {
+    let Some(done) = done else {
+        return opened;
+    };
+    match opened {
+        Ok((recv, send)) => Ok((recv.with_done(done), send)),
+        Err(status) => {
+            done.finish(Some(&status), None);
+            Err(status)
+        }
     }
 }
 
@@ -350,22 +369,29 @@ impl Channel {
         ),
         Status,
     > {
-        let transport = self.pick(path.path(), setup.wait_for_ready).await?;
-        if !setup.credentials_added {
-            // The channel's, then the call's own (gRPC-Go's order).
-            if let Some(per_rpc) = self.inner.per_rpc.as_ref() {
-                self.add_credentials(&**per_rpc, &path, &transport, &mut setup.metadata)
-                    .await?;
+        let (transport, done) = self
+            .pick(path.path(), &setup.metadata, setup.wait_for_ready)
+            .await?;
+        let done = done.map(|d| DoneGuard::new(d, setup.deadline));
+        let opened = async {
+            if !setup.credentials_added {
+                // The channel's, then the call's own (gRPC-Go's order).
+                if let Some(per_rpc) = self.inner.per_rpc.as_ref() {
+                    self.add_credentials(&**per_rpc, &path, &transport, &mut setup.metadata)
+                        .await?;
+                }
+                if let Some(per_rpc) = setup.call_credentials.clone() {
+                    self.add_credentials(&*per_rpc, &path, &transport, &mut setup.metadata)
+                        .await?;
+                }
+                setup.credentials_added = true;
             }
-            if let Some(per_rpc) = setup.call_credentials.clone() {
-                self.add_credentials(&*per_rpc, &path, &transport, &mut setup.metadata)
-                    .await?;
-            }
-            setup.credentials_added = true;
+            let previous = setup.attempts.previous();
+            self.open_on(&transport, path, setup, content_subtype, observer, previous)
+                .await
         }
-        let previous = setup.attempts.previous();
-        self.open_on(&transport, path, setup, content_subtype, observer, previous)
-            .await
+        .await;
+        with_done(opened, done)
     }
 
     /// Opens a hedge of a call whose first attempt was opened (so its
@@ -384,15 +410,22 @@ impl Channel {
         ),
         Status,
     > {
-        let transport = self.pick(path.path(), setup.wait_for_ready).await?;
-        if let Some(per_rpc) = &self.inner.per_rpc {
-            self.credentials_allowed(&**per_rpc, &transport)?;
+        let (transport, done) = self
+            .pick(path.path(), &setup.metadata, setup.wait_for_ready)
+            .await?;
+        let done = done.map(|d| DoneGuard::new(d, setup.deadline));
+        let opened = async {
+            if let Some(per_rpc) = &self.inner.per_rpc {
+                self.credentials_allowed(&**per_rpc, &transport)?;
+            }
+            if let Some(per_rpc) = &setup.call_credentials {
+                self.credentials_allowed(&**per_rpc, &transport)?;
+            }
+            self.open_on(&transport, path, setup, content_subtype, observer, previous)
+                .await
         }
-        if let Some(per_rpc) = &setup.call_credentials {
-            self.credentials_allowed(&**per_rpc, &transport)?;
-        }
-        self.open_on(&transport, path, setup, content_subtype, observer, previous)
-            .await
+        .await;
+        with_done(opened, done)
     }
 
     /// Sends the request headers of an attempt on `transport`.

@@ -321,8 +321,17 @@ impl Shared {
     /// The status a call would fail with now, for `Channel::connect`.
     pub(crate) fn current_error(&self) -> Option<Status> {
         let published = self.picker.load();
-        match published.picker.pick(&PickInfo { method: "" }) {
+        let metadata = crate::metadata::MetadataMap::new();
+        match published.picker.pick(&PickInfo::new("", &metadata)) {
             PickResult::Fail(status) | PickResult::Drop(status) => Some(status),
+            PickResult::Complete(pick) => {
+                // Not used for a call: its callback hears CANCELLED.
+                drop(
+                    pick.done
+                        .map(|done| crate::balancer::DoneGuard::new(done, None)),
+                );
+                None
+            }
             _ => None,
         }
     }

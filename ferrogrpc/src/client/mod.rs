@@ -62,7 +62,7 @@ pub(crate) use control::Shared;
 
 use crate::{
     backoff,
-    balancer::{PickInfo, PickResult},
+    balancer::{DoneCallback, PickInfo, PickResult},
     connectivity::State,
     credentials::{ChannelCredentials, PerRpcCredentials},
     interceptor::{ClientChain, StreamClientInterceptor, UnaryClientInterceptor},
@@ -871,10 +871,18 @@ impl Channel {
         }
     }
 
-    async fn pick(&self, method: &str, wait_for_ready: bool) -> Result<Http2Client, Status> {
+    /// Picks the connection for one call attempt, asking the picker with
+    /// the call's method and metadata (borrowed, not copied). Returns the
+    /// connection and the pick's done callback, if the picker set one.
+    async fn pick(
+        &self,
+        method: &str,
+        metadata: &crate::metadata::MetadataMap,
+        wait_for_ready: bool,
+    ) -> Result<(Http2Client, Option<DoneCallback>), Status> {
         let shared = &self.inner.shared;
         shared.note_activity();
-        let info = PickInfo { method };
+        let info = PickInfo::new(method, metadata);
         // The fast path: one atomic load, no subscription.
         if let Some(result) = Self::try_pick(shared, &info, wait_for_ready) {
             return result;
@@ -901,9 +909,18 @@ impl Channel {
         shared: &Shared,
         info: &PickInfo<'_>,
         wait_for_ready: bool,
-    ) -> Option<Result<Http2Client, Status>> {
+    ) -> Option<Result<(Http2Client, Option<DoneCallback>), Status>> {
         match shared.picker.load().picker.pick(info) {
-            PickResult::Complete(subconn) => subconn.inner.ready_transport().map(Ok),
+            PickResult::Complete(pick) => match pick.subconn.inner.ready_transport() {
+                Some(transport) => Some(Ok((transport, pick.done))),
+                None => {
+                    if let Some(done) = pick.done {
+                        let status = Status::unavailable("the picked subchannel is not READY");
+                        crate::balancer::DoneGuard::new(done, None).finish(Some(&status), None);
+                    }
+                    None
+                }
+            },
             PickResult::Fail(status) if !wait_for_ready => Some(Err(status)),
             PickResult::Drop(status) => Some(Err(status)),
             PickResult::Fail(_) | PickResult::Queue => None,

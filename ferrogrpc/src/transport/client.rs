@@ -24,6 +24,7 @@ use super::{
     ClientSend, RecvMessages, Role,
 };
 use crate::{
+    balancer::DoneGuard,
     client::{
         dialer::{DialedIo as Io, DialerHandle},
         proxy::{self, ProxyDial},
@@ -677,6 +678,10 @@ pub(crate) struct ClientRecv {
     peer: Arc<Peer>,
     /// Counts the call as active on its connection (for keepalive).
     guard: StreamGuard,
+    /// The balancer's done callback for this attempt, if its pick set one
+    /// (boxed: one pointer in every call's state, an allocation only in
+    /// calls whose picker asked for it).
+    done: Option<Box<DoneGuard>>,
 }
 
 // The `Open` state is the common one; boxing it would cost an allocation
@@ -704,6 +709,24 @@ impl ClientRecv {
             send: None,
             peer,
             guard,
+            done: None,
+        }
+    }
+
+    /// Runs `done` when this attempt ends (its status arrives, or it is
+    /// dropped or failed first).
+    pub(crate) fn with_done(mut self, mut done: DoneGuard) -> ClientRecv {
+        done.sent = true;
+        self.done = Some(Box::new(done));
+        self
+    }
+
+    /// Tells the done callback, if any, that the attempt ended with `error`
+    /// (`None`: OK, with the trailers).
+    fn end_attempt(&mut self, error: Option<&Status>, received: bool) {
+        if let Some(mut done) = self.done.take() {
+            done.received = received;
+            done.finish(error, self.trailers());
         }
     }
 
@@ -733,9 +756,13 @@ impl ClientRecv {
             ClientRecvState::Open(_) => return Poll::Ready(Ok(())),
             ClientRecvState::Failed(status) => return Poll::Ready(Err(status.clone())),
         };
+        let mut answered = true;
         let result = match ready!(std::pin::Pin::new(response).poll(cx)) {
             Ok(resp) => read_response_head(resp, max_len, &self.guard),
-            Err(err) => Err(self.guard.signals().stream_error(&err, "server")),
+            Err(err) => {
+                answered = false;
+                Err(self.guard.signals().stream_error(&err, "server"))
+            }
         };
         match result {
             Ok((headers, recv)) => {
@@ -745,6 +772,7 @@ impl ClientRecv {
             }
             Err(status) => {
                 self.state = ClientRecvState::Failed(status.clone());
+                self.end_attempt(Some(&status), answered);
                 Poll::Ready(Err(status))
             }
         }
@@ -756,11 +784,19 @@ impl ClientRecv {
         cx: &mut Context<'_>,
     ) -> Poll<Result<Option<Bytes>, Status>> {
         ready!(self.poll_headers(cx))?;
-        match &mut self.state {
+        let polled = match &mut self.state {
             ClientRecvState::Open(recv) => recv.poll_message(cx),
             ClientRecvState::Failed(status) => Poll::Ready(Err(status.clone())),
             ClientRecvState::Waiting { .. } => Poll::Pending,
+        };
+        if self.done.is_some() {
+            match &polled {
+                Poll::Ready(Ok(None)) => self.end_attempt(None, true),
+                Poll::Ready(Err(status)) => self.end_attempt(Some(status), true),
+                _ => {}
+            }
         }
+        polled
     }
 
     /// Whether the response headers (or a Trailers-Only response) arrived.
@@ -813,6 +849,8 @@ impl ClientRecv {
     /// Ends the call here with `status` (e.g. when a replacement stream
     /// could not be opened).
     pub(crate) fn fail(&mut self, status: Status) {
+        let received = matches!(self.state, ClientRecvState::Open(_));
+        self.end_attempt(Some(&status), received);
         self.state = ClientRecvState::Failed(status);
     }
 
