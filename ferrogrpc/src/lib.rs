@@ -37,6 +37,8 @@ pub mod balancer;
 pub mod binarylog;
 pub mod bufconn;
 mod call_context;
+#[cfg(feature = "channelz")]
+pub mod channelz;
 pub mod client;
 pub mod codec;
 pub mod codes;

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 /// Each checked-in file, by proto package, and the protos it comes from.
 const GENERATED: &[(&str, &[&str])] = &[
     ("grpc.health.v1", &["grpc/health/v1/health.proto"]),
+    ("grpc.channelz.v1", &["grpc/channelz/v1/channelz.proto"]),
     ("grpc.binarylog.v1", &["grpc/binlog/v1/binarylog.proto"]),
     (
         "grpc.reflection.v1",

@@ -95,6 +95,9 @@ pub(crate) struct Shared {
     /// Bumped on every publish; queued calls wait on it.
     pub(crate) version: watch::Sender<u64>,
     pub(crate) state: StateTracker,
+    /// The channel's channelz entity.
+    #[cfg(feature = "channelz")]
+    pub(crate) channelz: crate::channelz::Handle<crate::channelz::ChannelEntry>,
     /// Set by each call; cleared by the idle check.
     active: AtomicBool,
     /// Calls waiting for a picker (they keep the channel from going idle).
@@ -131,6 +134,8 @@ impl Shared {
             .and_then(|c| c.retry_throttling())
             .map(|t| Arc::new(super::attempts::Throttle::new(t)));
         Arc::new(Shared {
+            #[cfg(feature = "channelz")]
+            channelz: crate::channelz::register_channel(&target),
             target,
             parsed_target: settings.target,
             resolver_builder: settings.resolver,
@@ -315,6 +320,8 @@ impl Shared {
     fn publish(&self, state: State, picker: Arc<dyn Picker>, idle: bool) {
         self.picker.store(Arc::new(Published { picker, idle }));
         self.state.set(state);
+        #[cfg(feature = "channelz")]
+        self.channelz.set_state(state);
         self.version.send_modify(|v| *v = v.wrapping_add(1));
     }
 

@@ -65,12 +65,17 @@ pub(crate) struct Subchannel {
     /// Health-check streams open: not calls, so they do not keep the
     /// channel out of idle.
     pub(crate) health_streams: AtomicU64,
+    /// The subchannel's channelz entity.
+    #[cfg(feature = "channelz")]
+    channelz: crate::channelz::Handle<crate::channelz::ChannelEntry>,
 }
 
 impl Subchannel {
     pub(crate) fn new(owner: u64, address: Address, shared: Arc<Shared>) -> Arc<Subchannel> {
         // A socket, the channel's dialer, or its proxy: decided once here.
         let endpoint = Endpoint::new(&address, &shared.config);
+        #[cfg(feature = "channelz")]
+        let address_text = address.to_string();
         let sub = Arc::new(Subchannel {
             id: shared.next_id(),
             owner,
@@ -88,6 +93,8 @@ impl Subchannel {
             reset: Notify::new(),
             health_checked: std::sync::atomic::AtomicBool::new(false),
             health_streams: AtomicU64::new(0),
+            #[cfg(feature = "channelz")]
+            channelz: crate::channelz::register_subchannel(&shared.channelz, &address_text),
             shared,
         });
         sub.shared.add_subchannel(&sub);
@@ -148,6 +155,8 @@ impl Subchannel {
         if ctl.state.state() == State::Shutdown || !ctl.state.set(to) {
             return;
         }
+        #[cfg(feature = "channelz")]
+        self.channelz.set_state(to);
         if let Some(task) = ctl.health_task.take() {
             task.abort();
         }

@@ -513,6 +513,8 @@ impl ServerBuilder {
                 max_connections: self.max_connections,
                 #[cfg(feature = "health")]
                 health: self.health,
+                #[cfg(feature = "channelz")]
+                channelz: crate::channelz::register_server(),
             }),
         }
     }
@@ -619,6 +621,9 @@ struct Inner {
     /// Shut down first on a graceful stop.
     #[cfg(feature = "health")]
     health: Vec<crate::health::Server>,
+    /// The server's channelz entity.
+    #[cfg(feature = "channelz")]
+    channelz: crate::channelz::Handle<crate::channelz::ServerEntry>,
 }
 
 /// The server's transport security, resolved at build time.
@@ -637,6 +642,11 @@ pub trait Listener: Send + 'static {
 
     /// Accepts the next connection.
     fn accept(&mut self) -> impl Future<Output = io::Result<(Self::Io, Peer)>> + Send;
+
+    /// The address it listens on, if it has one (channelz shows it).
+    fn local_addr(&self) -> Option<Addr> {
+        None
+    }
 }
 
 impl Listener for TcpListener {
@@ -647,6 +657,10 @@ impl Listener for TcpListener {
         let _ = tcp.set_nodelay(true);
         let local = tcp.local_addr().map_or(Addr::Unknown, Addr::Tcp);
         Ok((tcp, Peer::new(Addr::Tcp(remote), local)))
+    }
+
+    fn local_addr(&self) -> Option<Addr> {
+        TcpListener::local_addr(self).ok().map(Addr::Tcp)
     }
 }
 
@@ -662,6 +676,11 @@ impl Listener for tokio::net::UnixListener {
             .and_then(|a| a.as_pathname().map(|p| p.to_path_buf()));
         let remote = remote.as_pathname().map(|p| p.to_path_buf());
         Ok((sock, Peer::new(Addr::Unix(remote), Addr::Unix(local))))
+    }
+
+    fn local_addr(&self) -> Option<Addr> {
+        let local = tokio::net::UnixListener::local_addr(self).ok()?;
+        Some(Addr::Unix(local.as_pathname().map(|p| p.to_path_buf())))
     }
 }
 
@@ -687,6 +706,9 @@ impl std::fmt::Debug for Server {
 struct ConnectionEnd {
     inner: Arc<Inner>,
     remote: Addr,
+    /// The connection's channelz socket, removed with it.
+    #[cfg(feature = "channelz")]
+    _channelz: crate::channelz::Handle<crate::channelz::SocketEntry>,
 }
 
 impl Drop for ConnectionEnd {
@@ -760,6 +782,12 @@ impl Server {
             }
         }
         let open = Open(&self.inner.listeners);
+        // Shown by channelz while the listener is open.
+        #[cfg(feature = "channelz")]
+        let _listen_socket = crate::channelz::register_listen_socket(
+            &self.inner.channelz,
+            listener.local_addr().unwrap_or(Addr::Unknown),
+        );
         let mut connections = self.inner.connections.subscribe();
         loop {
             if *shutdown.borrow_and_update() != Shutdown::Running {
@@ -828,6 +856,13 @@ impl Server {
             // Ends the connection's accounting however the task ends, a
             // panic included: a stop waits for the count to reach zero.
             let _ended = ConnectionEnd {
+                #[cfg(feature = "channelz")]
+                _channelz: crate::channelz::register_server_socket(
+                    &inner.channelz,
+                    peer.local_addr.clone(),
+                    remote.clone(),
+                    None,
+                ),
                 inner: Arc::clone(&inner),
                 remote,
             };
