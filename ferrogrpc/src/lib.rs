@@ -30,6 +30,8 @@
 // compile inside this crate.
 extern crate self as ferrogrpc;
 
+#[cfg(feature = "channelz")]
+pub mod admin;
 pub mod attributes;
 pub mod backoff;
 pub mod balancer;

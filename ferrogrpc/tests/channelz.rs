@@ -17,9 +17,7 @@ use ferrogrpc::{
 async fn serve() -> (std::net::SocketAddr, Server) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let server = Server::builder()
-        .add_service(ferrogrpc::channelz::service())
-        .build();
+    let server = ferrogrpc::admin::register(Server::builder()).build();
     let s = server.clone();
     tokio::spawn(async move { s.serve_listener(listener).await });
     (addr, server)
