@@ -32,6 +32,7 @@ use crate::{
     },
     metadata::MetadataMap,
     observe::{as_any, payload_of, Observed, Observer},
+    peer::Peer,
     prepared::PreparedMsg,
     request::Request,
     response::Response,
@@ -39,6 +40,7 @@ use crate::{
     streaming::{DecodeWith, Streaming},
     transport::{
         frame::{self, SendCompression},
+        inspect::StreamGuard,
         RecvMessages, Role, ServerSend,
     },
 };
@@ -171,6 +173,58 @@ fn prepare(call: &mut ServerCall, client_stream: bool, server_stream: bool) -> P
         observer,
         unary_chain,
         stream_chain,
+    }
+}
+
+/// What every driver takes from its call: the request's parts, the
+/// receiving half, and the per-call state shared by the driver, the
+/// [`ResponseSink`] and the handler's [`CallContext`].
+struct Started {
+    recv: RecvMessages,
+    shared: Arc<CallShared>,
+    context: CallContext,
+    metadata: MetadataMap,
+    peer: Arc<Peer>,
+    path: http::uri::PathAndQuery,
+    settings: CallSettings,
+    /// Counts the call as active on its connection; the driver keeps it
+    /// until the call is over.
+    _active: StreamGuard,
+}
+
+/// Splits `call` into what a driver needs and sets up its shared state.
+/// It moves the same fields the drivers moved themselves and allocates only
+/// the `CallShared` they all allocate.
+#[inline]
+fn start(call: ServerCall, p: &Prepared) -> Started {
+    let ServerCall {
+        stream, settings, ..
+    } = call;
+    let recv = RecvMessages::new(
+        stream.body,
+        settings.max_recv,
+        Role::Server,
+        stream.decompressor,
+    );
+    let shared = CallShared::new(
+        stream.send,
+        settings,
+        stream.accept_encoding,
+        p.observer.clone(),
+        stream.path.clone(),
+        stream.content_subtype,
+        p.deadline,
+    );
+    let context = CallContext::new(Arc::clone(&shared) as _);
+    Started {
+        recv,
+        shared,
+        context,
+        metadata: stream.metadata,
+        peer: stream.peer,
+        path: stream.path,
+        settings,
+        _active: stream._active,
     }
 }
 
@@ -381,27 +435,18 @@ where
     Fut: Future<Output = Result<Response<Resp>, Status>> + Send,
 {
     let p = prepare(&mut call, false, false);
-    let ServerCall {
-        stream, settings, ..
-    } = call;
-    let mut recv = RecvMessages::new(
-        stream.body,
-        settings.max_recv,
-        Role::Server,
-        stream.decompressor,
-    );
-    let (metadata, peer, path) = (stream.metadata, stream.peer, &stream.path);
+    let Started {
+        mut recv,
+        shared,
+        context,
+        metadata,
+        peer,
+        path,
+        _active,
+        ..
+    } = start(call, &p);
+    let path = &path;
     let (observer, chain, deadline) = (p.observer.as_deref(), &p.unary_chain, p.deadline);
-    let shared = CallShared::new(
-        stream.send,
-        settings,
-        stream.accept_encoding,
-        p.observer.clone(),
-        path.clone(),
-        stream.content_subtype,
-        deadline,
-    );
-    let context = CallContext::new(Arc::clone(&shared) as _);
     let codec_ref = &mut codec;
     let work = async move {
         let (message, compressed) = read_one(&mut recv, codec_ref, observer).await?;
@@ -491,36 +536,26 @@ where
     Fut: Future<Output = Result<Response<Resp>, Status>> + Send,
 {
     let p = prepare(&mut call, true, false);
-    let ServerCall {
-        stream, settings, ..
-    } = call;
-    let recv = RecvMessages::new(
-        stream.body,
-        settings.max_recv,
-        Role::Server,
-        stream.decompressor,
-    );
+    let Started {
+        recv,
+        shared,
+        context,
+        metadata,
+        peer,
+        path,
+        _active,
+        ..
+    } = start(call, &p);
+    let (deadline, path) = (p.deadline, &path);
     let observed: Observed<Req> = p
         .observer
         .clone()
         .map(|o| (o, as_any::<Req> as fn(&Req) -> &dyn Any));
     let requests = Streaming::server(recv, DecodeWith::<C, Resp>::boxed(codec.clone()), observed);
-    let (deadline, path, peer) = (p.deadline, &stream.path, stream.peer);
-    let shared = CallShared::new(
-        stream.send,
-        settings,
-        stream.accept_encoding,
-        p.observer.clone(),
-        path.clone(),
-        stream.content_subtype,
-        deadline,
-    );
-    let context = CallContext::new(Arc::clone(&shared) as _);
     let mut slot: Option<Response<Resp>> = None;
     let slot_ref = &mut slot;
     let chain = &p.stream_chain;
     let observer = p.observer.as_ref();
-    let metadata = stream.metadata;
     let work = async move {
         let run = move |metadata: MetadataMap,
                         extensions: http::Extensions|
@@ -576,30 +611,20 @@ where
     Fut: Future<Output = Result<(), Status>> + Send,
 {
     let p = prepare(&mut call, false, true);
-    let ServerCall {
-        stream, settings, ..
-    } = call;
-    let mut recv = RecvMessages::new(
-        stream.body,
-        settings.max_recv,
-        Role::Server,
-        stream.decompressor,
-    );
-    let (deadline, path, peer) = (p.deadline, &stream.path, stream.peer);
-    let shared = CallShared::new(
-        stream.send,
+    let Started {
+        mut recv,
+        shared,
+        context,
+        metadata,
+        peer,
+        path,
         settings,
-        stream.accept_encoding,
-        p.observer.clone(),
-        path.clone(),
-        stream.content_subtype,
-        deadline,
-    );
-    let context = CallContext::new(Arc::clone(&shared) as _);
+        _active,
+    } = start(call, &p);
+    let (deadline, path) = (p.deadline, &path);
     let sink = ResponseSink::new(Arc::clone(&shared), codec.clone(), settings.max_send);
     let chain = &p.stream_chain;
     let observer = p.observer.as_ref();
-    let metadata = stream.metadata;
     let codec_ref = &mut codec;
     let work = async move {
         let run = move |metadata: MetadataMap,
@@ -639,35 +664,25 @@ where
     Fut: Future<Output = Result<(), Status>> + Send,
 {
     let p = prepare(&mut call, true, true);
-    let ServerCall {
-        stream, settings, ..
-    } = call;
-    let recv = RecvMessages::new(
-        stream.body,
-        settings.max_recv,
-        Role::Server,
-        stream.decompressor,
-    );
+    let Started {
+        recv,
+        shared,
+        context,
+        metadata,
+        peer,
+        path,
+        settings,
+        _active,
+    } = start(call, &p);
+    let (deadline, path) = (p.deadline, &path);
     let observed: Observed<Req> = p
         .observer
         .clone()
         .map(|o| (o, as_any::<Req> as fn(&Req) -> &dyn Any));
     let requests = Streaming::server(recv, DecodeWith::<C, Resp>::boxed(codec.clone()), observed);
-    let (deadline, path, peer) = (p.deadline, &stream.path, stream.peer);
-    let shared = CallShared::new(
-        stream.send,
-        settings,
-        stream.accept_encoding,
-        p.observer.clone(),
-        path.clone(),
-        stream.content_subtype,
-        deadline,
-    );
-    let context = CallContext::new(Arc::clone(&shared) as _);
     let sink = ResponseSink::new(Arc::clone(&shared), codec, settings.max_send);
     let chain = &p.stream_chain;
     let observer = p.observer.as_ref();
-    let metadata = stream.metadata;
     let work = async move {
         let run = move |metadata: MetadataMap,
                         extensions: http::Extensions|
