@@ -529,3 +529,44 @@ async fn each_retried_attempt_has_its_own_done() {
     );
     assert_eq!(log.picks.len(), 3);
 }
+
+// ---------------------------------------------------------------------------
+// Endpoints with several addresses (gRFC A61).
+
+/// Two endpoints, each with a dead address before its live one: both
+/// policies reach every endpoint through its live address, and
+/// round_robin gives each endpoint one turn.
+#[tokio::test]
+async fn an_endpoint_is_used_through_its_live_address() {
+    let (a, b) = (Backend::start("a").await, Backend::start("b").await);
+    for policy in ["pick_first", "round_robin"] {
+        let resolver = ManualResolver::new(format!("a61-{}", policy.replace('_', "-")));
+        resolver.update_state(Resolved::from_endpoints([
+            Endpoint::new([closed_port(), a.addr]),
+            Endpoint::new([closed_port(), b.addr]),
+        ]));
+        let channel = channel_with(&resolver, policy);
+        if policy == "round_robin" {
+            // Until both endpoints are READY.
+            let mut ids = std::collections::BTreeSet::new();
+            for _ in 0..100 {
+                let request = Request::new(Bytes::new()).with_wait_for_ready(true);
+                ids.insert(who(&channel, request).await.unwrap());
+                if ids.len() == 2 {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+        let mut seen = Vec::new();
+        for _ in 0..4 {
+            let request = Request::new(Bytes::new()).with_wait_for_ready(true);
+            seen.push(who(&channel, request).await.unwrap());
+        }
+        seen.sort();
+        match policy {
+            "pick_first" => assert_eq!(seen, ["a", "a", "a", "a"], "{policy}"),
+            _ => assert_eq!(seen, ["a", "a", "b", "b"], "{policy}"),
+        }
+    }
+}

@@ -1,8 +1,9 @@
 //! `pick_first`: every call goes to one connection, the first address that
 //! connects (gRFC A62; the default policy).
 //!
-//! - The addresses are tried in the resolver's order (shuffled first if the
-//!   config says `"shuffleAddressList": true`): an address that fails passes
+//! - The addresses of all the resolver's endpoints are tried in the
+//!   resolver's order (the endpoints shuffled first if the config says
+//!   `"shuffleAddressList": true`, gRFC A61): an address that fails passes
 //!   the turn to the next at once, and one that has neither connected nor
 //!   failed after [`CONNECTION_ATTEMPT_DELAY`] gets the next address tried
 //!   beside it (Happy Eyeballs, gRFC A61), so an address that swallows
@@ -337,11 +338,14 @@ impl Balancer for PickFirst {
             .as_ref()
             .and_then(|c| c.downcast_ref::<PickFirstConfig>())
             .is_some_and(|c| c.shuffle_address_list);
-        let mut addresses = dedup(state.resolver_state.addresses);
+        // gRFC A61: the endpoints are shuffled (not their addresses), then
+        // flattened, then the address families interleaved.
+        let mut endpoints = state.resolver_state.endpoints;
         if shuffle_list {
-            shuffle(&mut addresses);
+            shuffle(&mut endpoints);
         }
-        let addresses = interleave_families(addresses);
+        let flat = endpoints.into_iter().flat_map(|e| e.addresses).collect();
+        let addresses = interleave_families(dedup(flat));
         if addresses.is_empty() {
             for subconn in self.subconns.drain(..) {
                 subconn.shutdown();

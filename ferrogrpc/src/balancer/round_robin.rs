@@ -1,11 +1,19 @@
-//! `round_robin`: calls rotate over every READY subchannel, one per address
-//! (gRPC-Go's `balancer/roundrobin`).
+//! `round_robin`: calls rotate over every READY endpoint (gRPC-Go's
+//! `balancer/roundrobin`, with gRFC A61's endpoints).
 //!
-//! - A subchannel is created and connected for each address; each keeps
-//!   reconnecting (with its own backoff) while its address is in the list.
-//! - The channel is READY while any subchannel is; calls rotate over the
+//! - Each endpoint of the resolver's state gets one turn, however many
+//!   addresses it has. Within an endpoint the addresses are tried in order,
+//!   one at a time: the endpoint connects to its current address, and a
+//!   failed attempt moves it to the next (wrapping around), so an endpoint
+//!   with a dead IPv6 address and a live IPv4 one ends up on the live one.
+//!   A subchannel is created per address (kept with its own backoff while
+//!   the address is listed) but only the endpoint's current one is asked to
+//!   connect. This is what A61 asks of round_robin in effect (a pick_first
+//!   per endpoint) without Happy Eyeballs inside an endpoint: the next
+//!   address is tried after a failure, not after 250 ms.
+//! - The channel is READY while any endpoint is; calls rotate over the
 //!   READY ones, starting at a random one, and skip the others.
-//! - With no READY subchannel it is CONNECTING while any is connecting, and
+//! - With no READY endpoint it is CONNECTING while any is connecting, and
 //!   TRANSIENT_FAILURE once all have failed; it stays in TRANSIENT_FAILURE
 //!   ("sticky") until one connects, failing calls that are not
 //!   wait-for-ready with the latest connection error.
@@ -37,7 +45,7 @@ impl Builder for RoundRobinBuilder {
     fn build(&self, helper: Helper) -> Box<dyn Balancer> {
         Box::new(RoundRobin {
             helper,
-            subconns: Vec::new(),
+            endpoints: Vec::new(),
             state: State::Connecting,
             last_error: None,
         })
@@ -46,13 +54,42 @@ impl Builder for RoundRobinBuilder {
 
 struct RoundRobin {
     helper: Helper,
-    /// One per address, with its latest state.
-    subconns: Vec<(SubConn, State)>,
+    /// One per endpoint, in the resolver's order.
+    endpoints: Vec<EndpointConns>,
     state: State,
     last_error: Option<Status>,
 }
 
-/// Rotates over a fixed list of READY subchannels.
+/// An endpoint's subchannels, one per address, with their latest states.
+struct EndpointConns {
+    subconns: Vec<(SubConn, State)>,
+    /// The address being used or tried.
+    current: usize,
+}
+
+impl EndpointConns {
+    /// The subchannel calls use, if the endpoint is READY.
+    fn ready(&self) -> Option<&SubConn> {
+        self.subconns
+            .get(self.current)
+            .filter(|(_, s)| *s == State::Ready)
+            .map(|(sc, _)| sc)
+    }
+
+    fn connecting(&self) -> bool {
+        self.subconns
+            .get(self.current)
+            .is_some_and(|(_, s)| matches!(s, State::Connecting | State::Idle))
+    }
+
+    fn connect_current(&self) {
+        if let Some((subconn, _)) = self.subconns.get(self.current) {
+            subconn.connect();
+        }
+    }
+}
+
+/// Rotates over a fixed list of READY subchannels, one per endpoint.
 struct Rotate {
     ready: Vec<SubConn>,
     next: AtomicUsize,
@@ -66,13 +103,12 @@ impl Picker for Rotate {
 }
 
 impl RoundRobin {
-    /// Publishes the state and picker that the subchannels' states make.
+    /// Publishes the state and picker that the endpoints' states make.
     fn regenerate(&mut self) {
         let ready: Vec<SubConn> = self
-            .subconns
+            .endpoints
             .iter()
-            .filter(|(_, s)| *s == State::Ready)
-            .map(|(sc, _)| sc.clone())
+            .filter_map(|e| e.ready().cloned())
             .collect();
         let (state, picker): (State, Arc<dyn Picker>) = if !ready.is_empty() {
             let start = (crate::backoff::seeded_rng()() * ready.len() as f64) as usize;
@@ -84,10 +120,7 @@ impl RoundRobin {
                 }),
             )
         } else if self.state != State::TransientFailure
-            && self
-                .subconns
-                .iter()
-                .any(|(_, s)| matches!(s, State::Connecting | State::Idle))
+            && self.endpoints.iter().any(EndpointConns::connecting)
         {
             (State::Connecting, Arc::new(QueuePicker))
         } else {
@@ -104,23 +137,44 @@ impl RoundRobin {
 
 impl Balancer for RoundRobin {
     fn update_client_conn_state(&mut self, state: ClientConnState) -> Result<(), String> {
-        let addresses = dedup(state.resolver_state.addresses);
-        let mut old = std::mem::take(&mut self.subconns);
-        for address in &addresses {
-            match old.iter().position(|(s, _)| s.address() == address) {
-                Some(i) => self.subconns.push(old.swap_remove(i)),
-                None => {
-                    let subconn = self.helper.new_subconn(address.clone());
-                    subconn.enable_health_check();
-                    subconn.connect();
-                    self.subconns.push((subconn, State::Idle));
+        // Subchannels of addresses that stay are kept, whichever endpoint
+        // they move to; an address listed twice is used once.
+        let mut old: Vec<(SubConn, State)> = std::mem::take(&mut self.endpoints)
+            .into_iter()
+            .flat_map(|e| e.subconns)
+            .collect();
+        let mut seen = std::collections::HashSet::new();
+        for endpoint in state.resolver_state.endpoints {
+            let addresses = dedup(endpoint.addresses);
+            let mut subconns = Vec::new();
+            for address in addresses {
+                if !seen.insert(address.clone()) {
+                    continue;
+                }
+                match old.iter().position(|(s, _)| *s.address() == address) {
+                    Some(i) => subconns.push(old.swap_remove(i)),
+                    None => {
+                        let subconn = self.helper.new_subconn(address);
+                        subconn.enable_health_check();
+                        subconns.push((subconn, State::Idle));
+                    }
                 }
             }
+            if subconns.is_empty() {
+                continue;
+            }
+            let current = subconns
+                .iter()
+                .position(|(_, s)| *s == State::Ready)
+                .unwrap_or(0);
+            let conns = EndpointConns { subconns, current };
+            conns.connect_current();
+            self.endpoints.push(conns);
         }
         for (subconn, _) in old {
             subconn.shutdown();
         }
-        if addresses.is_empty() {
+        if self.endpoints.is_empty() {
             self.last_error = Some(Status::unavailable(
                 "the name resolver returned no addresses",
             ));
@@ -133,7 +187,7 @@ impl Balancer for RoundRobin {
     }
 
     fn resolver_error(&mut self, error: Status) {
-        if self.subconns.is_empty() || self.state == State::TransientFailure {
+        if self.endpoints.is_empty() || self.state == State::TransientFailure {
             self.last_error = Some(error);
             self.state = State::TransientFailure;
             self.regenerate();
@@ -141,12 +195,22 @@ impl Balancer for RoundRobin {
     }
 
     fn subchannel_state(&mut self, subconn: &SubConn, update: SubConnState) {
-        let Some(entry) = self.subconns.iter_mut().find(|(s, _)| s == subconn) else {
+        let found = self.endpoints.iter_mut().find_map(|e| {
+            let i = e.subconns.iter().position(|(s, _)| s == subconn)?;
+            Some((e, i))
+        });
+        let Some((endpoint, i)) = found else {
             return;
         };
-        let was = std::mem::replace(&mut entry.1, update.state);
+        let was_ready = endpoint.ready().is_some();
+        let was = std::mem::replace(&mut endpoint.subconns[i].1, update.state);
+        let is_current = i == endpoint.current;
         match update.state {
-            State::Idle => {
+            State::Ready if !is_current && !was_ready => {
+                // An earlier address of the endpoint connected after all.
+                endpoint.current = i;
+            }
+            State::Idle if is_current => {
                 // Lost connection or backoff over: connect again.
                 subconn.connect();
                 if was == State::Ready {
@@ -156,6 +220,11 @@ impl Balancer for RoundRobin {
             State::TransientFailure => {
                 if let Some(error) = update.error {
                     self.last_error = Some(error);
+                }
+                if is_current {
+                    // Try the endpoint's next address.
+                    endpoint.current = (i + 1) % endpoint.subconns.len();
+                    endpoint.connect_current();
                 }
                 self.helper.resolve_now();
             }
@@ -167,8 +236,8 @@ impl Balancer for RoundRobin {
     }
 
     fn exit_idle(&mut self) {
-        for (subconn, _) in &self.subconns {
-            subconn.connect();
+        for endpoint in &self.endpoints {
+            endpoint.connect_current();
         }
     }
 }
