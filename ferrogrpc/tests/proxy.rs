@@ -229,6 +229,27 @@ async fn a_name_only_the_proxy_can_resolve_is_reached_through_it() {
     call(&ch).await.unwrap();
 }
 
+/// The proxy sees the channel's user agent, prefix included (gRPC-Go's
+/// `WithUserAgent` reaches its CONNECT request too).
+#[tokio::test]
+async fn the_connect_request_carries_the_user_agent() {
+    let (port, _server) = serve(ServerCredentials::insecure()).await;
+    let proxy = start_proxy(Mode::Tunnel, None).await;
+    let ch = Channel::builder(format!("{HIDDEN}:{port}"))
+        .proxy(Proxy::new(&proxy.url()).unwrap())
+        .user_agent("my-app/1.2")
+        .build()
+        .unwrap();
+    call(&ch).await.unwrap();
+    let requests = proxy.requests();
+    let want = concat!(
+        "\r\nUser-Agent: my-app/1.2 ferrogrpc/",
+        env!("CARGO_PKG_VERSION"),
+        "\r\n"
+    );
+    assert!(requests[0].contains(want), "{requests:?}");
+}
+
 /// Server bytes that arrive with the proxy's answer (the server's HTTP/2
 /// SETTINGS here) are not lost: HTTP/2 starts from them.
 #[tokio::test]

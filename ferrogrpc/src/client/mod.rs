@@ -507,9 +507,9 @@ impl ChannelBuilder {
     /// Setting it again replaces the prefix; an empty prefix means none.
     ///
     /// A call whose own metadata has a `user-agent` sends that value first,
-    /// then this one (`"<call's> <prefix> ferrogrpc/<version>"`). The prefix
-    /// is not sent to an HTTP CONNECT proxy, which sees ferrogrpc's name
-    /// only, as with gRPC-Go.
+    /// then this one (`"<call's> <prefix> ferrogrpc/<version>"`). The
+    /// `User-Agent` of the `CONNECT` request to an HTTP proxy is
+    /// `"<prefix> ferrogrpc/<version>"` too, as gRPC-Go sends it.
     ///
     /// # Errors
     /// [`build`](Self::build) fails when the prefix is not a valid header

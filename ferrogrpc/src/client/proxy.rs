@@ -568,7 +568,9 @@ pub(crate) fn connect_authority(address: &Address) -> Option<String> {
 }
 
 /// Runs the HTTP CONNECT handshake for `target` (`host:port`) over `io`, a
-/// stream to the proxy, and returns the tunnel. Bytes the proxy sent after
+/// stream to the proxy, and returns the tunnel. The request's `User-Agent`
+/// is the channel's (`user_agent`, a valid header value), as gRPC-Go sends
+/// its dial option's. Bytes the proxy sent after
 /// its answer's headers (the start of the server's stream) are read first
 /// from the tunnel.
 ///
@@ -581,18 +583,19 @@ pub(crate) async fn handshake<IO: DialedIo>(
     mut io: IO,
     target: &str,
     authorization: Option<&str>,
+    user_agent: &[u8],
 ) -> Result<BoxedIo, String> {
-    let mut request = format!(
-        "CONNECT {target} HTTP/1.1\r\nHost: {target}\r\nUser-Agent: {}\r\n",
-        crate::transport::client::USER_AGENT
-    );
+    let mut request =
+        format!("CONNECT {target} HTTP/1.1\r\nHost: {target}\r\nUser-Agent: ").into_bytes();
+    request.extend_from_slice(user_agent);
+    request.extend_from_slice(b"\r\n");
     if let Some(auth) = authorization {
-        request.push_str("Proxy-Authorization: ");
-        request.push_str(auth);
-        request.push_str("\r\n");
+        request.extend_from_slice(b"Proxy-Authorization: ");
+        request.extend_from_slice(auth.as_bytes());
+        request.extend_from_slice(b"\r\n");
     }
-    request.push_str("\r\n");
-    io.write_all(request.as_bytes())
+    request.extend_from_slice(b"\r\n");
+    io.write_all(&request)
         .await
         .map_err(|e| format!("sending CONNECT failed: {e}"))?;
     io.flush()
@@ -879,7 +882,7 @@ mod tests {
                 .unwrap();
             req
         });
-        let mut tunnel = handshake(client, "t.example:443", Some("Basic abc"))
+        let mut tunnel = handshake(client, "t.example:443", Some("Basic abc"), b"app/1 x/2")
             .await
             .unwrap();
         let req = task.await.unwrap();
@@ -891,6 +894,7 @@ mod tests {
             req.contains("\r\nProxy-Authorization: Basic abc\r\n"),
             "{req}"
         );
+        assert!(req.contains("\r\nUser-Agent: app/1 x/2\r\n"), "{req}");
         let mut got = [0; 12];
         tunnel.read_exact(&mut got).await.unwrap();
         assert_eq!(&got, b"SERVER-BYTES");

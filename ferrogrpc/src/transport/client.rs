@@ -216,7 +216,12 @@ async fn dial_proxied(
     } else {
         format!("HTTP CONNECT proxy {} ({remote})", proxy.address)
     };
-    let handshake = proxy::handshake(io, target, proxy.authorization.as_deref());
+    let handshake = proxy::handshake(
+        io,
+        target,
+        proxy.authorization.as_deref(),
+        config.user_agent.as_bytes(),
+    );
     match tokio::time::timeout_at(deadline, handshake).await {
         Ok(Ok(tunnel)) => Ok((tunnel, peer)),
         Ok(Err(reason)) => Err(Status::unavailable(format!("{named}: {reason}"))),
