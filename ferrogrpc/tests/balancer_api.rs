@@ -19,8 +19,10 @@ use bytes::Bytes;
 use ferrogrpc::{
     attributes::Attributes,
     balancer::{
-        self, Balancer, ClientConnState, DoneInfo, Helper, Pick, PickInfo, PickResult, Picker,
-        SubConn, SubConnState,
+        self,
+        child::{ChildGroup, ChildState},
+        Balancer, ClientConnState, DoneInfo, Helper, Pick, PickInfo, PickResult, Picker, SubConn,
+        SubConnState,
     },
     client::Channel,
     codec::BytesCodec,
@@ -569,4 +571,110 @@ async fn an_endpoint_is_used_through_its_live_address() {
             _ => assert_eq!(seen, ["a", "a", "b", "b"], "{policy}"),
         }
     }
+}
+
+// ---------------------------------------------------------------------------
+// A parent policy with two children.
+
+/// Which child an endpoint belongs to, set by the resolver.
+#[derive(Debug, PartialEq)]
+struct Route(&'static str);
+
+/// Holds a pick_first child per route ("a", "b"), each given the
+/// endpoints whose `Route` attribute names it; calls go to the child named
+/// by their `x-route` header (default "a"). READY when any child is.
+struct Router;
+
+impl balancer::Builder for Router {
+    fn name(&self) -> &str {
+        "test_header_router"
+    }
+    fn build(&self, helper: Helper) -> Box<dyn Balancer> {
+        let group = ChildGroup::new(helper, |children: &[ChildState<&'static str>]| {
+            let state = if children.iter().any(|c| c.state == Conn::Ready) {
+                Conn::Ready
+            } else {
+                Conn::Connecting
+            };
+            let routes = children
+                .iter()
+                .map(|c| (c.key, Arc::clone(&c.picker)))
+                .collect();
+            (state, Arc::new(RoutePicker { routes }) as Arc<dyn Picker>)
+        });
+        Box::new(RouterBalancer { group })
+    }
+}
+
+struct RouterBalancer {
+    group: ChildGroup<&'static str>,
+}
+
+struct RoutePicker {
+    routes: Vec<(&'static str, Arc<dyn Picker>)>,
+}
+
+impl Picker for RoutePicker {
+    fn pick(&self, info: &PickInfo<'_>) -> PickResult {
+        let route = info.metadata.get("x-route").unwrap_or("a");
+        match self.routes.iter().find(|(key, _)| *key == route) {
+            Some((_, picker)) => picker.pick(info),
+            None => PickResult::Drop(Status::unavailable(format!("no route {route}"))),
+        }
+    }
+}
+
+impl Balancer for RouterBalancer {
+    fn update_client_conn_state(&mut self, state: ClientConnState) -> Result<(), String> {
+        let pick_first = balancer::get("pick_first").unwrap();
+        for route in ["a", "b"] {
+            if !self.group.keys().contains(&route) {
+                self.group.add(route, &*pick_first);
+            }
+            let endpoints = state.resolver_state.endpoints.iter();
+            let mine: Vec<Endpoint> = endpoints
+                .filter(|e| e.attributes.value::<Route>() == Some(&Route(route)))
+                .cloned()
+                .collect();
+            let child_state = ClientConnState::new(Resolved::from_endpoints(mine));
+            self.group.update_client_conn_state(&route, child_state)?;
+        }
+        Ok(())
+    }
+    fn resolver_error(&mut self, error: Status) {
+        self.group.resolver_error(&error);
+    }
+    fn subchannel_state(&mut self, subconn: &SubConn, state: SubConnState) {
+        self.group.subchannel_state(subconn, state);
+    }
+    fn exit_idle(&mut self) {
+        self.group.exit_idle();
+    }
+}
+
+#[tokio::test]
+async fn a_parent_policy_routes_between_two_children_by_header() {
+    balancer::register(Router);
+    let (a, b) = (Backend::start("a").await, Backend::start("b").await);
+    let resolver = ManualResolver::new("router");
+    let route = |r| Attributes::new().with_value(Route(r));
+    resolver.update_state(Resolved::from_endpoints([
+        Endpoint::new([a.addr]).with_attributes(route("a")),
+        Endpoint::new([b.addr]).with_attributes(route("b")),
+    ]));
+    let channel = channel_with(&resolver, "test_header_router");
+    let to = |r: Option<&str>| {
+        let mut request = Request::new(Bytes::new()).with_wait_for_ready(true);
+        if let Some(r) = r {
+            request.metadata_mut().insert("x-route", r).unwrap();
+        }
+        request
+    };
+    for _ in 0..3 {
+        assert_eq!(who(&channel, to(Some("b"))).await.unwrap(), "b");
+        assert_eq!(who(&channel, to(None)).await.unwrap(), "a");
+        assert_eq!(who(&channel, to(Some("a"))).await.unwrap(), "a");
+    }
+    let err = who(&channel, to(Some("c"))).await.unwrap_err();
+    assert!(err.message().contains("no route c"), "{err:?}");
 }

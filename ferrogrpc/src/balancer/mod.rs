@@ -15,7 +15,10 @@
 //!                        └───────── subchannel state ───────┘
 //! ```
 //!
-//! Built in: [`pick_first`] (gRFC A62) and [`round_robin`]. Applications
+//! Built in: [`pick_first`] (gRFC A62) and [`round_robin`]. Policies that
+//! hold other policies (priority, weighted targets) build their children
+//! with [`Helper::with_hooks`], or let [`child::ChildGroup`] keep them.
+//! Applications
 //! add policies with [`register`] and choose them by name in the service
 //! config: `{"loadBalancingConfig": [{"my_policy": {...}}]}`.
 //!
@@ -46,6 +49,7 @@
 //!   wait-for-ready, in which case it waits for the next picker;
 //!   [`PickResult::Drop`] fails the call even if it is wait-for-ready.
 
+pub mod child;
 pub mod pick_first;
 pub mod round_robin;
 
@@ -97,6 +101,24 @@ pub struct ClientConnState {
     pub resolver_state: resolver::State,
     /// The policy's configuration from the service config, if any.
     pub config: Option<Config>,
+}
+
+impl ClientConnState {
+    /// A state to hand a balancer, without policy configuration: for a
+    /// parent policy updating its children.
+    pub fn new(resolver_state: resolver::State) -> ClientConnState {
+        ClientConnState {
+            resolver_state,
+            config: None,
+        }
+    }
+
+    /// The same state, with the policy configuration `config`.
+    #[must_use]
+    pub fn with_config(mut self, config: Option<Config>) -> ClientConnState {
+        self.config = config;
+        self
+    }
 }
 
 /// A subchannel's new connectivity state.
@@ -367,6 +389,23 @@ impl Picker for ErrorPicker {
 pub struct Helper {
     owner: u64,
     shared: Arc<Shared>,
+    /// Set on a child policy's helper: where its state updates go.
+    hooks: Option<Arc<dyn HelperHooks>>,
+}
+
+/// What a parent policy hears from a child policy it built with
+/// [`Helper::with_hooks`]: the child's published state and picker (instead
+/// of the channel), and each subchannel the child creates. Called from
+/// wherever the child calls its [`Helper`]: must not block.
+pub trait HelperHooks: Send + Sync + 'static {
+    /// The child published `state` and `picker`.
+    fn update_state(&self, state: connectivity::State, picker: Arc<dyn Picker>);
+
+    /// The child created `subconn`. Its state changes reach the parent's
+    /// [`Balancer::subchannel_state`], which should pass them to the child.
+    fn new_subconn(&self, subconn: &SubConn) {
+        let _ = subconn;
+    }
 }
 
 impl fmt::Debug for Helper {
@@ -379,21 +418,50 @@ impl fmt::Debug for Helper {
 
 impl Helper {
     pub(crate) fn new(owner: u64, shared: Arc<Shared>) -> Helper {
-        Helper { owner, shared }
+        Helper {
+            owner,
+            shared,
+            hooks: None,
+        }
+    }
+
+    /// A helper for a child policy of the balancer that owns this helper
+    /// (gRPC-Go's wrapped `ClientConn` of `balancergroup` and
+    /// `gracefulswitch`): the child's [`update_state`](Self::update_state)
+    /// calls go to `hooks` instead of the channel, and `hooks` hears of
+    /// each subchannel it creates. Subchannels stay the parent's: their
+    /// state changes reach the parent's balancer, and they are shut down
+    /// when it closes. Everything else (`resolve_now`, `exit_idle`) goes to
+    /// the channel. [`child::ChildGroup`] does the bookkeeping for a parent
+    /// with several children.
+    pub fn with_hooks(&self, hooks: Arc<dyn HelperHooks>) -> Helper {
+        Helper {
+            owner: self.owner,
+            shared: Arc::clone(&self.shared),
+            hooks: Some(hooks),
+        }
     }
 
     /// A new subchannel to `address`, IDLE until [`SubConn::connect`].
     /// Its state changes reach this balancer's
     /// [`Balancer::subchannel_state`].
     pub fn new_subconn(&self, address: resolver::Address) -> SubConn {
-        SubConn {
+        let subconn = SubConn {
             inner: Subchannel::new(self.owner, address, Arc::clone(&self.shared)),
+        };
+        if let Some(hooks) = &self.hooks {
+            hooks.new_subconn(&subconn);
         }
+        subconn
     }
 
-    /// Publishes the channel's state and the picker calls use from now on.
+    /// Publishes the channel's state and the picker calls use from now on
+    /// (for a child policy's helper, tells its parent instead).
     pub fn update_state(&self, state: connectivity::State, picker: Arc<dyn Picker>) {
-        self.shared.balancer_state(self.owner, state, picker);
+        match &self.hooks {
+            Some(hooks) => hooks.update_state(state, picker),
+            None => self.shared.balancer_state(self.owner, state, picker),
+        }
     }
 
     /// Asks the resolver to resolve again (a connection was lost).
