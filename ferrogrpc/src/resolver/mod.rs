@@ -5,9 +5,10 @@
 //! A channel parses its target ([`target`]), finds the [`Builder`]
 //! registered for the target's scheme, and builds a [`Resolver`] when it
 //! leaves IDLE. The resolver pushes what it learns through the
-//! [`Controller`] it was given: a new [`State`] (addresses and service
-//! config) or an error. When the channel goes idle or is dropped it drops
-//! the resolver, which must then stop its work.
+//! [`Controller`] it was given: a new [`State`] (endpoints or addresses,
+//! attributes for the balancer, a service config) or an error. When the
+//! channel goes idle or is dropped it drops the resolver, which must then
+//! stop its work.
 //!
 //! Built-in schemes (see [`target`] for the syntax):
 //!
