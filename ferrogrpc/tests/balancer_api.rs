@@ -418,21 +418,31 @@ impl Balancer for ObservingBalancer {
 }
 
 async fn observed_channel(name: &'static str, extra_config: &str) -> (Channel, SharedLog, Backend) {
+    let backend = Backend::start("a").await;
+    let (channel, log) = observed_channel_to(name, extra_config, backend.addr);
+    (channel, log, backend)
+}
+
+/// A channel to `addr` under the `Observing` policy registered as `name`.
+fn observed_channel_to(
+    name: &'static str,
+    extra_config: &str,
+    addr: SocketAddr,
+) -> (Channel, SharedLog) {
     let log = SharedLog::default();
     balancer::register(Observing {
         name,
         log: Arc::clone(&log),
     });
-    let backend = Backend::start("a").await;
     let resolver = ManualResolver::new(name.replace('_', "-"));
-    resolver.update_state(Resolved::new([backend.addr]));
+    resolver.update_state(Resolved::new([addr]));
     let config = format!(r#"{{"loadBalancingConfig": [{{"{name}": {{}}}}]{extra_config}}}"#);
     let channel = Channel::builder(format!("{}:///backends", resolver_scheme(&resolver)))
         .resolver(resolver)
         .default_service_config(&config)
         .build()
         .unwrap();
-    (channel, log, backend)
+    (channel, log)
 }
 
 #[tokio::test]
@@ -677,4 +687,83 @@ async fn a_parent_policy_routes_between_two_children_by_header() {
     }
     let err = who(&channel, to(Some("c"))).await.unwrap_err();
     assert!(err.message().contains("no route c"), "{err:?}");
+}
+
+/// An HTTP/2 server that refuses its first stream (REFUSED_STREAM: never
+/// processed, so the client retries transparently) and answers every later
+/// one with an empty message and OK, whatever the request.
+async fn refuse_first_stream() -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let streams = Arc::new(AtomicUsize::new(0));
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let streams = Arc::clone(&streams);
+            tokio::spawn(async move {
+                let Ok(mut conn) = h2::server::handshake(tcp).await else {
+                    return;
+                };
+                while let Some(Ok((request, mut respond))) = conn.accept().await {
+                    if streams.fetch_add(1, Ordering::Relaxed) == 0 {
+                        respond.send_reset(h2::Reason::REFUSED_STREAM);
+                        continue;
+                    }
+                    tokio::spawn(async move {
+                        let mut body = request.into_body();
+                        while let Some(Ok(chunk)) = body.data().await {
+                            let _ = body.flow_control().release_capacity(chunk.len());
+                        }
+                        let mut head = http::Response::new(());
+                        let content_type = http::HeaderValue::from_static("application/grpc");
+                        head.headers_mut().insert("content-type", content_type);
+                        let mut send = respond.send_response(head, false).unwrap();
+                        let _ = send.send_data(Bytes::from_static(&[0, 0, 0, 0, 0]), false);
+                        let mut trailers = http::HeaderMap::new();
+                        trailers.insert("grpc-status", http::HeaderValue::from_static("0"));
+                        trailers.insert("x-load", http::HeaderValue::from_static("1"));
+                        let _ = send.send_trailers(trailers);
+                    });
+                }
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn a_transparently_retried_attempt_has_its_own_done() {
+    for kind in ["unary", "bidi"] {
+        let name = match kind {
+            "unary" => "test_done_transparent_unary",
+            _ => "test_done_transparent_bidi",
+        };
+        let (channel, log) = observed_channel_to(name, "", refuse_first_stream().await);
+        let path = PathAndQuery::from_static("/test.Ids/Any");
+        if kind == "unary" {
+            let request = Request::new(Bytes::new()).with_timeout(CALL_TIMEOUT);
+            let _: Response<Bytes> = channel.unary(path, request, BytesCodec).await.unwrap();
+        } else {
+            let request = Request::new(()).with_timeout(CALL_TIMEOUT);
+            let (mut sink, mut stream) = channel
+                .streaming::<Bytes, Bytes, _>(path, request, BytesCodec)
+                .await
+                .unwrap();
+            sink.send(Bytes::from_static(b"x")).await.unwrap();
+            sink.close().unwrap();
+            while stream.message().await.unwrap().is_some() {}
+        }
+        eventually("two dones", || log.lock().unwrap().dones.len() == 2).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let log = log.lock().unwrap();
+        let outcomes: Vec<_> = log.dones.iter().map(|d| (d.1, d.2.clone(), d.4)).collect();
+        assert_eq!(
+            outcomes,
+            vec![
+                (Code::Unavailable, None, false),
+                (Code::Ok, Some("1".to_string()), true),
+            ],
+            "{kind}"
+        );
+        assert_eq!(log.picks.len(), 2, "{kind}");
+    }
 }
