@@ -40,7 +40,8 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(5);
 // The service and its servers.
 
 /// `Who` answers with the server's id; `Fail` fails with trailers; `Slow`
-/// answers after 30 s; `Flaky` fails twice with UNAVAILABLE, then answers.
+/// answers after 30 s; `Flaky` fails twice with UNAVAILABLE, then answers;
+/// `SlowFirst` answers its first call after 30 s, later ones at once.
 #[derive(Clone)]
 struct IdService {
     id: Arc<str>,
@@ -79,6 +80,19 @@ impl Service for IdService {
                     Ok(Response::new(Bytes::new()))
                 },
             )),
+            "SlowFirst" => {
+                let calls = Arc::clone(&self.flaky);
+                Box::pin(server::unary(
+                    call,
+                    BytesCodec,
+                    move |_req: Request<Bytes>| async move {
+                        if calls.fetch_add(1, Ordering::Relaxed) == 0 {
+                            tokio::time::sleep(Duration::from_secs(30)).await;
+                        }
+                        Ok(Response::new(Bytes::new()))
+                    },
+                ))
+            }
             "Flaky" => {
                 let failures = Arc::clone(&self.flaky);
                 Box::pin(server::unary(
@@ -766,4 +780,22 @@ async fn a_transparently_retried_attempt_has_its_own_done() {
         );
         assert_eq!(log.picks.len(), 2, "{kind}");
     }
+}
+
+#[tokio::test]
+async fn a_hedge_that_loses_hears_cancelled() {
+    let hedge = r#", "methodConfig": [{"name": [{"service": "test.Ids", "method": "SlowFirst"}],
+        "hedgingPolicy": {"maxAttempts": 2, "hedgingDelay": "0.05s"}}]"#;
+    let (channel, log, _backend) = observed_channel("test_done_hedging", hedge).await;
+    let request = Request::new(Bytes::new()).with_timeout(CALL_TIMEOUT);
+    call(&channel, "SlowFirst", request).await.unwrap();
+    eventually("two dones", || log.lock().unwrap().dones.len() == 2).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let log = log.lock().unwrap();
+    // The loser is dropped when the winner commits (its response headers),
+    // usually before the winner's status arrives; the order is not the point.
+    let mut codes: Vec<_> = log.dones.iter().map(|d| d.1 as i32).collect();
+    codes.sort_unstable();
+    assert_eq!(codes, vec![Code::Ok as i32, Code::Cancelled as i32]);
+    assert_eq!(log.picks.len(), 2);
 }
