@@ -78,6 +78,9 @@ impl CallLog {
     fn cancelled_unless_trailer(&self) {
         match *self {}
     }
+    fn local_status(&self, _: &Status) {
+        match *self {}
+    }
 }
 
 /// Lets typed code hand its messages to the observer as `&dyn Any`.
@@ -301,10 +304,14 @@ impl Observer {
         }
         // A server call that ends cancelled without sending its status was
         // cancelled by the client (A16's CANCEL, "detected" on the server).
-        if let (Some(log), false, Err(status)) = (&self.log, self.client, result) {
-            if status.code() == crate::Code::Cancelled {
+        // A client call that failed with no trailer logged: the status was
+        // made here (A16 still logs it as the trailer).
+        match (&self.log, self.client, result) {
+            (Some(log), false, Err(status)) if status.code() == crate::Code::Cancelled => {
                 log.cancelled_unless_trailer();
             }
+            (Some(log), true, Err(status)) => log.local_status(status),
+            _ => {}
         }
         self.emit(RpcEventKind::End {
             result,

@@ -66,6 +66,14 @@ impl Service for Echo {
                     Ok(resp)
                 },
             )),
+            "Slow" => Box::pin(server::unary(
+                call,
+                BytesCodec,
+                |req: Request<Bytes>| async move {
+                    tokio::time::sleep(Duration::from_secs(5)).await;
+                    Ok(Response::new(req.into_inner()))
+                },
+            )),
             // Sends back each byte of the request as its own message.
             "Split" => Box::pin(server::server_streaming(
                 call,
@@ -386,4 +394,28 @@ async fn methods_the_filter_leaves_out_are_not_logged() {
         panic!()
     };
     assert_eq!(h.method_name, "/b.Echo/Unary");
+}
+
+#[tokio::test]
+async fn a_status_the_client_made_up_is_logged_as_its_trailer() {
+    let f = fixture("*").await;
+    let mut request = Request::new(Bytes::from_static(b"x"));
+    request.set_timeout(Duration::from_millis(50));
+    let err = f
+        .channel
+        .unary(
+            PathAndQuery::from_static("/b.Echo/Slow"),
+            request,
+            BytesCodec,
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), ferrogrpc::Code::DeadlineExceeded);
+    let (client, _) = f.entries(0).await;
+    assert_eq!(kinds(&client), [CH, CM, ST]);
+    check_call(&client, Logger::Client);
+    let Some(Payload::Trailer(t)) = &client[2].payload else {
+        panic!("{:?}", client[2])
+    };
+    assert_eq!(t.status_code, ferrogrpc::Code::DeadlineExceeded as u32);
 }

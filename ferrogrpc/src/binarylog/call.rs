@@ -30,8 +30,8 @@ pub(crate) struct CallLog {
     /// Client: whether the server's address went into an entry yet.
     peer_logged: AtomicBool,
     half_closed: AtomicBool,
-    /// Whether a trailer was logged (the call's last entry, normally).
-    trailer_logged: AtomicBool,
+    /// Whether a trailer or a cancel was logged (the call's end).
+    finished: AtomicBool,
 }
 
 /// Headers gRPC itself manages, never logged (A16; not a truncation).
@@ -107,7 +107,7 @@ impl CallLog {
             sequence: AtomicU64::new(0),
             peer_logged: AtomicBool::new(false),
             half_closed: AtomicBool::new(false),
-            trailer_logged: AtomicBool::new(false),
+            finished: AtomicBool::new(false),
         }
     }
 
@@ -228,7 +228,7 @@ impl CallLog {
 
     /// The call's status: sent (server) or received or made up (client).
     pub(crate) fn trailer(&self, status: &Status, peer: Option<&Addr>) {
-        self.trailer_logged.store(true, Ordering::Relaxed);
+        self.finished.store(true, Ordering::Relaxed);
         let (metadata, truncated) = metadata(status.metadata(), self.config.header);
         let peer = self.first_received(peer);
         self.write(
@@ -247,13 +247,23 @@ impl CallLog {
     /// The server found the call cancelled (reset by the client, or its
     /// connection gone) before it sent a status.
     pub(crate) fn cancelled_unless_trailer(&self) {
-        if !self.trailer_logged.load(Ordering::Relaxed) {
+        if !self.finished.load(Ordering::Relaxed) {
             self.cancel();
+        }
+    }
+
+    /// A client call failed with a status no trailer carried (made up by
+    /// the library: a deadline, a lost connection, refused credentials);
+    /// A16 logs it as the trailer.
+    pub(crate) fn local_status(&self, status: &Status) {
+        if !self.finished.load(Ordering::Relaxed) {
+            self.trailer(status, None);
         }
     }
 
     /// The client cancelled the call.
     pub(crate) fn cancel(&self) {
+        self.finished.store(true, Ordering::Relaxed);
         self.write(EventType::Cancel, None, false, None);
     }
 }

@@ -375,6 +375,14 @@ impl Channel {
         let done = done.map(|d| DoneGuard::new(d, setup.deadline));
         let opened = async {
             if !setup.credentials_added {
+                if let Some(obs) = observer {
+                    // Before the credentials' metadata, which A16 does not
+                    // log (later attempts log no header again).
+                    let timeout =
+                        (setup.deadline).map(|d| d.saturating_duration_since(Instant::now()));
+                    let authority = Some(self.inner.authority.as_str());
+                    obs.log_client_header(&setup.metadata, authority, timeout, None);
+                }
                 // The channel's, then the call's own (gRPC-Go's order).
                 if let Some(per_rpc) = self.inner.per_rpc.as_ref() {
                     self.add_credentials(&**per_rpc, &path, &transport, &mut setup.metadata)
