@@ -279,3 +279,140 @@ fn port_of(a: Option<&pb::Address>) -> Option<u16> {
         _ => None,
     }
 }
+
+/// `Ok` answers with the request; `Fail` fails with NOT_FOUND.
+struct Answer;
+
+impl ferrogrpc::server::Service for Answer {
+    fn name(&self) -> &'static str {
+        "z.Answer"
+    }
+
+    fn call(
+        &self,
+        method: &str,
+        call: ferrogrpc::server::ServerCall,
+    ) -> ferrogrpc::server::BoxFuture {
+        let fail = method == "Fail";
+        Box::pin(ferrogrpc::server::unary(
+            call,
+            ferrogrpc::codec::BytesCodec,
+            move |req: Request<bytes::Bytes>| async move {
+                if fail {
+                    Err(ferrogrpc::Status::not_found("no"))
+                } else {
+                    Ok(ferrogrpc::Response::new(req.into_inner()))
+                }
+            },
+        ))
+    }
+}
+
+/// The server with `Answer`, and the id channelz gave it (found through
+/// its listen socket's port).
+async fn serve_answer(
+    cz: &ChannelzClient,
+    builder: ferrogrpc::server::ServerBuilder,
+) -> (std::net::SocketAddr, Server, i64) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = builder.add_service(Answer).build();
+    let s = server.clone();
+    tokio::spawn(async move { s.serve_listener(listener).await });
+    let id = eventually("the server's listen socket", || {
+        let cz = cz.clone();
+        async move {
+            let servers = cz
+                .get_servers(Request::new(pb::GetServersRequest::default()))
+                .await
+                .unwrap()
+                .into_inner()
+                .server;
+            for s in servers {
+                for l in &s.listen_socket {
+                    let sock = get_socket(&cz, l.socket_id).await?;
+                    if port_of(sock.local.as_ref()) == Some(addr.port()) {
+                        return Some(s.r#ref.as_ref().unwrap().server_id);
+                    }
+                }
+            }
+            None
+        }
+    })
+    .await;
+    (addr, server, id)
+}
+
+async fn get_socket(cz: &ChannelzClient, socket_id: i64) -> Option<pb::Socket> {
+    cz.get_socket(Request::new(pb::GetSocketRequest {
+        socket_id,
+        summary: false,
+    }))
+    .await
+    .ok()?
+    .into_inner()
+    .socket
+}
+
+async fn only_socket(cz: &ChannelzClient, server_id: i64) -> pb::Socket {
+    let refs = cz
+        .get_server_sockets(Request::new(pb::GetServerSocketsRequest {
+            server_id,
+            start_socket_id: 0,
+            max_results: 0,
+        }))
+        .await
+        .unwrap()
+        .into_inner()
+        .socket_ref;
+    assert_eq!(refs.len(), 1, "{refs:?}");
+    get_socket(cz, refs[0].socket_id).await.unwrap()
+}
+
+async fn answer(ch: &Channel, method: &'static str) -> Result<(), ferrogrpc::Status> {
+    ch.unary(
+        http::uri::PathAndQuery::from_static(method),
+        Request::new(bytes::Bytes::from_static(b"x")),
+        ferrogrpc::codec::BytesCodec,
+    )
+    .await
+    .map(drop)
+}
+
+#[tokio::test]
+async fn server_counts_calls_streams_and_messages() {
+    let (addr, _admin) = serve().await;
+    let cz = client(addr).await;
+    let (watched_addr, _watched, server_id) = serve_answer(&cz, Server::builder()).await;
+    let ch = Channel::from_target(&watched_addr.to_string()).unwrap();
+    for _ in 0..3 {
+        answer(&ch, "/z.Answer/Ok").await.unwrap();
+    }
+    for _ in 0..2 {
+        answer(&ch, "/z.Answer/Fail").await.unwrap_err();
+    }
+    let server = cz
+        .get_server(Request::new(pb::GetServerRequest { server_id }))
+        .await
+        .unwrap()
+        .into_inner()
+        .server
+        .unwrap();
+    let data = server.data.unwrap();
+    assert_eq!(
+        (data.calls_started, data.calls_succeeded, data.calls_failed),
+        (5, 3, 2)
+    );
+    assert!(data.last_call_started_timestamp.is_some());
+    let sock = only_socket(&cz, server_id).await;
+    let d = sock.data.unwrap();
+    // Every stream ended with its status sent (a failed call too).
+    assert_eq!(
+        (d.streams_started, d.streams_succeeded, d.streams_failed),
+        (5, 5, 0)
+    );
+    assert_eq!(d.messages_sent, 3, "a response message per OK call");
+    assert!(d.last_remote_stream_created_timestamp.is_some());
+    assert!(d.last_message_sent_timestamp.is_some());
+    assert!(sock.security.is_none(), "plaintext");
+}

@@ -758,3 +758,78 @@ async fn graceful_stop_does_not_wait_for_a_connection_in_its_tls_handshake() {
     .await;
     assert!(read.is_ok(), "the connection was left open");
 }
+
+/// Channelz shows a TLS connection's cipher suite under its standard name.
+#[cfg(feature = "channelz")]
+#[tokio::test]
+async fn channelz_shows_the_tls_of_a_connection() {
+    use ferrogrpc::channelz::pb::{self, channelz_client::ChannelzClient};
+    let ca = ca("root");
+    let server_cert = leaf(&ca, &["localhost"], |_| {});
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = ferrogrpc::admin::register(Server::builder())
+        .credentials(ServerCredentials::tls(ServerTlsConfig::from_pem(
+            &server_cert.cert_pem,
+            &server_cert.key_pem,
+        )))
+        .build();
+    let s = server.clone();
+    tokio::spawn(async move { s.serve_listener(listener).await });
+    let cz = ChannelzClient::new(tls_channel(
+        addr,
+        ClientTlsConfig::new()
+            .ca_certificate_pem(ca.cert.pem())
+            .server_name("localhost"),
+    ));
+    let servers = cz
+        .get_servers(Request::new(pb::GetServersRequest::default()))
+        .await
+        .unwrap()
+        .into_inner()
+        .server;
+    let mut seen = None;
+    for s in servers {
+        let id = s.r#ref.unwrap().server_id;
+        let refs = cz
+            .get_server_sockets(Request::new(pb::GetServerSocketsRequest {
+                server_id: id,
+                start_socket_id: 0,
+                max_results: 0,
+            }))
+            .await
+            .unwrap()
+            .into_inner()
+            .socket_ref;
+        for r in refs {
+            let sock = cz
+                .get_socket(Request::new(pb::GetSocketRequest {
+                    socket_id: r.socket_id,
+                    summary: false,
+                }))
+                .await
+                .unwrap()
+                .into_inner()
+                .socket
+                .unwrap();
+            let local_port = match sock.local.as_ref().and_then(|a| a.address.as_ref()) {
+                Some(pb::address::Address::TcpipAddress(t)) => t.port,
+                _ => -1,
+            };
+            if local_port == i32::from(addr.port()) {
+                seen = Some(sock);
+            }
+        }
+    }
+    let sock = seen.expect("the TLS connection is listed");
+    let Some(pb::security::Model::Tls(tls)) = sock.security.and_then(|s| s.model) else {
+        panic!("no TLS data on a TLS connection");
+    };
+    match tls.cipher_suite {
+        Some(pb::security::tls::CipherSuite::StandardName(name)) => {
+            assert!(name.starts_with("TLS_"), "{name}")
+        }
+        other => panic!("cipher suite: {other:?}"),
+    }
+    assert!(tls.remote_certificate.is_empty(), "the client sent none");
+}

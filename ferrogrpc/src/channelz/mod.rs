@@ -291,6 +291,13 @@ pub(crate) struct Handle<T> {
     place: Place,
 }
 
+impl<T> Handle<T> {
+    /// The entry, shared.
+    pub(crate) fn share(&self) -> Arc<T> {
+        Arc::clone(&self.entry)
+    }
+}
+
 impl<T> std::ops::Deref for Handle<T> {
     type Target = T;
 
@@ -458,6 +465,87 @@ pub(crate) fn register_server_socket(
         entry,
         id,
         place: Place::ServerSocket { server: server.id },
+    }
+}
+
+/// A server connection's channelz: its socket, and the server whose calls
+/// it counts. Each stream counts on both.
+#[derive(Debug)]
+pub(crate) struct ServerConn {
+    socket: Handle<SocketEntry>,
+    server: Arc<ServerEntry>,
+}
+
+impl ServerConn {
+    /// Registers a connection `server` accepted.
+    pub(crate) fn new(
+        server: &Arc<ServerEntry>,
+        local: Addr,
+        remote: Addr,
+        tls: Option<TlsData>,
+    ) -> ServerConn {
+        ServerConn {
+            socket: register_server_socket(server, local, remote, tls),
+            server: Arc::clone(server),
+        }
+    }
+
+    /// The client started a stream (a call).
+    pub(crate) fn stream_started(&self) {
+        let now = now_nanos();
+        let c = &self.socket.counts;
+        c.streams_started.fetch_add(1, Ordering::Relaxed);
+        c.last_remote_stream.store(now, Ordering::Relaxed);
+        let calls = &self.server.calls;
+        calls.started.fetch_add(1, Ordering::Relaxed);
+        calls.last_started.store(now, Ordering::Relaxed);
+    }
+
+    /// A stream ended: `status_sent` when the server sent its status (end
+    /// of stream), `ok` when that status was OK.
+    pub(crate) fn stream_ended(&self, status_sent: bool, ok: bool) {
+        let c = &self.socket.counts;
+        let stream = if status_sent {
+            &c.streams_succeeded
+        } else {
+            &c.streams_failed
+        };
+        stream.fetch_add(1, Ordering::Relaxed);
+        self.server.calls.ended(ok);
+    }
+
+    /// A message went out.
+    pub(crate) fn message_sent(&self) {
+        let c = &self.socket.counts;
+        c.messages_sent.fetch_add(1, Ordering::Relaxed);
+        c.last_message_sent.store(now_nanos(), Ordering::Relaxed);
+    }
+
+    /// A keepalive ping went out.
+    pub(crate) fn keepalive_sent(&self) {
+        self.socket
+            .counts
+            .keepalives_sent
+            .fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// The TLS data channelz shows for a connection: the cipher suite under its
+/// standard name, and the certificates.
+pub(crate) fn tls_data(info: &crate::credentials::tls::TlsInfo) -> TlsData {
+    // rustls names TLS 1.3 suites `TLS13_…`; the RFC names are `TLS_…`.
+    let name = match info.cipher_suite.strip_prefix("TLS13_") {
+        Some(rest) => format!("TLS_{rest}"),
+        None => info.cipher_suite.clone(),
+    };
+    TlsData {
+        cipher_suite: name,
+        local_certificate: Vec::new(),
+        remote_certificate: info
+            .peer_certificates
+            .first()
+            .map(|c| c.as_ref().to_vec())
+            .unwrap_or_default(),
     }
 }
 

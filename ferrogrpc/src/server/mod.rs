@@ -474,6 +474,12 @@ impl ServerBuilder {
                 .add_service(reflection.v1alpha());
         }
         self.config.bdp = self.dynamic_window.unwrap_or(!self.windows_set);
+        #[cfg(feature = "channelz")]
+        let channelz = crate::channelz::register_server();
+        #[cfg(feature = "channelz")]
+        {
+            self.config.channelz = Some(channelz.share());
+        }
         let (shutdown, _) = watch::channel(Shutdown::Running);
         let (connections, _) = watch::channel(0usize);
         let (listeners, _) = watch::channel(0usize);
@@ -514,7 +520,7 @@ impl ServerBuilder {
                 #[cfg(feature = "health")]
                 health: self.health,
                 #[cfg(feature = "channelz")]
-                channelz: crate::channelz::register_server(),
+                channelz,
             }),
         }
     }
@@ -706,9 +712,6 @@ impl std::fmt::Debug for Server {
 struct ConnectionEnd {
     inner: Arc<Inner>,
     remote: Addr,
-    /// The connection's channelz socket, removed with it.
-    #[cfg(feature = "channelz")]
-    _channelz: crate::channelz::Handle<crate::channelz::SocketEntry>,
 }
 
 impl Drop for ConnectionEnd {
@@ -856,13 +859,6 @@ impl Server {
             // Ends the connection's accounting however the task ends, a
             // panic included: a stop waits for the count to reach zero.
             let _ended = ConnectionEnd {
-                #[cfg(feature = "channelz")]
-                _channelz: crate::channelz::register_server_socket(
-                    &inner.channelz,
-                    peer.local_addr.clone(),
-                    remote.clone(),
-                    None,
-                ),
                 inner: Arc::clone(&inner),
                 remote,
             };

@@ -176,6 +176,9 @@ pub(crate) struct ConnSignals {
     /// counts its quiet time from here (on tokio's clock, as its timers do).
     last_read: AtomicU64,
     read_epoch: tokio::time::Instant,
+    /// A server connection's channelz, set after its handshake.
+    #[cfg(feature = "channelz")]
+    channelz: OnceLock<Arc<crate::channelz::ServerConn>>,
     /// Calls under way on this connection.
     pub(crate) active_streams: AtomicUsize,
     /// Whether any call was ever started on this connection.
@@ -252,6 +255,8 @@ impl ConnSignals {
             inbound_frames: AtomicU64::new(0),
             last_read: AtomicU64::new(0),
             read_epoch: tokio::time::Instant::now(),
+            #[cfg(feature = "channelz")]
+            channelz: OnceLock::new(),
             active_streams: AtomicUsize::new(0),
             used: AtomicBool::new(false),
             idle_since: AtomicU64::new(0),
@@ -320,6 +325,26 @@ impl ConnSignals {
     /// When bytes last arrived (the connection's start before any did).
     pub(crate) fn last_read(&self) -> tokio::time::Instant {
         self.read_epoch + Duration::from_nanos(self.last_read.load(Ordering::Relaxed))
+    }
+
+    /// Sets the connection's channelz (server).
+    #[cfg(feature = "channelz")]
+    pub(crate) fn set_channelz(&self, conn: crate::channelz::ServerConn) {
+        let _ = self.channelz.set(Arc::new(conn));
+    }
+
+    /// The connection's channelz, if it has one.
+    #[cfg(feature = "channelz")]
+    pub(crate) fn channelz(&self) -> Option<Arc<crate::channelz::ServerConn>> {
+        self.channelz.get().cloned()
+    }
+
+    /// A keepalive ping went out.
+    pub(crate) fn keepalive_sent(&self) {
+        #[cfg(feature = "channelz")]
+        if let Some(z) = self.channelz.get() {
+            z.keepalive_sent();
+        }
     }
 
     /// A call started.

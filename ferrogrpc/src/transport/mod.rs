@@ -296,6 +296,10 @@ pub(crate) struct ServerSend {
     /// The request's content-subtype, which the response's content type
     /// repeats.
     subtype: http_util::ContentSubtype,
+    /// The connection's channelz, which counts the stream's end and
+    /// messages.
+    #[cfg(feature = "channelz")]
+    channelz: Option<Arc<crate::channelz::ServerConn>>,
 }
 
 enum ServerSendState {
@@ -333,7 +337,19 @@ impl ServerSend {
         ServerSend {
             state: ServerSendState::Start(respond),
             subtype,
+            #[cfg(feature = "channelz")]
+            channelz: None,
         }
+    }
+
+    /// Counts this stream on the connection's channelz: started now, ended
+    /// when its status goes out (or it is dropped without one).
+    #[cfg(feature = "channelz")]
+    pub(crate) fn set_channelz(&mut self, conn: Option<Arc<crate::channelz::ServerConn>>) {
+        if let Some(z) = &conn {
+            z.stream_started();
+        }
+        self.channelz = conn;
     }
 
     fn closed() -> Status {
@@ -390,7 +406,12 @@ impl ServerSend {
     pub(crate) fn send_message_now(&mut self, frame: Bytes) -> Result<(), Status> {
         self.body()?
             .send_data(frame, false)
-            .map_err(|err| http_util::status_from_h2(&err, "client"))
+            .map_err(|err| http_util::status_from_h2(&err, "client"))?;
+        #[cfg(feature = "channelz")]
+        if let Some(z) = &self.channelz {
+            z.message_sent();
+        }
+        Ok(())
     }
 
     /// Waits for flow-control room to send a `len`-byte message.
@@ -412,6 +433,12 @@ impl ServerSend {
     /// Ends the call with `status` and trailing metadata. Sends Trailers-Only
     /// when no headers went out yet. Further sends fail.
     pub(crate) fn send_status(&mut self, status: Status, header_metadata: Option<MetadataMap>) {
+        #[cfg(feature = "channelz")]
+        if let Some(z) = self.channelz.take() {
+            if !matches!(self.state, ServerSendState::Done) {
+                z.stream_ended(true, status.code() == crate::Code::Ok);
+            }
+        }
         match std::mem::replace(&mut self.state, ServerSendState::Done) {
             ServerSendState::Start(mut respond) => {
                 let capacity = status.metadata().len() + 2;
@@ -461,6 +488,16 @@ impl ServerSend {
             ),
             Err(err) => http_util::status_from_h2(&err, "client"),
         })
+    }
+}
+
+#[cfg(feature = "channelz")]
+impl Drop for ServerSend {
+    fn drop(&mut self) {
+        // Ended without a status: reset, or its connection went.
+        if let Some(z) = self.channelz.take() {
+            z.stream_ended(false, false);
+        }
     }
 }
 

@@ -45,6 +45,9 @@ pub(crate) struct ServerConfig {
     pub(crate) reset_limit: Option<(u32, Duration)>,
     /// Whether flow-control windows grow with the measured BDP.
     pub(crate) bdp: bool,
+    /// The server's channelz entity, which registers each connection.
+    #[cfg(feature = "channelz")]
+    pub(crate) channelz: Option<Arc<crate::channelz::ServerEntry>>,
 }
 
 impl Default for ServerConfig {
@@ -60,6 +63,8 @@ impl Default for ServerConfig {
             enforcement: EnforcementPolicy::default(),
             reset_limit: Some((400, Duration::from_secs(1))),
             bdp: true,
+            #[cfg(feature = "channelz")]
+            channelz: None,
         }
     }
 }
@@ -269,7 +274,9 @@ impl Pinger {
             self.deadline = now + time;
             return PingEvent::Wait;
         }
-        self.send(PingKind::Keepalive);
+        if self.send(PingKind::Keepalive) {
+            signals.keepalive_sent();
+        }
         self.deadline = now + timeout;
         PingEvent::Wait
     }
@@ -396,6 +403,19 @@ pub(crate) async fn serve_connection<IO, H>(
             return;
         }
     };
+    #[cfg(feature = "channelz")]
+    if let Some(server) = &config.channelz {
+        let tls = match &peer.auth_info {
+            Some(crate::credentials::AuthInfo::Tls(info)) => Some(crate::channelz::tls_data(info)),
+            _ => None,
+        };
+        signals.set_channelz(crate::channelz::ServerConn::new(
+            server,
+            peer.local_addr.clone(),
+            peer.remote_addr.clone(),
+            tls,
+        ));
+    }
     let params = config.keepalive;
     if config.bdp {
         signals.enable_bdp();
@@ -635,7 +655,10 @@ fn check_request(
     };
     // The answer is in the request's subtype, as gRPC-Go's: whether the
     // server speaks it is decided by the service that takes the call.
+    #[allow(unused_mut)]
     let mut send = ServerSend::new(respond, content_subtype.clone());
+    #[cfg(feature = "channelz")]
+    send.set_channelz(signals.channelz());
     let mut headers = parts.headers;
     let timeout = match headers.remove(http_util::GRPC_TIMEOUT) {
         Some(raw) => match http_util::parse_timeout(raw.as_bytes()) {
