@@ -41,7 +41,8 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// `Who` answers with the server's id; `Fail` fails with trailers; `Slow`
 /// answers after 30 s; `Flaky` fails twice with UNAVAILABLE, then answers;
-/// `SlowFirst` answers its first call after 30 s, later ones at once.
+/// `SlowFirst` answers its first call after 30 s, later ones at once;
+/// `Two` answers with two messages (too many for a unary call).
 #[derive(Clone)]
 struct IdService {
     id: Arc<str>,
@@ -93,6 +94,15 @@ impl Service for IdService {
                     },
                 ))
             }
+            "Two" => Box::pin(server::server_streaming(
+                call,
+                BytesCodec,
+                |_req: Request<Bytes>, mut sink: server::ResponseSink<Bytes>| async move {
+                    sink.send(Bytes::from_static(b"1")).await?;
+                    sink.send(Bytes::from_static(b"2")).await?;
+                    Ok(())
+                },
+            )),
             "Flaky" => {
                 let failures = Arc::clone(&self.flaky);
                 Box::pin(server::unary(
@@ -509,6 +519,17 @@ async fn done_callbacks_hear_each_outcome_once() {
     assert_eq!(err.code(), Code::DeadlineExceeded);
     eventually("the deadline done", || dones() == 4).await;
 
+    // A failure found by the client: two answers to a unary call.
+    let err = call(
+        &channel,
+        "Two",
+        Request::new(Bytes::new()).with_timeout(CALL_TIMEOUT),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(err.code(), Code::Internal, "{err:?}");
+    eventually("the local failure's done", || dones() == 5).await;
+
     // Nothing more comes later.
     tokio::time::sleep(Duration::from_millis(100)).await;
     let log = log.lock().unwrap();
@@ -528,9 +549,10 @@ async fn done_callbacks_hear_each_outcome_once() {
             expect("Fail", Code::ResourceExhausted, Some("42"), true),
             expect("Slow", Code::Cancelled, None, false),
             expect("Slow", Code::DeadlineExceeded, None, false),
+            expect("Two", Code::Internal, None, true),
         ]
     );
-    assert_eq!(log.picks.len(), 4, "one pick per call");
+    assert_eq!(log.picks.len(), 5, "one pick per call");
 }
 
 #[tokio::test]

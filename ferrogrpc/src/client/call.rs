@@ -206,6 +206,9 @@ async fn read_unary<T: 'static>(
 ) -> Result<Response<T>, Status> {
     let result = read_unary_message(recv, decode, observer).await;
     result.map_err(|status| {
+        // A failure found here (a message that does not decode, one too
+        // many) ends the attempt for the balancer too.
+        recv.end_attempt(&status);
         status
             .with_response_headers(recv.take_headers())
             .with_peer(recv.peer())

@@ -657,6 +657,12 @@ impl CallRecv {
         poll_fn(|cx| self.poll_message(cx)).await
     }
 
+    /// Tells the current attempt's done callback, if it has not heard
+    /// yet, that the call failed with `status` on this side.
+    pub(crate) fn end_attempt(&mut self, status: &Status) {
+        self.recv.end_attempt_with(status);
+    }
+
     /// Cancels the call when this half holds the sender (server streaming).
     pub(crate) fn cancel(&mut self) {
         self.recv.cancel();

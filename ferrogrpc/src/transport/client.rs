@@ -726,6 +726,16 @@ impl ClientRecv {
         self
     }
 
+    /// Tells the done callback, if it has not heard yet, that the attempt
+    /// failed with `status` on this side (e.g. a message that would not
+    /// decode).
+    pub(crate) fn end_attempt_with(&mut self, status: &Status) {
+        if self.done.is_some() {
+            let received = self.headers_received();
+            self.end_attempt(Some(status), received);
+        }
+    }
+
     /// Tells the done callback, if any, that the attempt ended with `error`
     /// (`None`: OK, with the trailers).
     fn end_attempt(&mut self, error: Option<&Status>, received: bool) {
