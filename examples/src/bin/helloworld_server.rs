@@ -45,7 +45,8 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let server = Server::builder()
+    // The admin services (channelz) let tools see its connections and calls.
+    let server = ferrogrpc::admin::register(Server::builder())
         .add_service(GreeterServer::new(MyGreeter))
         .build();
     println!("greeter server listening on {addr}");
@@ -62,5 +63,7 @@ async fn main() -> ExitCode {
             server.graceful_stop_timeout(Duration::from_secs(5)).await;
         }
     }
+    // Entries of a binary log (GRPC_BINARY_LOG_FILTER) reach the file.
+    let _ = tokio::task::spawn_blocking(ferrogrpc::binarylog::flush).await;
     ExitCode::SUCCESS
 }

@@ -153,7 +153,8 @@ async fn serve(port: u16, security: Security) -> io::Result<()> {
     // "" (the server as a whole) starts SERVING; a graceful stop turns
     // every status NOT_SERVING.
     let health = health::Server::new();
-    let builder = Server::builder()
+    // With the admin services (channelz), so tools can look inside it.
+    let builder = ferrogrpc::admin::register(Server::builder())
         .credentials(security.credentials)
         .add_health(&health)
         .add_reflection();
