@@ -205,6 +205,13 @@ impl<T> Streaming<T> {
             }
             Err(status) => Err(status),
         };
+        if let (Err(status), Source::Client(recv)) = (&result, &mut self.source) {
+            // A failure found here (a message that does not decode, an
+            // interceptor's refusal) ends the attempt for the balancer with
+            // the status the caller sees, not the CANCELLED of a drop. A
+            // no-op when the status came from the attempt itself.
+            recv.end_attempt(status);
+        }
         if client_observed {
             self.report_end(&result);
         }

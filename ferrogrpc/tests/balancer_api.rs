@@ -555,6 +555,47 @@ async fn done_callbacks_hear_each_outcome_once() {
     assert_eq!(log.picks.len(), 5, "one pick per call");
 }
 
+/// Bytes, except that the message `2` does not decode.
+#[derive(Clone, Copy)]
+struct NoTwos;
+
+impl ferrogrpc::codec::Codec<Bytes, Bytes> for NoTwos {
+    fn encode(&mut self, item: &Bytes, dst: &mut bytes::BytesMut) -> Result<(), Status> {
+        dst.extend_from_slice(item);
+        Ok(())
+    }
+    fn decode(&mut self, src: Bytes) -> Result<Bytes, Status> {
+        match &src[..] {
+            b"2" => Err(Status::internal("2 does not decode")),
+            _ => Ok(src),
+        }
+    }
+}
+
+/// A streamed response that does not decode ends the attempt for the
+/// balancer with the INTERNAL the caller sees (gRPC-Go's `DoneInfo.Err`),
+/// not with the CANCELLED of the stream's drop.
+#[tokio::test]
+async fn a_streamed_message_that_does_not_decode_reaches_done_as_internal() {
+    let (channel, log, _backend) = observed_channel("test_done_stream_decode", "").await;
+    let path = PathAndQuery::from_static("/test.Ids/Two");
+    let request = Request::new(Bytes::new()).with_timeout(CALL_TIMEOUT);
+    let mut stream = channel
+        .server_streaming::<Bytes, Bytes, _>(path, request, NoTwos)
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(stream.message().await.unwrap().as_deref(), Some(&b"1"[..]));
+    let err = stream.message().await.unwrap_err();
+    assert_eq!(err.code(), Code::Internal, "{err:?}");
+    drop(stream);
+    eventually("the done", || !log.lock().unwrap().dones.is_empty()).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let log = log.lock().unwrap();
+    let outcomes: Vec<_> = log.dones.iter().map(|d| (d.1, d.4)).collect();
+    assert_eq!(outcomes, vec![(Code::Internal, true)]);
+}
+
 #[tokio::test]
 async fn each_retried_attempt_has_its_own_done() {
     let retry = r#", "methodConfig": [{"name": [{"service": "test.Ids", "method": "Flaky"}],
