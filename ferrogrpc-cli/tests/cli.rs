@@ -1,0 +1,591 @@
+//! The built `ferrogrpc` command against real servers on loopback: the
+//! interop test service with reflection and health, over plaintext and TLS,
+//! and servers that lack reflection or health.
+
+use std::{
+    io::{BufRead as _, Write as _},
+    net::SocketAddr,
+    path::PathBuf,
+    process::{Command, Output, Stdio},
+    sync::mpsc,
+};
+
+use ferrogrpc::{
+    credentials::{tls::ServerTlsConfig, ServerCredentials},
+    errdetails::BadRequest,
+    health::{self, ServingStatus},
+    server::{Server, ServerBuilder},
+    Status,
+};
+use interop::{pb::test_service_server::TestServiceServer, server::InteropService};
+
+const TEST_SERVICE: &str = "grpc.testing.TestService";
+
+/// What a test server offers besides the test service.
+#[derive(Clone, Copy)]
+struct Offers {
+    reflection: bool,
+    health: bool,
+    tls: bool,
+}
+
+const ALL: Offers = Offers {
+    reflection: true,
+    health: true,
+    tls: false,
+};
+
+/// A server on a loopback port, served from its own thread for the rest of
+/// the test process. Calls with `x-fail-with-details` metadata are refused
+/// with INVALID_ARGUMENT and a `google.rpc.BadRequest` detail.
+fn serve(offers: Offers) -> (SocketAddr, health::Server) {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async move {
+            let health = health::Server::new();
+            health.set_serving_status(TEST_SERVICE, ServingStatus::Serving);
+            let mut builder: ServerBuilder = Server::builder().interceptor_fn(|metadata, info| {
+                match metadata.get("x-fail-with-details") {
+                    Some(_) if info.method.contains("TestService") => Err(
+                        Status::invalid_argument("name is too short").with_error_details([
+                            BadRequest {
+                                field_violations: vec![
+                                    ferrogrpc::errdetails::bad_request::FieldViolation {
+                                        field: "name".into(),
+                                        description: "at least 3 letters".into(),
+                                        ..Default::default()
+                                    },
+                                ],
+                            }
+                            .into(),
+                        ]),
+                    ),
+                    _ => Ok(()),
+                }
+            });
+            if offers.tls {
+                builder = builder.credentials(ServerCredentials::tls(ServerTlsConfig::from_pem(
+                    std::fs::read(certs().join("server1.pem")).unwrap(),
+                    std::fs::read(certs().join("server1.key")).unwrap(),
+                )));
+            }
+            if offers.health {
+                builder = builder.add_health(&health);
+            }
+            if offers.reflection {
+                builder = builder.add_reflection();
+            }
+            let server = builder
+                .add_service(TestServiceServer::new(InteropService))
+                .build();
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            tx.send((listener.local_addr().unwrap(), health.clone()))
+                .unwrap();
+            let _ = server.serve_listener(listener).await;
+        });
+    });
+    rx.recv().unwrap()
+}
+
+fn certs() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../interop/certs")
+}
+
+/// Runs the command with `args` (and `stdin`), returning its output.
+fn run(args: &[&str], stdin: Option<&str>) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ferrogrpc"))
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut input = child.stdin.take().unwrap();
+    if let Some(text) = stdin {
+        input.write_all(text.as_bytes()).unwrap();
+    }
+    drop(input);
+    child.wait_with_output().unwrap()
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// Runs and expects exit code 0, returning stdout.
+fn ok(args: &[&str], stdin: Option<&str>) -> String {
+    let output = run(args, stdin);
+    assert!(
+        output.status.success(),
+        "ferrogrpc {args:?} failed ({:?}): {}",
+        output.status,
+        stderr(&output)
+    );
+    stdout(&output)
+}
+
+/// Runs and expects exit code `code`, returning stderr.
+fn fails(args: &[&str], code: i32) -> String {
+    let output = run(args, None);
+    assert_eq!(
+        output.status.code(),
+        Some(code),
+        "ferrogrpc {args:?}: stdout {} stderr {}",
+        stdout(&output),
+        stderr(&output)
+    );
+    stderr(&output)
+}
+
+#[test]
+fn list_shows_services_and_methods() {
+    let (addr, _) = serve(ALL);
+    let addr = addr.to_string();
+    let services = ok(&["list", &addr, "--plaintext"], None);
+    assert_eq!(
+        services.lines().collect::<Vec<_>>(),
+        [
+            "grpc.health.v1.Health",
+            "grpc.reflection.v1.ServerReflection",
+            "grpc.reflection.v1alpha.ServerReflection",
+            TEST_SERVICE,
+        ]
+    );
+    let methods = ok(&["list", &addr, "--plaintext", TEST_SERVICE], None);
+    let expected: Vec<String> = [
+        "EmptyCall",
+        "UnaryCall",
+        "CacheableUnaryCall",
+        "StreamingOutputCall",
+        "StreamingInputCall",
+        "FullDuplexCall",
+        "HalfDuplexCall",
+        "UnimplementedCall",
+    ]
+    .iter()
+    .map(|m| format!("{TEST_SERVICE}.{m}"))
+    .collect();
+    assert_eq!(methods.lines().collect::<Vec<_>>(), expected);
+}
+
+#[test]
+fn list_falls_back_to_reflection_v1alpha() {
+    // A server with only the older reflection service.
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async move {
+            let reflection = ferrogrpc::reflection::Builder::new()
+                .register_file_descriptors(interop::pb::FILE_DESCRIPTORS)
+                .unwrap()
+                .build();
+            let server = Server::builder()
+                .add_service(reflection.v1alpha())
+                .add_service(TestServiceServer::new(InteropService))
+                .build();
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            tx.send(listener.local_addr().unwrap()).unwrap();
+            let _ = server.serve_listener(listener).await;
+        });
+    });
+    let addr = rx.recv().unwrap().to_string();
+    let methods = ok(&["list", &addr, "--plaintext", TEST_SERVICE], None);
+    assert!(
+        methods.contains("grpc.testing.TestService.UnaryCall"),
+        "{methods}"
+    );
+}
+
+#[test]
+fn describe_prints_proto_source() {
+    let (addr, _) = serve(ALL);
+    let addr = addr.to_string();
+    let message = ok(
+        &[
+            "describe",
+            &addr,
+            "--plaintext",
+            "grpc.testing.SimpleRequest",
+        ],
+        None,
+    );
+    assert!(
+        message.starts_with("grpc.testing.SimpleRequest is a message:\nmessage SimpleRequest {\n"),
+        "{message}"
+    );
+    assert!(
+        message.contains("  .grpc.testing.Payload payload = 3;\n"),
+        "{message}"
+    );
+    let service = ok(&["describe", &addr, "--plaintext", TEST_SERVICE], None);
+    assert!(
+        service.contains(
+            "  rpc StreamingOutputCall ( .grpc.testing.StreamingOutputCallRequest ) returns ( stream .grpc.testing.StreamingOutputCallResponse );\n"
+        ),
+        "{service}"
+    );
+    let method = ok(
+        &[
+            "describe",
+            &addr,
+            "--plaintext",
+            "grpc.testing.TestService.FullDuplexCall",
+        ],
+        None,
+    );
+    assert!(method.contains("rpc FullDuplexCall ( stream .grpc.testing.StreamingOutputCallRequest ) returns ( stream .grpc.testing.StreamingOutputCallResponse );"), "{method}");
+    let enumeration = ok(
+        &["describe", &addr, "--plaintext", "grpc.testing.PayloadType"],
+        None,
+    );
+    assert!(
+        enumeration.contains("enum PayloadType {\n  COMPRESSABLE = 0;\n}"),
+        "{enumeration}"
+    );
+}
+
+#[test]
+fn call_unary_with_metadata_and_verbose_output() {
+    let (addr, _) = serve(ALL);
+    let addr = addr.to_string();
+    let output = run(
+        &[
+            "call",
+            &addr,
+            "--plaintext",
+            "grpc.testing.TestService/UnaryCall",
+            "-d",
+            r#"{"responseSize": 3, "fillServerId": false}"#,
+            "-H",
+            "x-grpc-test-echo-initial: hello",
+            "-v",
+        ],
+        None,
+    );
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_eq!(stdout(&output), "{\"payload\":{\"body\":\"AAAA\"}}\n");
+    let err = stderr(&output);
+    assert!(
+        err.contains("Response headers:\n  x-grpc-test-echo-initial: hello\n"),
+        "{err}"
+    );
+    assert!(err.contains("Response trailers:"), "{err}");
+}
+
+#[test]
+fn call_streams_in_each_direction() {
+    let (addr, _) = serve(ALL);
+    let addr = addr.to_string();
+    // Server streaming: one line per message.
+    let out = ok(
+        &[
+            "call",
+            &addr,
+            "--plaintext",
+            "grpc.testing.TestService/StreamingOutputCall",
+            "-d",
+            r#"{"responseParameters": [{"size": 2}, {"size": 1}, {"size": 0}]}"#,
+        ],
+        None,
+    );
+    assert_eq!(
+        out,
+        "{\"payload\":{\"body\":\"AAA=\"}}\n{\"payload\":{\"body\":\"AA==\"}}\n{\"payload\":{}}\n"
+    );
+    // Client streaming from stdin: several JSON values.
+    let out = ok(
+        &[
+            "call",
+            &addr,
+            "--plaintext",
+            "grpc.testing.TestService.StreamingInputCall",
+            "-d",
+            "@",
+        ],
+        Some("{\"payload\": {\"body\": \"AAEC\"}}\n{\"payload\": {\"body\": \"AA==\"}}\n"),
+    );
+    assert_eq!(out, "{\"aggregatedPayloadSize\":4}\n");
+    // Bidi: an answer per request.
+    let out = ok(
+        &[
+            "call",
+            &addr,
+            "--plaintext",
+            "grpc.testing.TestService/FullDuplexCall",
+            "-d",
+            r#"{"responseParameters": [{"size": 1}]} {"responseParameters": [{"size": 2}]}"#,
+        ],
+        None,
+    );
+    assert_eq!(
+        out,
+        "{\"payload\":{\"body\":\"AA==\"}}\n{\"payload\":{\"body\":\"AAA=\"}}\n"
+    );
+}
+
+#[test]
+fn call_reports_a_status_with_its_details_and_exit_code() {
+    let (addr, _) = serve(ALL);
+    let addr = addr.to_string();
+    let output = run(
+        &[
+            "call",
+            &addr,
+            "--plaintext",
+            "grpc.testing.TestService/EmptyCall",
+            "-H",
+            "x-fail-with-details: yes",
+        ],
+        None,
+    );
+    // 64 + INVALID_ARGUMENT (3), as grpcurl.
+    assert_eq!(output.status.code(), Some(67), "{}", stderr(&output));
+    let err = stderr(&output);
+    assert!(err.contains("Code: INVALID_ARGUMENT\n"), "{err}");
+    assert!(err.contains("Message: name is too short\n"), "{err}");
+    assert!(
+        err.contains(r#""@type":"type.googleapis.com/google.rpc.BadRequest""#)
+            && err.contains(r#""field":"name""#)
+            && err.contains(r#""description":"at least 3 letters""#),
+        "{err}"
+    );
+    // A status the server's handler chose.
+    let err = fails(
+        &[
+            "call",
+            &addr,
+            "--plaintext",
+            "grpc.testing.TestService/UnaryCall",
+            "-d",
+            r#"{"responseStatus": {"code": 5, "message": "no such thing"}}"#,
+        ],
+        64 + 5,
+    );
+    assert!(
+        err.contains("Code: NOT_FOUND\n  Message: no such thing\n"),
+        "{err}"
+    );
+}
+
+#[test]
+fn call_input_errors_are_named() {
+    let (addr, _) = serve(ALL);
+    let addr = addr.to_string();
+    let err = fails(
+        &[
+            "call",
+            &addr,
+            "--plaintext",
+            "grpc.testing.TestService/NoSuchCall",
+        ],
+        1,
+    );
+    assert!(
+        err.contains("service grpc.testing.TestService has no method \"NoSuchCall\" (it has: EmptyCall, UnaryCall"),
+        "{err}"
+    );
+    let err = fails(&["call", &addr, "--plaintext", "no.Such/Call"], 1);
+    assert!(
+        err.contains("the server does not know symbol \"no.Such/Call\""),
+        "{err}"
+    );
+    let err = fails(
+        &[
+            "call",
+            &addr,
+            "--plaintext",
+            "grpc.testing.TestService/UnaryCall",
+            "-d",
+            r#"{"payload": {"bodyy": "AA=="}}"#,
+        ],
+        1,
+    );
+    assert!(
+        err.contains("does not fit grpc.testing.SimpleRequest at field payload")
+            && err.contains("bodyy"),
+        "{err}"
+    );
+    let err = fails(
+        &[
+            "call",
+            &addr,
+            "--plaintext",
+            "grpc.testing.TestService/UnaryCall",
+            "-d",
+            "{} {}",
+        ],
+        1,
+    );
+    assert!(
+        err.contains("takes exactly one request message; got 2"),
+        "{err}"
+    );
+}
+
+#[test]
+fn files_replace_reflection() {
+    let (addr, _) = serve(Offers {
+        reflection: false,
+        ..ALL
+    });
+    let addr = addr.to_string();
+    let err = fails(&["list", &addr, "--plaintext"], 64 + 12);
+    assert!(err.contains("does not offer server reflection"), "{err}");
+    let proto = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../interop/proto");
+    let test_proto = proto.join("grpc/testing/test.proto");
+    let (import, file) = (proto.to_str().unwrap(), test_proto.to_str().unwrap());
+    let services = ok(
+        &[
+            "list",
+            &addr,
+            "--plaintext",
+            "--proto",
+            file,
+            "--import-path",
+            import,
+        ],
+        None,
+    );
+    assert!(
+        services.lines().any(|l| l == TEST_SERVICE)
+            && services
+                .lines()
+                .any(|l| l == "grpc.testing.UnimplementedService"),
+        "{services}"
+    );
+    let out = ok(
+        &[
+            "call",
+            &addr,
+            "--plaintext",
+            "--proto",
+            file,
+            "--import-path",
+            import,
+            "grpc.testing.TestService/UnaryCall",
+            "-d",
+            r#"{"responseSize": 1}"#,
+        ],
+        None,
+    );
+    assert_eq!(out, "{\"payload\":{\"body\":\"AA==\"}}\n");
+}
+
+#[test]
+fn transport_mismatches_and_unreachable_servers_are_named() {
+    let (tls_addr, _) = serve(Offers { tls: true, ..ALL });
+    let (plain_addr, _) = serve(ALL);
+    let (tls_addr, plain_addr) = (tls_addr.to_string(), plain_addr.to_string());
+    let ca = certs().join("ca.pem");
+    let ca = ca.to_str().unwrap();
+    // TLS works with the right CA and name.
+    let out = ok(
+        &[
+            "list",
+            &tls_addr,
+            "--cacert",
+            ca,
+            "--servername",
+            "foo.test.google.fr",
+        ],
+        None,
+    );
+    assert!(out.contains(TEST_SERVICE), "{out}");
+    // TLS to a plaintext server.
+    let err = fails(
+        &[
+            "list",
+            &plain_addr,
+            "--cacert",
+            ca,
+            "--servername",
+            "foo.test.google.fr",
+        ],
+        64 + 14,
+    );
+    assert!(
+        err.contains("did not answer with TLS") && err.contains("--plaintext"),
+        "{err}"
+    );
+    // Plaintext to a TLS server.
+    let err = fails(&["list", &tls_addr, "--plaintext"], 64 + 14);
+    assert!(
+        err.contains("is it a TLS server? (drop --plaintext)"),
+        "{err}"
+    );
+    // An untrusted certificate.
+    let err = fails(
+        &["list", &tls_addr, "--servername", "foo.test.google.fr"],
+        64 + 14,
+    );
+    assert!(err.contains("--cacert"), "{err}");
+    // Nothing listening.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let err = fails(&["list", &port.to_string(), "--plaintext"], 64 + 14);
+    assert!(err.contains("nothing listens at that address"), "{err}");
+}
+
+#[test]
+fn health_checks_as_grpc_health_probe() {
+    let (addr, health) = serve(ALL);
+    let addr = addr.to_string();
+    assert_eq!(
+        ok(&["health", &addr, "--plaintext"], None),
+        "status: SERVING\n"
+    );
+    assert_eq!(
+        ok(&["health", &addr, "--plaintext", TEST_SERVICE], None),
+        "status: SERVING\n"
+    );
+    health.set_serving_status(TEST_SERVICE, ServingStatus::NotServing);
+    let output = run(&["health", &addr, "--plaintext", TEST_SERVICE], None);
+    assert_eq!(output.status.code(), Some(4));
+    assert_eq!(stdout(&output), "status: NOT_SERVING\n");
+    let err = fails(&["health", &addr, "--plaintext", "no.Such"], 3);
+    assert!(err.contains("does not know service \"no.Such\""), "{err}");
+    // --watch prints each change, until its deadline ends it: the exit
+    // code is the last status's.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ferrogrpc"))
+        .args([
+            "health",
+            &addr,
+            "--plaintext",
+            TEST_SERVICE,
+            "--watch",
+            "--timeout",
+            "3",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    assert_eq!(lines.next().unwrap().unwrap(), "status: NOT_SERVING");
+    health.set_serving_status(TEST_SERVICE, ServingStatus::Serving);
+    assert_eq!(lines.next().unwrap().unwrap(), "status: SERVING");
+    health.shutdown();
+    assert_eq!(lines.next().unwrap().unwrap(), "status: NOT_SERVING");
+    assert!(lines.next().is_none());
+    assert_eq!(child.wait().unwrap().code(), Some(4));
+    let (bare, _) = serve(Offers {
+        health: false,
+        ..ALL
+    });
+    let err = fails(&["health", &bare.to_string(), "--plaintext"], 3);
+    assert!(err.contains("does not offer the health service"), "{err}");
+}
