@@ -7,6 +7,7 @@
 //! Flags follow grpcurl's names where grpcurl has one.
 
 mod call;
+mod channelz;
 mod connect;
 mod describe;
 mod descriptors;
@@ -54,6 +55,9 @@ enum Command {
     Call(call::CallArgs),
     /// Checks a server's health (`grpc.health.v1`); exits 0 when SERVING.
     Health(health::HealthArgs),
+    /// Shows the server's channelz: servers, listen sockets and
+    /// connections, channels and subchannels, with states and counts.
+    Channelz(channelz::ChannelzArgs),
 }
 
 fn main() -> ExitCode {
@@ -120,5 +124,6 @@ async fn run(command: Command) -> Result<ExitCode, Error> {
         }
         Command::Call(args) => call::run(args).await,
         Command::Health(args) => health::run(args).await,
+        Command::Channelz(args) => channelz::run(args).await,
     }
 }

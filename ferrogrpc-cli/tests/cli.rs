@@ -49,8 +49,8 @@ fn serve(offers: Offers) -> (SocketAddr, health::Server) {
         runtime.block_on(async move {
             let health = health::Server::new();
             health.set_serving_status(TEST_SERVICE, ServingStatus::Serving);
-            let mut builder: ServerBuilder = Server::builder().interceptor_fn(|metadata, info| {
-                match metadata.get("x-fail-with-details") {
+            let mut builder: ServerBuilder = ferrogrpc::admin::register(Server::builder())
+                .interceptor_fn(|metadata, info| match metadata.get("x-fail-with-details") {
                     Some(_) if info.method.contains("TestService") => Err(
                         Status::invalid_argument("name is too short").with_error_details([
                             BadRequest {
@@ -66,8 +66,7 @@ fn serve(offers: Offers) -> (SocketAddr, health::Server) {
                         ]),
                     ),
                     _ => Ok(()),
-                }
-            });
+                });
             if offers.tls {
                 builder = builder.credentials(ServerCredentials::tls(ServerTlsConfig::from_pem(
                     std::fs::read(certs().join("server1.pem")).unwrap(),
@@ -154,6 +153,7 @@ fn list_shows_services_and_methods() {
     assert_eq!(
         services.lines().collect::<Vec<_>>(),
         [
+            "grpc.channelz.v1.Channelz",
             "grpc.health.v1.Health",
             "grpc.reflection.v1.ServerReflection",
             "grpc.reflection.v1alpha.ServerReflection",
@@ -588,4 +588,93 @@ fn health_checks_as_grpc_health_probe() {
     });
     let err = fails(&["health", &bare.to_string(), "--plaintext"], 3);
     assert!(err.contains("does not offer the health service"), "{err}");
+}
+
+#[test]
+fn channelz_shows_the_servers_counts_and_connections() {
+    let (addr, _) = serve(ALL);
+    let addr = addr.to_string();
+    // Calls from .proto files, so that no reflection call is counted.
+    let proto = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../interop/proto");
+    let test_proto = proto.join("grpc/testing/test.proto");
+    let files = [
+        "--proto",
+        test_proto.to_str().unwrap(),
+        "--import-path",
+        proto.to_str().unwrap(),
+    ];
+    let call = |method: &str, data: &str| {
+        let mut args = vec!["call", &addr, "--plaintext"];
+        args.extend(files);
+        args.extend([method, "-d", data]);
+        run(&args, None)
+    };
+    assert!(call("grpc.testing.TestService/EmptyCall", "{}")
+        .status
+        .success());
+    assert!(call("grpc.testing.TestService/UnaryCall", "{}")
+        .status
+        .success());
+    assert!(!call(
+        "grpc.testing.TestService/UnaryCall",
+        r#"{"responseStatus": {"code": 2}}"#
+    )
+    .status
+    .success());
+    let out = ok(&["channelz", &addr, "--plaintext"], None);
+    // Channelz is per process, and this test process runs many servers:
+    // find this one by its listen socket.
+    let all: Vec<&str> = out.lines().collect();
+    let at = all
+        .iter()
+        .position(|l| l.starts_with("  listen socket ") && l.ends_with(&format!(": {addr}")))
+        .unwrap_or_else(|| panic!("{out}"));
+    let end = all[at..]
+        .iter()
+        .position(|l| !l.starts_with(' '))
+        .map_or(all.len(), |n| at + n);
+    let lines = &all[at - 1..end];
+    // The first GetServers call is under way as it answers.
+    assert!(
+        lines[0].starts_with("server ")
+            && lines[0].ends_with(": calls started 4 succeeded 2 failed 1"),
+        "{out}"
+    );
+    // Only the channelz command's own connection is still open.
+    assert_eq!(
+        lines.iter().filter(|l| l.starts_with("  socket ")).count(),
+        1,
+        "{out}"
+    );
+    let socket = lines
+        .iter()
+        .position(|l| l.starts_with("  socket "))
+        .unwrap();
+    assert!(
+        lines[socket].contains(&format!("{addr} <-> 127.0.0.1:")),
+        "{out}"
+    );
+    assert!(
+        lines[socket + 1].starts_with("    streams started "),
+        "{out}"
+    );
+    // A server without channelz says so.
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async move {
+            let server = Server::builder()
+                .add_service(TestServiceServer::new(InteropService))
+                .build();
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            tx.send(listener.local_addr().unwrap()).unwrap();
+            let _ = server.serve_listener(listener).await;
+        });
+    });
+    let bare = rx.recv().unwrap().to_string();
+    let err = fails(&["channelz", &bare, "--plaintext"], 64 + 12);
+    assert!(err.contains("does not offer channelz"), "{err}");
 }
