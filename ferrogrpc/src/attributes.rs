@@ -4,7 +4,9 @@
 //! An [`Attributes`] is an immutable map from a Rust type to one value of
 //! that type: the type is the key, so two libraries cannot collide on a
 //! string, and reading gives a typed reference without a cast. Resolvers put
-//! attributes on [`Endpoint`](crate::resolver::Endpoint)s and on the whole
+//! attributes on [`Endpoint`](crate::resolver::Endpoint)s, on individual
+//! addresses of an endpoint ([`Endpoint::with_address_attributes`](crate::resolver::Endpoint::with_address_attributes),
+//! also readable on the subchannel made for the address) and on the whole
 //! [`State`](crate::resolver::State); balancers read them (a weight, a
 //! locality, a hierarchy path) and can tell when they changed, because
 //! attributes compare by value.

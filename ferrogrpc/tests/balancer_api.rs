@@ -350,6 +350,156 @@ async fn addresses_alone_become_one_endpoint_each() {
     assert_eq!(*seen.lock().unwrap(), vec![(2, 2), (2, 1)]);
 }
 
+/// Marks the address calls should go to; set by `TaggingResolver`.
+#[derive(Debug, PartialEq)]
+struct Preferred;
+
+/// A resolver of its own (not the manual one): one endpoint with two
+/// addresses, the second marked `Preferred` by a per-address attribute.
+struct TaggingResolver {
+    addresses: [SocketAddr; 2],
+}
+
+impl ferrogrpc::resolver::Builder for TaggingResolver {
+    fn scheme(&self) -> &str {
+        "test-address-attributes"
+    }
+
+    fn build(
+        &self,
+        _target: &ferrogrpc::resolver::Target,
+        controller: ferrogrpc::resolver::Controller,
+        _options: ferrogrpc::resolver::BuildOptions,
+    ) -> Result<Box<dyn ferrogrpc::resolver::Resolver>, String> {
+        struct Done;
+        impl ferrogrpc::resolver::Resolver for Done {}
+        let [plain, preferred] = self.addresses;
+        let tag = Attributes::new().with_value(Preferred);
+        let endpoint = Endpoint::new([plain]).with_address_attributes(preferred, tag);
+        controller.update_state(Resolved::from_endpoints([endpoint]));
+        Ok(Box::new(Done))
+    }
+}
+
+/// What `PreferTagged` saw: per address in the state, whether its
+/// attributes said `Preferred`, and the same per subchannel.
+#[derive(Default)]
+struct TagLog {
+    in_state: Vec<(SocketAddr, bool)>,
+    on_subconns: Vec<(SocketAddr, bool)>,
+}
+
+fn socket(address: &ferrogrpc::resolver::Address) -> SocketAddr {
+    match address {
+        ferrogrpc::resolver::Address::Tcp(addr) => *addr,
+        other => panic!("not TCP: {other}"),
+    }
+}
+
+/// Connects a subchannel per address and sends calls only to READY ones
+/// whose address attributes say `Preferred`.
+struct PreferTagged(Arc<Mutex<TagLog>>);
+
+impl balancer::Builder for PreferTagged {
+    fn name(&self) -> &str {
+        "test_prefer_tagged"
+    }
+    fn build(&self, helper: Helper) -> Box<dyn Balancer> {
+        Box::new(PreferTaggedBalancer {
+            helper,
+            log: Arc::clone(&self.0),
+            ready: Vec::new(),
+            started: false,
+        })
+    }
+}
+
+struct PreferTaggedBalancer {
+    helper: Helper,
+    log: Arc<Mutex<TagLog>>,
+    ready: Vec<SubConn>,
+    started: bool,
+}
+
+struct PreferTaggedPicker(Vec<SubConn>);
+
+impl Picker for PreferTaggedPicker {
+    fn pick(&self, _info: &PickInfo<'_>) -> PickResult {
+        match self
+            .0
+            .iter()
+            .find(|s| s.attributes().value::<Preferred>().is_some())
+        {
+            Some(subconn) => PickResult::complete(subconn.clone()),
+            None => PickResult::Queue,
+        }
+    }
+}
+
+impl Balancer for PreferTaggedBalancer {
+    fn update_client_conn_state(&mut self, state: ClientConnState) -> Result<(), String> {
+        let mut log = self.log.lock().unwrap();
+        for endpoint in &state.resolver_state.endpoints {
+            for address in &endpoint.addresses {
+                let tagged = endpoint.address_attributes(address).value::<Preferred>();
+                log.in_state.push((socket(address), tagged.is_some()));
+                if !self.started {
+                    let attributes = endpoint.address_attributes(address).clone();
+                    let subconn = self
+                        .helper
+                        .new_subconn_with_attributes(address.clone(), attributes);
+                    subconn.connect();
+                }
+            }
+        }
+        self.started = true;
+        Ok(())
+    }
+    fn resolver_error(&mut self, _error: Status) {}
+    fn subchannel_state(&mut self, subconn: &SubConn, state: SubConnState) {
+        if state.state == Conn::Ready && !self.ready.contains(subconn) {
+            let tagged = subconn.attributes().value::<Preferred>().is_some();
+            let entry = (socket(subconn.address()), tagged);
+            self.log.lock().unwrap().on_subconns.push(entry);
+            self.ready.push(subconn.clone());
+            let picker = PreferTaggedPicker(self.ready.clone());
+            self.helper.update_state(Conn::Ready, Arc::new(picker));
+        }
+    }
+    fn exit_idle(&mut self) {}
+}
+
+/// Per-address attributes set by a resolver reach a balancer, in the state
+/// and on the subchannel made for the address, and steer its picks.
+#[tokio::test]
+async fn a_balancer_reads_the_attributes_a_resolver_put_on_an_address() {
+    let log = Arc::new(Mutex::new(TagLog::default()));
+    balancer::register(PreferTagged(Arc::clone(&log)));
+    let (a, b) = (Backend::start("a").await, Backend::start("b").await);
+    let channel = Channel::builder("test-address-attributes:///backends")
+        .resolver(TaggingResolver {
+            addresses: [a.addr, b.addr],
+        })
+        .default_service_config(r#"{"loadBalancingConfig": [{"test_prefer_tagged": {}}]}"#)
+        .build()
+        .unwrap();
+    for _ in 0..4 {
+        let request = Request::new(Bytes::new()).with_wait_for_ready(true);
+        assert_eq!(who(&channel, request).await.unwrap(), "b");
+    }
+    eventually("both subchannels READY", || {
+        log.lock().unwrap().on_subconns.len() == 2
+    })
+    .await;
+    let log = log.lock().unwrap();
+    assert_eq!(log.in_state, [(a.addr, false), (b.addr, true)]);
+    let mut on_subconns = log.on_subconns.clone();
+    on_subconns.sort();
+    let mut expected = vec![(a.addr, false), (b.addr, true)];
+    expected.sort();
+    assert_eq!(on_subconns, expected);
+}
+
 // ---------------------------------------------------------------------------
 // Pick info and done callbacks.
 

@@ -62,8 +62,8 @@ use std::{
 };
 
 use crate::{
-    client::subchannel::Subchannel, client::Shared, connectivity, metadata::MetadataMap, resolver,
-    status::Status,
+    attributes::Attributes, client::subchannel::Subchannel, client::Shared, connectivity,
+    metadata::MetadataMap, resolver, status::Status,
 };
 
 /// A policy's parsed configuration, made by [`Builder::parse_config`] from
@@ -450,8 +450,20 @@ impl Helper {
     /// Its state changes reach this balancer's
     /// [`Balancer::subchannel_state`].
     pub fn new_subconn(&self, address: resolver::Address) -> SubConn {
+        self.new_subconn_with_attributes(address, Attributes::new())
+    }
+
+    /// Like [`new_subconn`](Self::new_subconn), for an address the
+    /// resolver gave `attributes` ([`resolver::Endpoint::address_attributes`]);
+    /// the subchannel keeps them for the policy to read with
+    /// [`SubConn::attributes`]. They do not change the connection.
+    pub fn new_subconn_with_attributes(
+        &self,
+        address: resolver::Address,
+        attributes: Attributes,
+    ) -> SubConn {
         let subconn = SubConn {
-            inner: Subchannel::new(self.owner, address, Arc::clone(&self.shared)),
+            inner: Subchannel::new(self.owner, address, attributes, Arc::clone(&self.shared)),
         };
         if let Some(hooks) = &self.hooks {
             hooks.new_subconn(&subconn);
@@ -513,6 +525,15 @@ impl SubConn {
     /// The address it connects to.
     pub fn address(&self) -> &resolver::Address {
         self.inner.address()
+    }
+
+    /// The attributes its address had when it was created (see
+    /// [`Helper::new_subconn_with_attributes`]); empty for a subchannel made
+    /// with [`Helper::new_subconn`]. A policy that keeps the subchannel
+    /// across resolver updates reads newer ones from the update's
+    /// [`resolver::Endpoint::address_attributes`].
+    pub fn attributes(&self) -> &Attributes {
+        self.inner.attributes()
     }
 
     /// Its current connectivity state, as this balancer was told it.

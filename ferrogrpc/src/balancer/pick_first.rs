@@ -35,7 +35,8 @@ use super::{
     QueuePicker, SubConn, SubConnState,
 };
 use crate::{
-    connectivity::State, resolver::Address, status::Status, transport::client::reached_server,
+    attributes::Attributes, connectivity::State, resolver::Address, status::Status,
+    transport::client::reached_server,
 };
 
 /// The name of the policy in service configs.
@@ -68,6 +69,7 @@ impl Builder for PickFirstBuilder {
         Box::new(PickFirst {
             helper,
             addresses: Vec::new(),
+            attributes: HashMap::new(),
             subconns: Vec::new(),
             next: 0,
             first_pass: false,
@@ -97,6 +99,9 @@ impl Builder for PickFirstBuilder {
 struct PickFirst {
     helper: Helper,
     addresses: Vec<Address>,
+    /// The resolver's attributes of the addresses that have some, given to
+    /// their subchannels.
+    attributes: HashMap<Address, Attributes>,
     /// One per address, in the order tried.
     subconns: Vec<SubConn>,
     /// In the first pass, the index of the subchannel being tried.
@@ -227,7 +232,11 @@ impl PickFirst {
         for address in &self.addresses {
             let subconn = match old.iter().position(|s| s.address() == address) {
                 Some(i) => old.swap_remove(i),
-                None => self.helper.new_subconn(address.clone()),
+                None => {
+                    let attributes = self.attributes.get(address).cloned().unwrap_or_default();
+                    self.helper
+                        .new_subconn_with_attributes(address.clone(), attributes)
+                }
             };
             self.subconns.push(subconn);
         }
@@ -344,6 +353,14 @@ impl Balancer for PickFirst {
         if shuffle_list {
             shuffle(&mut endpoints);
         }
+        self.attributes = endpoints
+            .iter()
+            .flat_map(|e| {
+                let attributes = |a: &Address| (a.clone(), e.address_attributes(a).clone());
+                e.addresses.iter().map(attributes)
+            })
+            .filter(|(_, attributes)| !attributes.is_empty())
+            .collect();
         let flat = endpoints.into_iter().flat_map(|e| e.addresses).collect();
         let addresses = interleave_families(dedup(flat));
         if addresses.is_empty() {

@@ -145,7 +145,7 @@ impl Balancer for RoundRobin {
             .collect();
         let mut seen = std::collections::HashSet::new();
         for endpoint in state.resolver_state.endpoints {
-            let addresses = dedup(endpoint.addresses);
+            let addresses = dedup(endpoint.addresses.clone());
             let mut subconns = Vec::new();
             for address in addresses {
                 if !seen.insert(address.clone()) {
@@ -154,7 +154,8 @@ impl Balancer for RoundRobin {
                 match old.iter().position(|(s, _)| *s.address() == address) {
                     Some(i) => subconns.push(old.swap_remove(i)),
                     None => {
-                        let subconn = self.helper.new_subconn(address);
+                        let attributes = endpoint.address_attributes(&address).clone();
+                        let subconn = self.helper.new_subconn_with_attributes(address, attributes);
                         subconn.enable_health_check();
                         subconns.push((subconn, State::Idle));
                     }

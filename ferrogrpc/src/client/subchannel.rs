@@ -23,6 +23,7 @@ use tokio::{sync::Notify, time::Instant};
 
 use super::control::Shared;
 use crate::{
+    attributes::Attributes,
     backoff::Backoff,
     balancer::{SubConn, SubConnState},
     connectivity::{State, StateTracker},
@@ -54,6 +55,8 @@ pub(crate) struct Subchannel {
     id: u64,
     owner: u64,
     address: Address,
+    /// The resolver's attributes for the address, for the balancer.
+    attributes: Attributes,
     endpoint: Endpoint,
     shared: Arc<Shared>,
     current: ArcSwapOption<Current>,
@@ -71,7 +74,12 @@ pub(crate) struct Subchannel {
 }
 
 impl Subchannel {
-    pub(crate) fn new(owner: u64, address: Address, shared: Arc<Shared>) -> Arc<Subchannel> {
+    pub(crate) fn new(
+        owner: u64,
+        address: Address,
+        attributes: Attributes,
+        shared: Arc<Shared>,
+    ) -> Arc<Subchannel> {
         // A socket, the channel's dialer, or its proxy: decided once here.
         let endpoint = Endpoint::new(&address, &shared.config);
         #[cfg(feature = "channelz")]
@@ -80,6 +88,7 @@ impl Subchannel {
             id: shared.next_id(),
             owner,
             address,
+            attributes,
             endpoint,
             current: ArcSwapOption::empty(),
             next_conn: AtomicU64::new(0),
@@ -111,6 +120,10 @@ impl Subchannel {
 
     pub(crate) fn address(&self) -> &Address {
         &self.address
+    }
+
+    pub(crate) fn attributes(&self) -> &Attributes {
+        &self.attributes
     }
 
     /// The state its balancer sees (health included, see [`Ctl::reported`]).

@@ -97,6 +97,26 @@ impl From<SocketAddr> for Address {
 /// endpoint one turn whatever its number of addresses and uses the first of
 /// its addresses that connects; `pick_first` tries every endpoint's
 /// addresses in turn.
+///
+/// # Attributes
+///
+/// Two levels, both for the balancer, and neither part of an address's
+/// identity (which subchannel it gets, what a dialer is given):
+/// - [`attributes`](Self::attributes), about the backend as a whole (a
+///   weight, a locality);
+/// - per-address attributes, set with
+///   [`with_address_attributes`](Self::with_address_attributes) and read
+///   with [`address_attributes`](Self::address_attributes) or, on the
+///   subchannel made for the address, [`SubConn::attributes`](crate::balancer::SubConn::attributes).
+///
+/// Per-address attributes are gRPC-Go's `Address.BalancerAttributes`:
+/// `Address.Equal` ignores those, and so does [`Address`]'s equality here
+/// (an [`Address`] does not hold them at all), so a resolver that changes
+/// them keeps the address's subchannel and connection. gRPC-Go's other
+/// per-address map, `Address.Attributes`, which `Equal` compares and which
+/// reaches the connection's handshake, has no counterpart yet.
+/// Endpoints compare all their attributes, so a balancer can tell that
+/// they changed.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub struct Endpoint {
@@ -104,10 +124,12 @@ pub struct Endpoint {
     pub addresses: Vec<Address>,
     /// What the resolver says about this backend, for the balancer: a
     /// weight, a locality… Attributes never change which subchannel an
-    /// address gets (that is the address alone, unlike gRPC-Go's
-    /// `Address.Attributes`), so they play the part of gRPC-Go's
-    /// `BalancerAttributes`.
+    /// address gets (that is the address alone), so they play the part
+    /// of gRPC-Go's `BalancerAttributes`.
     pub attributes: Attributes,
+    /// Non-empty attributes of individual addresses, in the order they
+    /// were set; see the type's docs.
+    address_attributes: Vec<(Address, Attributes)>,
 }
 
 impl Endpoint {
@@ -115,7 +137,7 @@ impl Endpoint {
     pub fn new(addresses: impl IntoIterator<Item = impl Into<Address>>) -> Endpoint {
         Endpoint {
             addresses: addresses.into_iter().map(Into::into).collect(),
-            attributes: Attributes::new(),
+            ..Endpoint::default()
         }
     }
 
@@ -124,6 +146,38 @@ impl Endpoint {
     pub fn with_attributes(mut self, attributes: Attributes) -> Endpoint {
         self.attributes = attributes;
         self
+    }
+
+    /// The same endpoint with `attributes` on its address `address`
+    /// (gRPC-Go's `Address.BalancerAttributes`), replacing any it had. An
+    /// address the endpoint does not list yet is appended to
+    /// [`addresses`](Self::addresses), so an endpoint can be built address
+    /// by address: `Endpoint::default().with_address_attributes(a, x)`.
+    #[must_use]
+    pub fn with_address_attributes(
+        mut self,
+        address: impl Into<Address>,
+        attributes: Attributes,
+    ) -> Endpoint {
+        let address = address.into();
+        if !self.addresses.contains(&address) {
+            self.addresses.push(address.clone());
+        }
+        self.address_attributes.retain(|(a, _)| *a != address);
+        if !attributes.is_empty() {
+            self.address_attributes.push((address, attributes));
+        }
+        self
+    }
+
+    /// The attributes of the address `address` (empty when it has none, or
+    /// is not one of this endpoint's).
+    pub fn address_attributes(&self, address: &Address) -> &Attributes {
+        static EMPTY: Attributes = Attributes::new();
+        self.address_attributes
+            .iter()
+            .find(|(a, _)| a == address)
+            .map_or(&EMPTY, |(_, attributes)| attributes)
     }
 }
 
@@ -327,6 +381,39 @@ pub fn get(scheme: &str) -> Option<Arc<dyn Builder>> {
         .unwrap_or_else(|e| e.into_inner())
         .get(&scheme.to_ascii_lowercase())
         .cloned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, PartialEq)]
+    struct Zone(&'static str);
+
+    fn tcp(s: &str) -> Address {
+        Address::Tcp(s.parse().unwrap())
+    }
+
+    #[test]
+    fn address_attributes_are_kept_per_address_and_compared_with_the_endpoint() {
+        let (a, b) = (tcp("10.0.0.1:1"), tcp("10.0.0.2:1"));
+        let eu = Attributes::new().with_value(Zone("eu"));
+        let endpoint = Endpoint::new([a.clone()]).with_address_attributes(b.clone(), eu.clone());
+        assert_eq!(endpoint.addresses, [a.clone(), b.clone()], "b appended");
+        assert_eq!(endpoint.address_attributes(&b), &eu);
+        assert!(endpoint.address_attributes(&a).is_empty());
+        assert!(endpoint.address_attributes(&tcp("10.0.0.3:1")).is_empty());
+
+        let us = Attributes::new().with_value(Zone("us"));
+        let moved = endpoint
+            .clone()
+            .with_address_attributes(b.clone(), us.clone());
+        assert_eq!(moved.addresses, endpoint.addresses, "not appended twice");
+        assert_eq!(moved.address_attributes(&b), &us, "replaced");
+        assert_ne!(moved, endpoint, "a balancer sees the change");
+        let cleared = moved.with_address_attributes(b.clone(), Attributes::new());
+        assert_eq!(cleared, Endpoint::new([a, b]), "empty is the same as none");
+    }
 }
 
 #[cfg(test)]
