@@ -6,6 +6,7 @@
 //! (no protoc), and speaks protobuf's JSON mapping on the command line.
 //! Flags follow grpcurl's names where grpcurl has one.
 
+mod bench;
 mod call;
 mod channelz;
 mod connect;
@@ -58,6 +59,10 @@ enum Command {
     /// Shows the server's channelz: servers, listen sockets and
     /// connections, channels and subchannels, with states and counts.
     Channelz(channelz::ChannelzArgs),
+    /// Load-tests one method, as ghz: calls in flight, connections, a count
+    /// or a duration, a rate limit; prints latency percentiles, a histogram
+    /// and the status codes.
+    Bench(bench::BenchArgs),
 }
 
 fn main() -> ExitCode {
@@ -125,5 +130,6 @@ async fn run(command: Command) -> Result<ExitCode, Error> {
         Command::Call(args) => call::run(args).await,
         Command::Health(args) => health::run(args).await,
         Command::Channelz(args) => channelz::run(args).await,
+        Command::Bench(args) => bench::run(args).await,
     }
 }

@@ -678,3 +678,137 @@ fn channelz_shows_the_servers_counts_and_connections() {
     let err = fails(&["channelz", &bare, "--plaintext"], 64 + 12);
     assert!(err.contains("does not offer channelz"), "{err}");
 }
+
+/// A server that counts the test service's calls it saw end.
+fn counting_server() -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::sync::{atomic::AtomicUsize, Arc};
+    let calls = Arc::new(AtomicUsize::new(0));
+    let seen = Arc::clone(&calls);
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async move {
+            let server = Server::builder()
+                .interceptor_fn(move |_, info| {
+                    if info.method.contains("TestService") {
+                        seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    }
+                    Ok(())
+                })
+                .add_reflection()
+                .add_service(TestServiceServer::new(InteropService))
+                .build();
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            tx.send(listener.local_addr().unwrap()).unwrap();
+            let _ = server.serve_listener(listener).await;
+        });
+    });
+    (rx.recv().unwrap().to_string(), calls)
+}
+
+#[test]
+fn bench_counts_match_the_servers() {
+    use std::sync::atomic::Ordering;
+    let (addr, calls) = counting_server();
+    let json = ok(
+        &[
+            "bench",
+            &addr,
+            "--plaintext",
+            "grpc.testing.TestService/UnaryCall",
+            "-d",
+            r#"{"responseSize": 4}"#,
+            "-n",
+            "40",
+            "-c",
+            "4",
+            "--connections",
+            "2",
+            "--format",
+            "json",
+        ],
+        None,
+    );
+    let report: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(report["count"], 40, "{json}");
+    assert_eq!(report["status"]["OK"], 40, "{json}");
+    assert_eq!(calls.load(Ordering::SeqCst), 40);
+    let latency = &report["latency_us"];
+    assert!(latency["min"].as_u64() <= latency["p50"].as_u64(), "{json}");
+    assert!(latency["p50"].as_u64() <= latency["p99"].as_u64(), "{json}");
+    assert!(latency["p99"].as_u64() <= latency["max"].as_u64(), "{json}");
+    let counted: u64 = report["histogram"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["count"].as_u64().unwrap())
+        .sum();
+    assert_eq!(counted, 40, "{json}");
+
+    // Failing calls are counted by their status.
+    let json = ok(
+        &[
+            "bench",
+            &addr,
+            "--plaintext",
+            "grpc.testing.TestService/UnaryCall",
+            "-d",
+            r#"{"responseStatus": {"code": 2, "message": "no"}}"#,
+            "-n",
+            "10",
+            "--format",
+            "json",
+        ],
+        None,
+    );
+    let report: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(report["status"]["UNKNOWN"], 10, "{json}");
+    assert_eq!(calls.load(Ordering::SeqCst), 50);
+
+    // Server streaming, for a duration at a limited rate: every call ends
+    // OK and the rate caps the count (20/s for 300 ms: at most 7).
+    let json = ok(
+        &[
+            "bench",
+            &addr,
+            "--plaintext",
+            "grpc.testing.TestService/StreamingOutputCall",
+            "-d",
+            r#"{"responseParameters": [{"size": 1}, {"size": 2}]}"#,
+            "-z",
+            "300ms",
+            "--rps",
+            "20",
+            "--format",
+            "json",
+        ],
+        None,
+    );
+    let report: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let count = report["count"].as_u64().unwrap();
+    assert!((1..=7).contains(&count), "{json}");
+    assert_eq!(report["status"]["OK"].as_u64(), Some(count), "{json}");
+
+    // CSV: a header and a row per call.
+    let csv = ok(
+        &[
+            "bench",
+            &addr,
+            "--plaintext",
+            "grpc.testing.TestService/EmptyCall",
+            "-n",
+            "5",
+            "--format",
+            "csv",
+        ],
+        None,
+    );
+    let rows: Vec<&str> = csv.lines().collect();
+    assert_eq!(rows[0], "start_us,latency_us,status");
+    assert_eq!(rows.len(), 6, "{csv}");
+    assert!(rows[1..].iter().all(|r| r.ends_with(",OK")), "{csv}");
+}
