@@ -270,11 +270,20 @@ fn details_json(details: &Bytes, pool: &DescriptorPool) -> Result<Vec<String>, S
         let text = match pool.get_message_by_name(name) {
             Some(descriptor) => match DynamicMessage::decode(descriptor, any.value.as_slice()) {
                 Ok(message) => {
-                    let mut json = serde_json::to_value(&message).map_err(|e| e.to_string())?;
-                    if let Some(object) = json.as_object_mut() {
-                        object.insert("@type".into(), any.type_url.clone().into());
+                    // As protobuf's JSON of an Any: "@type" first, then the
+                    // fields in their declared order (a serde_json::Value
+                    // would sort them), or, for a well-known type with a
+                    // JSON form of its own, that form as "value".
+                    let json = serde_json::to_string(&message).map_err(|e| e.to_string())?;
+                    let type_url = serde_json::Value::from(any.type_url.clone());
+                    let own_form =
+                        name.starts_with("google.protobuf.") && name != "google.protobuf.Empty";
+                    match json.strip_prefix('{').and_then(|j| j.strip_suffix('}')) {
+                        _ if own_form => format!("{{\"@type\":{type_url},\"value\":{json}}}"),
+                        Some("") => format!("{{\"@type\":{type_url}}}"),
+                        Some(fields) => format!("{{\"@type\":{type_url},{fields}}}"),
+                        None => format!("{{\"@type\":{type_url},\"value\":{json}}}"),
                     }
-                    json.to_string()
                 }
                 Err(err) => format!("{} (does not decode: {err})", any.type_url),
             },
@@ -342,5 +351,42 @@ impl Codec<DynamicMessage, DynamicMessage> for DynamicCodec {
                 self.output.full_name()
             ))
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A google.rpc.Status of `json`, encoded as in grpc-status-details-bin.
+    fn status_bytes(json: &str) -> Bytes {
+        let status = standard_details()
+            .get_message_by_name("google.rpc.Status")
+            .expect("google.rpc.Status");
+        let mut deserializer = serde_json::Deserializer::from_str(json);
+        let message = DynamicMessage::deserialize(status, &mut deserializer).expect("a Status");
+        Bytes::from(message.encode_to_vec())
+    }
+
+    #[test]
+    fn details_print_type_first_then_fields_in_declared_order() {
+        let details = status_bytes(
+            r#"{"code": 3, "details": [
+                {"@type": "type.googleapis.com/google.rpc.BadRequest",
+                 "fieldViolations": [{"field": "name", "description": "too short"}]},
+                {"@type": "type.googleapis.com/google.rpc.RetryInfo",
+                 "retryDelay": "1.500s"},
+                {"@type": "type.googleapis.com/google.rpc.QuotaFailure"}
+            ]}"#,
+        );
+        let printed = details_json(&details, &DescriptorPool::new()).expect("details");
+        assert_eq!(
+            printed,
+            [
+                r#"{"@type":"type.googleapis.com/google.rpc.BadRequest","fieldViolations":[{"field":"name","description":"too short"}]}"#,
+                r#"{"@type":"type.googleapis.com/google.rpc.RetryInfo","retryDelay":"1.500s"}"#,
+                r#"{"@type":"type.googleapis.com/google.rpc.QuotaFailure"}"#,
+            ]
+        );
     }
 }

@@ -33,6 +33,10 @@ pub struct ConnectArgs {
     /// The PEM private key of --cert.
     #[arg(long, value_name = "FILE", requires = "cert")]
     pub key: Option<PathBuf>,
+    /// Skip verifying the server's certificate (for tests and debugging
+    /// only: the connection is encrypted but anyone could be the server).
+    #[arg(long, conflicts_with_all = ["plaintext", "cacert"])]
+    pub insecure: bool,
     /// The name to verify the server's certificate against (and send in
     /// SNI), instead of the host in ADDR.
     #[arg(long, value_name = "NAME")]
@@ -62,6 +66,12 @@ impl ConnectArgs {
             ChannelCredentials::insecure()
         } else {
             let mut tls = ClientTlsConfig::new();
+            if self.insecure {
+                eprintln!(
+                    "ferrogrpc: warning: --insecure: the server's certificate is not verified"
+                );
+                tls = tls.insecure_skip_verify();
+            }
             if let Some(ca) = &self.cacert {
                 tls = tls.ca_certificate_pem(read(ca, "--cacert")?);
             }

@@ -525,6 +525,15 @@ fn transport_mismatches_and_unreachable_servers_are_named() {
         err.contains("is it a TLS server? (drop --plaintext)"),
         "{err}"
     );
+    // --insecure skips verification, with a warning.
+    let output = run(&["list", &tls_addr, "--insecure"], None);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(stdout(&output).contains(TEST_SERVICE));
+    assert!(
+        stderr(&output).contains("warning: --insecure"),
+        "{}",
+        stderr(&output)
+    );
     // An untrusted certificate.
     let err = fails(
         &["list", &tls_addr, "--servername", "foo.test.google.fr"],

@@ -833,3 +833,32 @@ async fn channelz_shows_the_tls_of_a_connection() {
     }
     assert!(tls.remote_certificate.is_empty(), "the client sent none");
 }
+
+#[tokio::test]
+async fn insecure_skip_verify_accepts_any_server_certificate() {
+    // A certificate from a CA the client does not know, for another name.
+    let unknown = ca("unknown root");
+    let server_cert = leaf(&unknown, &["elsewhere.example"], |_| {});
+    let (addr, _s) = serve(ServerCredentials::tls(ServerTlsConfig::from_pem(
+        &server_cert.cert_pem,
+        &server_cert.key_pem,
+    )))
+    .await;
+    let verified = tls_channel(
+        addr,
+        ClientTlsConfig::new().ca_certificate_pem(ca("other").cert.pem()),
+    );
+    let err = call(&verified).await.unwrap_err();
+    assert_eq!(err.code(), Code::Unavailable, "{err:?}");
+    let unverified = tls_channel(addr, ClientTlsConfig::new().insecure_skip_verify());
+    let resp = call(&unverified).await.unwrap();
+    // Still TLS, with the server's certificate seen.
+    assert!(resp.metadata().get("x-tls-version").is_some());
+    let peer = resp.peer().expect("client responses carry the peer");
+    let tls = peer
+        .auth_info
+        .as_ref()
+        .and_then(|a| a.tls())
+        .expect("a TLS connection");
+    assert_eq!(tls.peer_certificates.len(), 1);
+}

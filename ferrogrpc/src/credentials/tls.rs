@@ -289,6 +289,8 @@ impl ServerTls {
 enum Roots {
     Platform,
     Pem(Pem),
+    /// No verification of the server's certificate at all.
+    AnyCertificate,
 }
 
 /// TLS settings of a channel.
@@ -344,6 +346,16 @@ impl ClientTlsConfig {
         self
     }
 
+    /// Accepts any certificate from the server, unverified: for tests and
+    /// debugging tools only (gRPC-Go's `InsecureSkipVerify`, grpcurl's
+    /// `-insecure`). The connection is encrypted but not authenticated, so
+    /// anyone on the path can impersonate the server; the handshake's
+    /// signatures are still checked. Replaces any CA set before.
+    pub fn insecure_skip_verify(mut self) -> ClientTlsConfig {
+        self.roots = Roots::AnyCertificate;
+        self
+    }
+
     /// A client certificate chain and key (PEM) for mutual TLS.
     pub fn identity_pem(
         mut self,
@@ -376,7 +388,16 @@ impl ClientTlsConfig {
     }
 
     pub(crate) fn load(&self) -> Result<Arc<rustls::ClientConfig>, String> {
+        let versions = rustls::ClientConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()
+            .map_err(|e| e.to_string())?;
         let roots = match &self.roots {
+            Roots::AnyCertificate => {
+                let builder = versions
+                    .dangerous()
+                    .with_custom_certificate_verifier(Arc::new(AnyCertificate(provider())));
+                return self.finish(builder);
+            }
             Roots::Pem(pem) => root_store(pem)?,
             Roots::Platform => {
                 let found = rustls_native_certs::load_native_certs();
@@ -393,10 +414,14 @@ impl ClientTlsConfig {
                 roots
             }
         };
-        let builder = rustls::ClientConfig::builder_with_provider(provider())
-            .with_safe_default_protocol_versions()
-            .map_err(|e| e.to_string())?
-            .with_root_certificates(roots);
+        self.finish(versions.with_root_certificates(roots))
+    }
+
+    /// Adds the client certificate, if any, and ALPN.
+    fn finish(
+        &self,
+        builder: rustls::ConfigBuilder<rustls::ClientConfig, rustls::client::WantsClientCert>,
+    ) -> Result<Arc<rustls::ClientConfig>, String> {
         let mut config = match &self.identity {
             Some((chain, k)) => builder
                 .with_client_auth_cert(certs(chain)?, key(k)?)
@@ -554,4 +579,56 @@ fn describe_certificate_error(reason: &rustls::CertificateError) -> String {
         _ => return format!("certificate verification failed: {reason:?}"),
     };
     format!("certificate verification failed ({reason:?}): {hint}")
+}
+
+/// The verifier of [`ClientTlsConfig::insecure_skip_verify`]: any
+/// certificate chain and name pass; the handshake's signatures are checked
+/// with the provider's algorithms, so the peer must still hold the key of
+/// the certificate it sent.
+#[derive(Debug)]
+struct AnyCertificate(Arc<rustls::crypto::CryptoProvider>);
+
+impl rustls::client::danger::ServerCertVerifier for AnyCertificate {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &rustls::pki_types::CertificateDer<'_>,
+        _intermediates: &[rustls::pki_types::CertificateDer<'_>],
+        _server_name: &rustls::pki_types::ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
 }
