@@ -63,6 +63,12 @@ enum Command {
     /// or a duration, a rate limit; prints latency percentiles, a histogram
     /// and the status codes.
     Bench(bench::BenchArgs),
+    /// Prints a shell completion script, e.g.
+    /// `ferrogrpc completions bash > ~/.local/share/bash-completion/completions/ferrogrpc`.
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
 }
 
 fn main() -> ExitCode {
@@ -131,5 +137,15 @@ async fn run(command: Command) -> Result<ExitCode, Error> {
         Command::Health(args) => health::run(args).await,
         Command::Channelz(args) => channelz::run(args).await,
         Command::Bench(args) => bench::run(args).await,
+        Command::Completions { shell } => {
+            use clap::CommandFactory as _;
+            clap_complete::generate(
+                shell,
+                &mut Cli::command(),
+                "ferrogrpc",
+                &mut std::io::stdout(),
+            );
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }

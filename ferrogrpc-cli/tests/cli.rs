@@ -821,3 +821,12 @@ fn bench_counts_match_the_servers() {
     assert_eq!(rows.len(), 6, "{csv}");
     assert!(rows[1..].iter().all(|r| r.ends_with(",OK")), "{csv}");
 }
+
+#[test]
+fn completions_cover_every_subcommand() {
+    let script = ok(&["completions", "bash"], None);
+    for sub in ["list", "describe", "call", "health", "channelz", "bench"] {
+        assert!(script.contains(sub), "{sub} missing");
+    }
+    assert!(script.contains("--plaintext"));
+}
