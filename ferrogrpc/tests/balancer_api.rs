@@ -916,6 +916,340 @@ async fn a_parent_policy_routes_between_two_children_by_header() {
     assert!(err.message().contains("no route c"), "{err:?}");
 }
 
+/// Like `Router`, but an update removes the children whose route no
+/// endpoint names any more, with `ChildGroup::remove`, and records what
+/// the group said and which subchannels were shut down.
+struct Pruning(Arc<Mutex<PruneLog>>);
+
+#[derive(Default)]
+struct PruneLog {
+    /// Per `remove` call: the key and what it returned.
+    removed: Vec<(&'static str, bool)>,
+    /// The group's keys after each update.
+    keys: Vec<Vec<&'static str>>,
+}
+
+impl balancer::Builder for Pruning {
+    fn name(&self) -> &str {
+        "test_pruning_router"
+    }
+    fn build(&self, helper: Helper) -> Box<dyn Balancer> {
+        let group = ChildGroup::new(helper, |children: &[ChildState<&'static str>]| {
+            let state = if children.iter().any(|c| c.state == Conn::Ready) {
+                Conn::Ready
+            } else {
+                Conn::Connecting
+            };
+            let routes = children
+                .iter()
+                .map(|c| (c.key, Arc::clone(&c.picker)))
+                .collect();
+            (state, Arc::new(RoutePicker { routes }) as Arc<dyn Picker>)
+        });
+        Box::new(PruningBalancer {
+            group,
+            log: Arc::clone(&self.0),
+        })
+    }
+}
+
+struct PruningBalancer {
+    group: ChildGroup<&'static str>,
+    log: Arc<Mutex<PruneLog>>,
+}
+
+impl Balancer for PruningBalancer {
+    fn update_client_conn_state(&mut self, state: ClientConnState) -> Result<(), String> {
+        let pick_first = balancer::get("pick_first").unwrap();
+        let endpoints = &state.resolver_state.endpoints;
+        let named = |route| {
+            endpoints
+                .iter()
+                .filter(|e| e.attributes.value::<Route>() == Some(&Route(route)))
+                .cloned()
+                .collect::<Vec<Endpoint>>()
+        };
+        for route in ["a", "b"] {
+            let mine = named(route);
+            if mine.is_empty() {
+                if self.group.contains(&route) || route == "b" {
+                    let removed = self.group.remove(&route);
+                    self.log.lock().unwrap().removed.push((route, removed));
+                }
+                continue;
+            }
+            if !self.group.contains(&route) {
+                self.group.add(route, &*pick_first);
+            }
+            let child_state = ClientConnState::new(Resolved::from_endpoints(mine));
+            self.group.update_client_conn_state(&route, child_state)?;
+        }
+        self.log.lock().unwrap().keys.push(self.group.keys());
+        Ok(())
+    }
+    fn resolver_error(&mut self, error: Status) {
+        self.group.resolver_error(&error);
+    }
+    fn subchannel_state(&mut self, subconn: &SubConn, state: SubConnState) {
+        self.group.subchannel_state(subconn, state);
+    }
+    fn exit_idle(&mut self) {
+        self.group.exit_idle();
+    }
+}
+
+/// `ChildGroup::remove` closes the child and shuts its subchannels down
+/// (the server sees the connection close), says whether there was a child,
+/// and the parent's picker stops offering it.
+#[tokio::test]
+async fn removing_a_child_policy_shuts_its_subchannels_down() {
+    let log = Arc::new(Mutex::new(PruneLog::default()));
+    balancer::register(Pruning(Arc::clone(&log)));
+    let (a, b) = (Backend::start("a").await, Backend::start("b").await);
+    let resolver = ManualResolver::new("pruning");
+    let route = |r| Attributes::new().with_value(Route(r));
+    let both = || {
+        Resolved::from_endpoints([
+            Endpoint::new([a.addr]).with_attributes(route("a")),
+            Endpoint::new([b.addr]).with_attributes(route("b")),
+        ])
+    };
+    resolver.update_state(both());
+    let channel = channel_with(&resolver, "test_pruning_router");
+    let to = |r: &str| {
+        let mut request = Request::new(Bytes::new()).with_wait_for_ready(true);
+        request.metadata_mut().insert("x-route", r).unwrap();
+        request
+    };
+    assert_eq!(who(&channel, to("b")).await.unwrap(), "b");
+    assert_eq!(who(&channel, to("a")).await.unwrap(), "a");
+
+    resolver.update_state(Resolved::from_endpoints([
+        Endpoint::new([a.addr]).with_attributes(route("a"))
+    ]));
+    eventually("b's connection closed", || b.server.connection_count() == 0).await;
+    let err = who(&channel, to("b")).await.unwrap_err();
+    assert!(err.message().contains("no route b"), "{err:?}");
+    assert_eq!(who(&channel, to("a")).await.unwrap(), "a");
+
+    // Removing it again finds nothing; adding it back works.
+    resolver.update_state(Resolved::from_endpoints([
+        Endpoint::new([a.addr]).with_attributes(route("a"))
+    ]));
+    eventually("the third update", || log.lock().unwrap().keys.len() == 3).await;
+    resolver.update_state(both());
+    eventually("the fourth update", || log.lock().unwrap().keys.len() == 4).await;
+    assert_eq!(who(&channel, to("b")).await.unwrap(), "b");
+    let log = log.lock().unwrap();
+    assert_eq!(log.removed, [("b", true), ("b", false)]);
+    assert_eq!(
+        log.keys,
+        [vec!["a", "b"], vec!["a"], vec!["a"], vec!["a", "b"]]
+    );
+    assert_eq!(a.server.connection_count(), 1, "a's connection stays");
+}
+
+// ---------------------------------------------------------------------------
+// round_robin: a pick_first child per endpoint (gRFC A61).
+
+/// A TCP listener that accepts connections and never says anything, so a
+/// connection attempt to it neither succeeds nor fails until it times out.
+async fn silent_server() -> (SocketAddr, tokio::task::JoinHandle<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let task = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((tcp, _)) = listener.accept().await {
+            held.push(tcp);
+        }
+    });
+    (addr, task)
+}
+
+/// Calls until every id in `ids` answered at least once.
+async fn until_all_answer(channel: &Channel, ids: &[&str]) {
+    let mut seen = std::collections::BTreeSet::new();
+    for _ in 0..200 {
+        let request = Request::new(Bytes::new()).with_wait_for_ready(true);
+        seen.insert(who(channel, request).await.unwrap());
+        if ids.iter().all(|id| seen.contains(*id)) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("only {seen:?} answered");
+}
+
+/// `n` calls; the ids that answered, sorted.
+async fn answers(channel: &Channel, n: usize) -> Vec<String> {
+    let mut seen = Vec::new();
+    for _ in 0..n {
+        let request = Request::new(Bytes::new()).with_wait_for_ready(true);
+        seen.push(who(channel, request).await.unwrap());
+    }
+    seen.sort();
+    seen
+}
+
+/// Each endpoint's pick_first child moves past an address that does not
+/// answer after 250 ms (Happy Eyeballs) rather than waiting out the
+/// connect timeout; calls alternate over the endpoints; an endpoint the
+/// resolver drops loses its child, and one it adds back gets a new one.
+#[tokio::test]
+async fn round_robin_runs_a_pick_first_child_per_endpoint() {
+    let (a, b, c) = (
+        Backend::start("a").await,
+        Backend::start("b").await,
+        Backend::start("c").await,
+    );
+    let (silent, _silent_task) = silent_server().await;
+    let resolver = ManualResolver::new("rr-children");
+    resolver.update_state(Resolved::from_endpoints([
+        Endpoint::new([silent, a.addr]),
+        Endpoint::new([closed_port(), b.addr]),
+    ]));
+    let channel = Channel::builder(format!("{}:///backends", resolver_scheme(&resolver)))
+        .resolver(resolver.clone())
+        .default_service_config(r#"{"loadBalancingConfig": [{"round_robin": {}}]}"#)
+        .connect_timeout(Duration::from_secs(20))
+        .build()
+        .unwrap();
+    let started = std::time::Instant::now();
+    until_all_answer(&channel, &["a", "b"]).await;
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "the silent address held its endpoint back for {:?}",
+        started.elapsed()
+    );
+    assert_eq!(answers(&channel, 6).await, ["a", "a", "a", "b", "b", "b"]);
+
+    // The second endpoint goes; a third comes.
+    resolver.update_state(Resolved::from_endpoints([
+        Endpoint::new([silent, a.addr]),
+        Endpoint::new([c.addr]),
+    ]));
+    until_all_answer(&channel, &["a", "c"]).await;
+    assert_eq!(answers(&channel, 6).await, ["a", "a", "a", "c", "c", "c"]);
+
+    // The endpoints in another order, the first with its addresses
+    // swapped: the same endpoints, served on the same connections.
+    resolver.update_state(Resolved::from_endpoints([
+        Endpoint::new([c.addr]),
+        Endpoint::new([a.addr, silent]),
+    ]));
+    until_all_answer(&channel, &["a", "c"]).await;
+    assert_eq!(a.server.connection_count(), 1);
+    assert_eq!(c.server.connection_count(), 1);
+    assert_eq!(
+        b.server.connection_count(),
+        0,
+        "the removed child's is closed"
+    );
+}
+
+/// A child whose connection is lost goes IDLE and is asked to connect
+/// again at once (gRFC A61), without a call having to pick it: a server
+/// back on the same port gets calls again.
+#[tokio::test]
+async fn a_round_robin_child_that_lost_its_connection_reconnects() {
+    let (a, b) = (Backend::start("a").await, Backend::start("b").await);
+    let resolver = ManualResolver::new("rr-reconnect");
+    resolver.update_state(Resolved::from_endpoints([
+        Endpoint::new([a.addr]),
+        Endpoint::new([b.addr]),
+    ]));
+    let channel = channel_with(&resolver, "round_robin");
+    until_all_answer(&channel, &["a", "b"]).await;
+    let addr = a.addr;
+    drop(a);
+    // Back on the same port, under a new name.
+    let mut listener = None;
+    for _ in 0..100 {
+        match tokio::net::TcpListener::bind(addr).await {
+            Ok(l) => {
+                listener = Some(l);
+                break;
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+        }
+    }
+    let listener = listener.expect("the port is free again");
+    let server = Server::builder()
+        .add_service(IdService {
+            id: "a2".into(),
+            flaky: Arc::new(AtomicUsize::new(0)),
+        })
+        .build();
+    let s = server.clone();
+    tokio::spawn(async move { s.serve_listener(listener).await });
+    // Within a few reconnection backoffs (1 s, then 1.6 s, ±20%).
+    let mut reached = false;
+    for _ in 0..100 {
+        let request = Request::new(Bytes::new()).with_wait_for_ready(true);
+        if who(&channel, request).await.unwrap() == "a2" {
+            reached = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(reached, "the child did not reconnect");
+    server.stop();
+}
+
+/// The children's subchannels carry the resolver's per-address attributes.
+#[tokio::test]
+async fn round_robin_children_hand_on_address_attributes() {
+    let backend = Backend::start("a").await;
+    let resolver = ManualResolver::new("rr-attributes");
+    let tag = Attributes::new().with_value(Preferred);
+    resolver.update_state(Resolved::from_endpoints([
+        Endpoint::default().with_address_attributes(backend.addr, tag)
+    ]));
+    let (channel, log) = {
+        // round_robin under a wrapper that records the READY subchannels.
+        struct Wrap(Arc<Mutex<Vec<bool>>>);
+        impl balancer::Builder for Wrap {
+            fn name(&self) -> &str {
+                "test_rr_recorder"
+            }
+            fn build(&self, helper: Helper) -> Box<dyn Balancer> {
+                struct B(Arc<Mutex<Vec<bool>>>, Box<dyn Balancer>);
+                impl Balancer for B {
+                    fn update_client_conn_state(
+                        &mut self,
+                        s: ClientConnState,
+                    ) -> Result<(), String> {
+                        self.1.update_client_conn_state(s)
+                    }
+                    fn resolver_error(&mut self, e: Status) {
+                        self.1.resolver_error(e)
+                    }
+                    fn subchannel_state(&mut self, sc: &SubConn, s: SubConnState) {
+                        if s.state == Conn::Ready {
+                            let tagged = sc.attributes().value::<Preferred>().is_some();
+                            self.0.lock().unwrap().push(tagged);
+                        }
+                        self.1.subchannel_state(sc, s)
+                    }
+                    fn exit_idle(&mut self) {
+                        self.1.exit_idle()
+                    }
+                }
+                Box::new(B(
+                    Arc::clone(&self.0),
+                    balancer::get("round_robin").unwrap().build(helper),
+                ))
+            }
+        }
+        let log = Arc::new(Mutex::new(Vec::new()));
+        balancer::register(Wrap(Arc::clone(&log)));
+        (channel_with(&resolver, "test_rr_recorder"), log)
+    };
+    let request = Request::new(Bytes::new()).with_wait_for_ready(true);
+    assert_eq!(who(&channel, request).await.unwrap(), "a");
+    assert_eq!(*log.lock().unwrap(), [true]);
+}
+
 /// An HTTP/2 server that refuses its first stream (REFUSED_STREAM: never
 /// processed, so the client retries transparently) and answers every later
 /// one with an empty message and OK, whatever the request.

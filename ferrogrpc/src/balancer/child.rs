@@ -74,8 +74,9 @@ struct GroupState<K> {
     children: Vec<ChildState<K>>,
     /// Which child created each subchannel.
     owners: HashMap<SubConn, K>,
-    /// Set while the parent is changing many children: publish once after.
-    batching: bool,
+    /// Non-zero while the parent is changing many children: publish once
+    /// after (a depth, so batches nest).
+    batching: u32,
 }
 
 impl<K> Group<K> {
@@ -85,7 +86,7 @@ impl<K> Group<K> {
 
     /// Publishes the aggregate of the children's states.
     fn publish(&self, state: &GroupState<K>) {
-        if state.batching {
+        if state.batching > 0 {
             return;
         }
         let (s, picker) = (self.aggregate)(&state.children);
@@ -139,7 +140,7 @@ impl<K: Clone + Eq + Hash + Send + Sync + 'static> ChildGroup<K> {
                 inner: Mutex::new(GroupState {
                     children: Vec::new(),
                     owners: HashMap::new(),
-                    batching: false,
+                    batching: 0,
                 }),
             }),
             balancers: HashMap::new(),
@@ -212,9 +213,38 @@ impl<K: Clone + Eq + Hash + Send + Sync + 'static> ChildGroup<K> {
         }
     }
 
+    /// Whether there is a child `key`.
+    pub fn contains(&self, key: &K) -> bool {
+        self.balancers.contains_key(key)
+    }
+
+    /// How many children there are.
+    pub fn len(&self) -> usize {
+        self.balancers.len()
+    }
+
+    /// Whether there are no children.
+    pub fn is_empty(&self) -> bool {
+        self.balancers.is_empty()
+    }
+
+    /// Runs `f`, which may add, update and remove children, and publishes
+    /// the aggregate once at the end instead of after each child's change
+    /// (gRPC-Go's endpointsharding holds child updates back the same way):
+    /// for a parent applying a resolver update to many children, so calls
+    /// never see a picker of half the update and the aggregation runs once.
+    pub fn batch<R>(&mut self, f: impl FnOnce(&mut Self) -> R) -> R {
+        self.shared.lock().batching += 1;
+        let result = f(self);
+        let mut inner = self.shared.lock();
+        inner.batching -= 1;
+        self.shared.publish(&inner);
+        result
+    }
+
     /// Passes a resolver error to every child.
     pub fn resolver_error(&mut self, error: &Status) {
-        self.batch(|balancers| {
+        self.batch_children(|balancers| {
             for balancer in balancers.values_mut() {
                 balancer.resolver_error(error.clone());
             }
@@ -237,7 +267,7 @@ impl<K: Clone + Eq + Hash + Send + Sync + 'static> ChildGroup<K> {
 
     /// Asks every child to leave IDLE.
     pub fn exit_idle(&mut self) {
-        self.batch(|balancers| {
+        self.batch_children(|balancers| {
             for balancer in balancers.values_mut() {
                 balancer.exit_idle();
             }
@@ -246,12 +276,8 @@ impl<K: Clone + Eq + Hash + Send + Sync + 'static> ChildGroup<K> {
 
     /// Runs `f` on the children, publishing once at the end rather than
     /// after each child's update.
-    fn batch(&mut self, f: impl FnOnce(&mut HashMap<K, Box<dyn Balancer>>)) {
-        self.shared.lock().batching = true;
-        f(&mut self.balancers);
-        let mut inner = self.shared.lock();
-        inner.batching = false;
-        self.shared.publish(&inner);
+    fn batch_children(&mut self, f: impl FnOnce(&mut HashMap<K, Box<dyn Balancer>>)) {
+        self.batch(|group| f(&mut group.balancers));
     }
 }
 

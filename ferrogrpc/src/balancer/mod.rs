@@ -15,7 +15,8 @@
 //!                        └───────── subchannel state ───────┘
 //! ```
 //!
-//! Built in: [`pick_first`] (gRFC A62) and [`round_robin`]. Policies that
+//! Built in: [`pick_first`] (gRFC A62) and [`round_robin`] (a parent of
+//! one pick_first child per endpoint, gRFC A61). Policies that
 //! hold other policies (priority, weighted targets) build their children
 //! with [`Helper::with_hooks`], or let [`child::ChildGroup`] keep them.
 //! Applications
@@ -548,8 +549,9 @@ impl SubConn {
     /// only while the server says SERVING (TRANSIENT_FAILURE otherwise,
     /// CONNECTING while the check starts). A server without the health
     /// service counts as healthy. Without a `healthCheckConfig` (or the
-    /// `health` feature) it changes nothing. `round_robin` asks for it;
-    /// `pick_first` does not, as in gRPC. Call it before [`connect`](Self::connect).
+    /// `health` feature) it changes nothing. `round_robin`'s pick_first
+    /// children ask for it (gRFC A61); a top-level `pick_first` does not,
+    /// as in gRPC. Call it before [`connect`](Self::connect).
     pub fn enable_health_check(&self) {
         self.inner.enable_health_check();
     }

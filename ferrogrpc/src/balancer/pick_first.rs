@@ -58,6 +58,10 @@ pub struct PickFirstConfig {
     /// Shuffle the addresses before trying them, so clients of the same
     /// resolver spread over the servers. Default false.
     pub shuffle_address_list: bool,
+    /// Ask for health checking of the subchannels (gRFC A61: set by a
+    /// parent such as `round_robin` for its per-endpoint children; a
+    /// top-level pick_first does not health-check, as in gRPC).
+    pub(crate) health_check: bool,
 }
 
 impl Builder for PickFirstBuilder {
@@ -78,6 +82,7 @@ impl Builder for PickFirstBuilder {
             last_error: None,
             failures: HashMap::new(),
             stagger: None,
+            health_check: false,
         })
     }
 
@@ -92,6 +97,7 @@ impl Builder for PickFirstBuilder {
         }
         Ok(Some(Arc::new(PickFirstConfig {
             shuffle_address_list: shuffle,
+            health_check: false,
         })))
     }
 }
@@ -115,6 +121,8 @@ struct PickFirst {
     failures: HashMap<SubConn, Status>,
     /// The timer that starts the next addresses' attempts beside a slow one.
     stagger: Option<tokio::task::AbortHandle>,
+    /// New subchannels are health-checked (see [`PickFirstConfig`]).
+    health_check: bool,
 }
 
 impl Drop for PickFirst {
@@ -148,7 +156,7 @@ impl Picker for IdlePicker {
 }
 
 /// The addresses without repeats, in order.
-pub(crate) fn dedup(addresses: Vec<Address>) -> Vec<Address> {
+fn dedup(addresses: Vec<Address>) -> Vec<Address> {
     let mut seen = HashSet::new();
     addresses
         .into_iter()
@@ -234,8 +242,13 @@ impl PickFirst {
                 Some(i) => old.swap_remove(i),
                 None => {
                     let attributes = self.attributes.get(address).cloned().unwrap_or_default();
-                    self.helper
-                        .new_subconn_with_attributes(address.clone(), attributes)
+                    let subconn = self
+                        .helper
+                        .new_subconn_with_attributes(address.clone(), attributes);
+                    if self.health_check {
+                        subconn.enable_health_check();
+                    }
+                    subconn
                 }
             };
             self.subconns.push(subconn);
@@ -342,11 +355,14 @@ impl PickFirst {
 
 impl Balancer for PickFirst {
     fn update_client_conn_state(&mut self, state: ClientConnState) -> Result<(), String> {
-        let shuffle_list = state
+        let config = state
             .config
             .as_ref()
             .and_then(|c| c.downcast_ref::<PickFirstConfig>())
-            .is_some_and(|c| c.shuffle_address_list);
+            .copied()
+            .unwrap_or_default();
+        let shuffle_list = config.shuffle_address_list;
+        self.health_check = config.health_check;
         // gRFC A61: the endpoints are shuffled (not their addresses), then
         // flattened, then the address families interleaved.
         let mut endpoints = state.resolver_state.endpoints;
@@ -525,7 +541,8 @@ mod tests {
         assert_eq!(
             parsed.downcast_ref::<PickFirstConfig>(),
             Some(&PickFirstConfig {
-                shuffle_address_list: true
+                shuffle_address_list: true,
+                health_check: false,
             })
         );
         assert!(b

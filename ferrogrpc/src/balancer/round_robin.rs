@@ -1,34 +1,47 @@
 //! `round_robin`: calls rotate over every READY endpoint (gRPC-Go's
-//! `balancer/roundrobin`, with gRFC A61's endpoints).
+//! `balancer/roundrobin` over `balancer/endpointsharding`, gRFC A61).
 //!
-//! - Each endpoint of the resolver's state gets one turn, however many
-//!   addresses it has. Within an endpoint the addresses are tried in order,
-//!   one at a time: the endpoint connects to its current address, and a
-//!   failed attempt moves it to the next (wrapping around), so an endpoint
+//! - Each endpoint of the resolver's state gets a [`pick_first`](super::pick_first)
+//!   child of its own (kept in a [`ChildGroup`]), so an endpoint gets one
+//!   turn however many addresses it has, and its addresses are tried as
+//!   pick_first tries them: in order, the next one beside a slow attempt
+//!   after 250 ms (Happy Eyeballs) or at once after a failure. An endpoint
 //!   with a dead IPv6 address and a live IPv4 one ends up on the live one.
-//!   A subchannel is created per address (kept with its own backoff while
-//!   the address is listed) but only the endpoint's current one is asked to
-//!   connect. This is what A61 asks of round_robin in effect (a pick_first
-//!   per endpoint) without Happy Eyeballs inside an endpoint: the next
-//!   address is tried after a failure, not after 250 ms.
-//! - The channel is READY while any endpoint is; calls rotate over the
-//!   READY ones, starting at a random one, and skip the others.
-//! - With no READY endpoint it is CONNECTING while any is connecting, and
-//!   TRANSIENT_FAILURE once all have failed; it stays in TRANSIENT_FAILURE
-//!   ("sticky") until one connects, failing calls that are not
-//!   wait-for-ready with the latest connection error.
-//! - A lost connection or failed attempt asks the resolver to re-resolve.
+//!   The children's subchannels are health-checked when the service config
+//!   asks for it (gRFC A17; A61 moves the check into pick_first).
+//! - Endpoints are matched across resolver updates by their set of
+//!   addresses: an endpoint that stays keeps its child and connection; one
+//!   that goes is removed with its child and subchannels; endpoints listed
+//!   twice, or without addresses, are used once or not at all.
+//! - The channel is READY while any child is; calls rotate over the READY
+//!   children, starting at a random one, each child's picker choosing its
+//!   connection. Otherwise CONNECTING while any child is, else IDLE while
+//!   any is, else TRANSIENT_FAILURE, where calls that are not
+//!   wait-for-ready fail with the children's errors in turn. Stickiness in
+//!   TRANSIENT_FAILURE and re-resolution on failures are the children's
+//!   (pick_first's).
+//! - A child that goes IDLE (its connection was lost) is asked to connect
+//!   again at once, as A61 asks.
 
-use std::sync::{
-    atomic::{AtomicUsize, Ordering},
-    Arc,
+use std::{
+    collections::HashSet,
+    sync::{
+        atomic::{AtomicUsize, Ordering},
+        Arc,
+    },
 };
 
 use super::{
-    pick_first::dedup, Balancer, Builder, ClientConnState, ErrorPicker, Helper, PickInfo,
-    PickResult, Picker, QueuePicker, SubConn, SubConnState,
+    child::{ChildGroup, ChildState},
+    pick_first::{PickFirstBuilder, PickFirstConfig},
+    Balancer, Builder, ClientConnState, ErrorPicker, Helper, PickInfo, PickResult, Picker,
+    QueuePicker, SubConn, SubConnState,
 };
-use crate::{connectivity::State, status::Status};
+use crate::{
+    connectivity::State,
+    resolver::{self, Address, Endpoint},
+    status::Status,
+};
 
 /// The name of the policy in service configs.
 pub const NAME: &str = "round_robin";
@@ -43,202 +56,152 @@ impl Builder for RoundRobinBuilder {
     }
 
     fn build(&self, helper: Helper) -> Box<dyn Balancer> {
-        Box::new(RoundRobin {
-            helper,
-            endpoints: Vec::new(),
-            state: State::Connecting,
-            last_error: None,
-        })
+        let wake = helper.clone();
+        let group = ChildGroup::new(helper.clone(), move |children: &[ChildState<Key>]| {
+            aggregate(children, &wake)
+        });
+        Box::new(RoundRobin { helper, group })
+    }
+}
+
+/// An endpoint's identity across updates: its addresses as a set (gRPC-Go's
+/// `EndpointMap`), so a new order of the same addresses is the same endpoint.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+struct Key(Vec<Address>);
+
+impl Key {
+    fn of(endpoint: &Endpoint) -> Key {
+        let mut addresses = endpoint.addresses.clone();
+        addresses.sort_by_cached_key(ToString::to_string);
+        addresses.dedup();
+        Key(addresses)
     }
 }
 
 struct RoundRobin {
     helper: Helper,
-    /// One per endpoint, in the resolver's order.
-    endpoints: Vec<EndpointConns>,
-    state: State,
-    last_error: Option<Status>,
+    group: ChildGroup<Key>,
 }
 
-/// An endpoint's subchannels, one per address, with their latest states.
-struct EndpointConns {
-    subconns: Vec<(SubConn, State)>,
-    /// The address being used or tried.
-    current: usize,
+/// Rotates over a fixed list of pickers: the READY children's, or in
+/// TRANSIENT_FAILURE all the children's (so each one's error is seen).
+struct Rotate {
+    pickers: Vec<Arc<dyn Picker>>,
+    next: AtomicUsize,
 }
 
-impl EndpointConns {
-    /// The subchannel calls use, if the endpoint is READY.
-    fn ready(&self) -> Option<&SubConn> {
-        self.subconns
-            .get(self.current)
-            .filter(|(_, s)| *s == State::Ready)
-            .map(|(sc, _)| sc)
-    }
-
-    fn connecting(&self) -> bool {
-        self.subconns
-            .get(self.current)
-            .is_some_and(|(_, s)| matches!(s, State::Connecting | State::Idle))
-    }
-
-    fn connect_current(&self) {
-        if let Some((subconn, _)) = self.subconns.get(self.current) {
-            subconn.connect();
+impl Rotate {
+    fn new(pickers: Vec<Arc<dyn Picker>>) -> Rotate {
+        let start = (crate::backoff::seeded_rng()() * pickers.len() as f64) as usize;
+        Rotate {
+            pickers,
+            next: AtomicUsize::new(start),
         }
     }
 }
 
-/// Rotates over a fixed list of READY subchannels, one per endpoint.
-struct Rotate {
-    ready: Vec<SubConn>,
-    next: AtomicUsize,
-}
-
 impl Picker for Rotate {
-    fn pick(&self, _info: &PickInfo<'_>) -> PickResult {
-        let i = self.next.fetch_add(1, Ordering::Relaxed) % self.ready.len();
-        PickResult::complete(self.ready[i].clone())
+    fn pick(&self, info: &PickInfo<'_>) -> PickResult {
+        // Never empty: made only from a non-empty list.
+        let i = self.next.fetch_add(1, Ordering::Relaxed) % self.pickers.len();
+        self.pickers[i].pick(info)
     }
 }
 
-impl RoundRobin {
-    /// Publishes the state and picker that the endpoints' states make.
-    fn regenerate(&mut self) {
-        let ready: Vec<SubConn> = self
-            .endpoints
-            .iter()
-            .filter_map(|e| e.ready().cloned())
-            .collect();
-        let (state, picker): (State, Arc<dyn Picker>) = if !ready.is_empty() {
-            let start = (crate::backoff::seeded_rng()() * ready.len() as f64) as usize;
-            (
-                State::Ready,
-                Arc::new(Rotate {
-                    ready,
-                    next: AtomicUsize::new(start),
-                }),
-            )
-        } else if self.state != State::TransientFailure
-            && self.endpoints.iter().any(EndpointConns::connecting)
-        {
-            (State::Connecting, Arc::new(QueuePicker))
-        } else {
-            let status = self
-                .last_error
-                .clone()
-                .unwrap_or_else(|| Status::unavailable("no address could be connected to"));
-            (State::TransientFailure, Arc::new(ErrorPicker(status)))
-        };
-        self.state = state;
-        self.helper.update_state(state, picker);
+/// The channel's state and picker from the children's (gRFC A61).
+fn aggregate(children: &[ChildState<Key>], helper: &Helper) -> (State, Arc<dyn Picker>) {
+    let with = |state| children.iter().filter(move |c| c.state == state);
+    let ready: Vec<Arc<dyn Picker>> = with(State::Ready).map(|c| c.picker.clone()).collect();
+    if with(State::Idle).next().is_some() {
+        // A child that lost its connection connects again at once; the
+        // channel calls `exit_idle`, which reaches the idle children.
+        helper.exit_idle();
+    }
+    if !ready.is_empty() {
+        (State::Ready, Arc::new(Rotate::new(ready)))
+    } else if with(State::Connecting).next().is_some() {
+        (State::Connecting, Arc::new(QueuePicker))
+    } else if with(State::Idle).next().is_some() {
+        (State::Idle, Arc::new(QueuePicker))
+    } else if children.is_empty() {
+        let status = Status::unavailable("the name resolver returned no addresses");
+        (State::TransientFailure, Arc::new(ErrorPicker(status)))
+    } else {
+        let all = children.iter().map(|c| c.picker.clone()).collect();
+        (State::TransientFailure, Arc::new(Rotate::new(all)))
     }
 }
 
 impl Balancer for RoundRobin {
     fn update_client_conn_state(&mut self, state: ClientConnState) -> Result<(), String> {
-        // Subchannels of addresses that stay are kept, whichever endpoint
-        // they move to; an address listed twice is used once.
-        let mut old: Vec<(SubConn, State)> = std::mem::take(&mut self.endpoints)
-            .into_iter()
-            .flat_map(|e| e.subconns)
-            .collect();
-        let mut seen = std::collections::HashSet::new();
-        for endpoint in state.resolver_state.endpoints {
-            let addresses = dedup(endpoint.addresses.clone());
-            let mut subconns = Vec::new();
-            for address in addresses {
-                if !seen.insert(address.clone()) {
-                    continue;
-                }
-                match old.iter().position(|(s, _)| *s.address() == address) {
-                    Some(i) => subconns.push(old.swap_remove(i)),
-                    None => {
-                        let attributes = endpoint.address_attributes(&address).clone();
-                        let subconn = self.helper.new_subconn_with_attributes(address, attributes);
-                        subconn.enable_health_check();
-                        subconns.push((subconn, State::Idle));
-                    }
+        let resolved = state.resolver_state;
+        let mut endpoints: Vec<(Key, Endpoint)> = Vec::new();
+        let mut seen = HashSet::new();
+        for endpoint in resolved.endpoints {
+            let key = Key::of(&endpoint);
+            if !key.0.is_empty() && seen.insert(key.clone()) {
+                endpoints.push((key, endpoint));
+            }
+        }
+        let child_config = Arc::new(PickFirstConfig {
+            health_check: true,
+            ..PickFirstConfig::default()
+        });
+        let attributes = resolved.attributes;
+        self.group.batch(|group| {
+            for key in group.keys() {
+                if !seen.contains(&key) {
+                    group.remove(&key);
                 }
             }
-            if subconns.is_empty() {
-                continue;
+            for (key, endpoint) in endpoints {
+                if !group.contains(&key) {
+                    group.add(key.clone(), &PickFirstBuilder);
+                }
+                let child =
+                    resolver::State::from_endpoints([endpoint]).with_attributes(attributes.clone());
+                let child = ClientConnState::new(child).with_config(Some(child_config.clone()));
+                // A child with addresses does not refuse an update.
+                let _ = group.update_client_conn_state(&key, child);
             }
-            let current = subconns
-                .iter()
-                .position(|(_, s)| *s == State::Ready)
-                .unwrap_or(0);
-            let conns = EndpointConns { subconns, current };
-            conns.connect_current();
-            self.endpoints.push(conns);
-        }
-        for (subconn, _) in old {
-            subconn.shutdown();
-        }
-        if self.endpoints.is_empty() {
-            self.last_error = Some(Status::unavailable(
-                "the name resolver returned no addresses",
-            ));
-            self.state = State::TransientFailure;
-            self.regenerate();
+        });
+        if self.group.is_empty() {
             return Err("the name resolver returned no addresses".into());
         }
-        self.regenerate();
         Ok(())
     }
 
     fn resolver_error(&mut self, error: Status) {
-        if self.endpoints.is_empty() || self.state == State::TransientFailure {
-            self.last_error = Some(error);
-            self.state = State::TransientFailure;
-            self.regenerate();
+        if self.group.is_empty() {
+            let picker = Arc::new(ErrorPicker(error));
+            self.helper.update_state(State::TransientFailure, picker);
+        } else {
+            // Children with working connections keep them.
+            self.group.resolver_error(&error);
         }
     }
 
     fn subchannel_state(&mut self, subconn: &SubConn, update: SubConnState) {
-        let found = self.endpoints.iter_mut().find_map(|e| {
-            let i = e.subconns.iter().position(|(s, _)| s == subconn)?;
-            Some((e, i))
-        });
-        let Some((endpoint, i)) = found else {
-            return;
-        };
-        let was_ready = endpoint.ready().is_some();
-        let was = std::mem::replace(&mut endpoint.subconns[i].1, update.state);
-        let is_current = i == endpoint.current;
-        match update.state {
-            State::Ready if !is_current && !was_ready => {
-                // An earlier address of the endpoint connected after all.
-                endpoint.current = i;
-            }
-            State::Idle if is_current => {
-                // Lost connection or backoff over: connect again.
-                subconn.connect();
-                if was == State::Ready {
-                    self.helper.resolve_now();
-                }
-            }
-            State::TransientFailure => {
-                if let Some(error) = update.error {
-                    self.last_error = Some(error);
-                }
-                if is_current {
-                    // Try the endpoint's next address.
-                    endpoint.current = (i + 1) % endpoint.subconns.len();
-                    endpoint.connect_current();
-                }
-                self.helper.resolve_now();
-            }
-            _ => {}
-        }
-        if was != update.state {
-            self.regenerate();
-        }
+        self.group.subchannel_state(subconn, update);
     }
 
     fn exit_idle(&mut self) {
-        for endpoint in &self.endpoints {
-            endpoint.connect_current();
-        }
+        self.group.exit_idle();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_endpoint_is_the_set_of_its_addresses() {
+        let a: Address = "10.0.0.1:1".parse::<std::net::SocketAddr>().unwrap().into();
+        let b: Address = "[::1]:1".parse::<std::net::SocketAddr>().unwrap().into();
+        let ab = Key::of(&Endpoint::new([a.clone(), b.clone()]));
+        assert_eq!(ab, Key::of(&Endpoint::new([b.clone(), a.clone()])));
+        assert_eq!(ab, Key::of(&Endpoint::new([a.clone(), b, a.clone()])));
+        assert_ne!(ab, Key::of(&Endpoint::new([a])));
+        assert!(Key::of(&Endpoint::default()).0.is_empty());
     }
 }
