@@ -434,12 +434,11 @@ impl ServerSend {
     /// when no headers went out yet. Further sends fail.
     pub(crate) fn send_status(&mut self, status: Status, header_metadata: Option<MetadataMap>) {
         #[cfg(feature = "channelz")]
-        if let Some(z) = self.channelz.take() {
-            if !matches!(self.state, ServerSendState::Done) {
-                z.stream_ended(true, status.code() == crate::Code::Ok);
-            }
-        }
-        match std::mem::replace(&mut self.state, ServerSendState::Done) {
+        let (channelz, ok) = (self.channelz.take(), status.code() == crate::Code::Ok);
+        // Whether the status went out (END_STREAM): not on a stream the
+        // client reset first, which channelz counts as failed (gRPC-Go's
+        // `eosReceived` false).
+        let sent = match std::mem::replace(&mut self.state, ServerSendState::Done) {
             ServerSendState::Start(mut respond) => {
                 let capacity = status.metadata().len() + 2;
                 let mut base = grpc_response_headers(capacity, &self.subtype);
@@ -458,16 +457,22 @@ impl ServerSend {
                     }
                 };
                 let headers = http_util::write_status_or_internal(status, || base.clone());
-                let _ = respond.send_response(response(headers), true);
+                respond.send_response(response(headers), true).is_ok()
             }
             ServerSendState::Body(mut stream) => {
                 let hint = status.metadata().len().min(http_util::MAX_HEADER_HINT) + 2;
                 let trailers =
                     http_util::write_status_or_internal(status, || HeaderMap::with_capacity(hint));
-                let _ = stream.send_trailers(trailers);
+                stream.send_trailers(trailers).is_ok()
             }
-            ServerSendState::Done => {}
+            ServerSendState::Done => false,
+        };
+        #[cfg(feature = "channelz")]
+        if let Some(z) = channelz {
+            z.stream_ended(sent, ok && sent);
         }
+        #[cfg(not(feature = "channelz"))]
+        let _ = sent;
     }
 
     /// Resolves when the client resets the stream (or the connection goes),

@@ -5,8 +5,9 @@
 #
 # Creates a virtualenv at VENV_DIR (if missing), installs pinned grpcio,
 # grpcio-tools, grpcio-health-checking (the grpc_health package, for
-# interop/health/) and grpcio-reflection (the grpc_reflection package, for
-# interop/reflection/) from PyPI, and generates the Python stubs for
+# interop/health/), grpcio-reflection (the grpc_reflection package, for
+# interop/reflection/) and grpcio-channelz (the grpc_channelz package, for
+# interop/channelz/) from PyPI, and generates the Python stubs for
 # interop/proto/grpc/testing/*.proto into VENV_DIR/gen (never into the repo).
 # Safe to re-run: every step is skipped when already done for the same
 # versions and the same .proto contents.
@@ -14,7 +15,8 @@
 # Env:
 #   PYTHON          interpreter used to create the venv (default: python3)
 #   GRPCIO_VERSION  grpcio / grpcio-tools / grpcio-health-checking /
-#                   grpcio-reflection version (default below)
+#                   grpcio-reflection / grpcio-channelz version (default
+#                   below)
 set -euo pipefail
 
 if [[ $# -ne 1 ]]; then
@@ -47,9 +49,9 @@ VPY="$VENV_DIR/bin/python"
 # 2. Packages (pinned). A stamp file records what was installed.
 PKG_STAMP="$VENV_DIR/.ferrogrpc-pkgs"
 WANT_PKGS="grpcio==$GRPCIO_VERSION grpcio-tools==$GRPCIO_VERSION grpcio-health-checking==$GRPCIO_VERSION"
-WANT_PKGS+=" grpcio-reflection==$GRPCIO_VERSION"
+WANT_PKGS+=" grpcio-reflection==$GRPCIO_VERSION grpcio-channelz==$GRPCIO_VERSION"
 if [[ "$(cat "$PKG_STAMP" 2>/dev/null || true)" != "$WANT_PKGS" ]] ||
-   ! "$VPY" -c 'import grpc, grpc_tools, grpc_health.v1.health, grpc_reflection.v1alpha.proto_reflection_descriptor_database' >/dev/null 2>&1; then
+   ! "$VPY" -c 'import grpc, grpc_tools, grpc_health.v1.health, grpc_reflection.v1alpha.proto_reflection_descriptor_database, grpc_channelz.v1.channelz_pb2_grpc' >/dev/null 2>&1; then
   log "installing $WANT_PKGS"
   # shellcheck disable=SC2086
   "$VPY" -m pip install --quiet --disable-pip-version-check $WANT_PKGS
