@@ -54,8 +54,6 @@ fn now_nanos() -> i64 {
 }
 
 /// Calls started, succeeded and failed, and when the last one started.
-// Not yet counted on the call path (issue #18 goes on).
-#[allow(dead_code)]
 #[derive(Debug, Default)]
 pub(crate) struct CallCounts {
     started: AtomicI64,
@@ -64,7 +62,6 @@ pub(crate) struct CallCounts {
     last_started: AtomicI64,
 }
 
-#[allow(dead_code)]
 impl CallCounts {
     /// A call started.
     pub(crate) fn started(&self) {
@@ -79,16 +76,48 @@ impl CallCounts {
     }
 }
 
+/// One call counted on a channel: started when made, succeeded or failed
+/// once, failed if dropped before it was told (as gRPC-Go counts a call
+/// its caller abandons). `C` is a reference for a call that lives in one
+/// function (unary), an `Arc` for a stream that outlives it.
+#[derive(Debug)]
+pub(crate) struct CallGuard<C: std::ops::Deref<Target = ChannelEntry>> {
+    entry: Option<C>,
+}
+
+impl<C: std::ops::Deref<Target = ChannelEntry>> CallGuard<C> {
+    /// A call on `entry` starts.
+    pub(crate) fn start(entry: C) -> CallGuard<C> {
+        entry.calls.started();
+        CallGuard { entry: Some(entry) }
+    }
+
+    /// The call ended, with OK or not; later ends are ignored.
+    pub(crate) fn end(&mut self, ok: bool) {
+        if let Some(entry) = self.entry.take() {
+            entry.calls.ended(ok);
+        }
+    }
+}
+
+impl<C: std::ops::Deref<Target = ChannelEntry>> Drop for CallGuard<C> {
+    fn drop(&mut self) {
+        self.end(false);
+    }
+}
+
 /// How bad a trace event is.
-#[allow(dead_code)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Severity {
     Info,
     Warning,
+    // No event of ours is an error yet.
+    #[allow(dead_code)]
     Error,
 }
 
 /// The child a trace event is about (a subchannel created, say).
+// No channel has child channels yet (A14's nested channels).
 #[allow(dead_code)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum ChildRef {
@@ -165,6 +194,12 @@ impl ChannelEntry {
     #[allow(dead_code)]
     pub(crate) fn id(&self) -> i64 {
         self.id
+    }
+
+    /// Counts a call from its start: started now, and, unless told how it
+    /// ended first, failed when the guard is dropped (a call given up).
+    pub(crate) fn count_call(&self) -> CallGuard<&ChannelEntry> {
+        CallGuard::start(self)
     }
 
     /// The connectivity state changed.
@@ -271,7 +306,6 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 /// Where an entity sits, so dropping its handle takes it out of the
 /// registry and off its parent's list.
-#[allow(dead_code)]
 #[derive(Clone, Copy, Debug)]
 enum Place {
     TopChannel,
@@ -516,9 +550,93 @@ impl ServerConn {
 
     /// A message went out.
     pub(crate) fn message_sent(&self) {
+        self.socket.counts.message_sent();
+    }
+
+    /// A message came in (the handler gets it next).
+    pub(crate) fn message_received(&self) {
+        self.socket.counts.message_received();
+    }
+
+    /// A keepalive ping went out.
+    pub(crate) fn keepalive_sent(&self) {
+        self.socket
+            .counts
+            .keepalives_sent
+            .fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+impl SocketCounts {
+    fn message_sent(&self) {
+        self.messages_sent.fetch_add(1, Ordering::Relaxed);
+        self.last_message_sent.store(now_nanos(), Ordering::Relaxed);
+    }
+
+    fn message_received(&self) {
+        self.messages_received.fetch_add(1, Ordering::Relaxed);
+        self.last_message_received
+            .store(now_nanos(), Ordering::Relaxed);
+    }
+}
+
+/// A client connection's channelz: its socket, and the subchannel it
+/// belongs to, which counts each attempt (stream) made on it as a call, as
+/// gRPC-Go's subchannels count the attempts picked for them. The driver
+/// task holds the socket's [`Handle`] and drops it when the connection
+/// ends; this only counts, so a stream that outlives its connection counts
+/// on an entry no one lists.
+#[derive(Debug)]
+pub(crate) struct ClientConn {
+    socket: Arc<SocketEntry>,
+    subchannel: Arc<ChannelEntry>,
+}
+
+impl ClientConn {
+    /// The counters of `socket`, a connection of `subchannel`.
+    pub(crate) fn new(socket: Arc<SocketEntry>, subchannel: Arc<ChannelEntry>) -> ClientConn {
+        ClientConn { socket, subchannel }
+    }
+
+    /// An attempt picked this connection: a call of its subchannel.
+    pub(crate) fn attempt_started(&self) {
+        self.subchannel.calls.started();
+    }
+
+    /// The attempt's stream is open (its request headers went out).
+    pub(crate) fn stream_started(&self) {
         let c = &self.socket.counts;
-        c.messages_sent.fetch_add(1, Ordering::Relaxed);
-        c.last_message_sent.store(now_nanos(), Ordering::Relaxed);
+        c.streams_started.fetch_add(1, Ordering::Relaxed);
+        c.last_local_stream.store(now_nanos(), Ordering::Relaxed);
+    }
+
+    /// The attempt ended before it had a stream.
+    pub(crate) fn attempt_failed(&self) {
+        self.subchannel.calls.ended(false);
+    }
+
+    /// The attempt's stream ended: `end_stream` when the server ended it
+    /// (END_STREAM, whatever the status; gRPC-Go's `eosReceived`), not when
+    /// it was reset or its connection went; `ok` when its status was OK.
+    pub(crate) fn stream_ended(&self, end_stream: bool, ok: bool) {
+        let c = &self.socket.counts;
+        let stream = if end_stream {
+            &c.streams_succeeded
+        } else {
+            &c.streams_failed
+        };
+        stream.fetch_add(1, Ordering::Relaxed);
+        self.subchannel.calls.ended(ok);
+    }
+
+    /// A message went out.
+    pub(crate) fn message_sent(&self) {
+        self.socket.counts.message_sent();
+    }
+
+    /// A message came in.
+    pub(crate) fn message_received(&self) {
+        self.socket.counts.message_received();
     }
 
     /// A keepalive ping went out.
@@ -550,7 +668,6 @@ pub(crate) fn tls_data(info: &crate::credentials::tls::TlsInfo) -> TlsData {
 }
 
 /// Registers a connection a subchannel made.
-#[allow(dead_code)]
 pub(crate) fn register_client_socket(
     subchannel: &ChannelEntry,
     name: String,

@@ -630,6 +630,8 @@ impl Channel {
         let (request, hooks) = self
             .start_stream(&path, request, client_stream, server_stream)
             .await?;
+        #[cfg(feature = "channelz")]
+        let counted = self.count_stream();
         let (mut setup, ()) = self.setup(&path, request).await?;
         let (deadline, timeout) = (setup.deadline, setup.timeout);
         let parent = setup.parent.clone();
@@ -681,6 +683,8 @@ impl Channel {
                     None => Replay::split(recv, send, reopen, kept),
                 };
                 let recv = recv.counting_success(self.throttle());
+                #[cfg(feature = "channelz")]
+                let recv = recv.counting_call(counted);
                 Ok(StreamStart {
                     max_send,
                     compression,
@@ -752,6 +756,10 @@ impl Channel {
         C: Codec<Req, Resp>,
         Resp: 'static,
     {
+        // Counted from here, as gRPC-Go counts from `newClientStream`;
+        // failed if given up (this future dropped).
+        #[cfg(feature = "channelz")]
+        let mut counted = self.inner.shared.channelz.count_call();
         let (mut setup, message) = self.setup(&path, request).await?;
         let (deadline, timeout) = (setup.deadline, setup.timeout);
         let observer = self.observer(&path, Vec::new(), false, false);
@@ -775,7 +783,16 @@ impl Channel {
         });
         let result = unless_parent_over(parent.as_ref(), call).await;
         report_end(obs, &result);
+        #[cfg(feature = "channelz")]
+        counted.end(result.is_ok());
         result
+    }
+
+    /// Counts a streaming call on the channel's channelz from now on; the
+    /// guard goes into its [`CallRecv`], which ends it.
+    #[cfg(feature = "channelz")]
+    fn count_stream(&self) -> crate::channelz::CallGuard<Arc<crate::channelz::ChannelEntry>> {
+        crate::channelz::CallGuard::start(self.inner.shared.channelz.share())
     }
 
     /// Sends a single-request call (unary or server-streaming) until an
@@ -873,6 +890,8 @@ impl Channel {
         let mut message = None;
         let request = request.map(|m| message = Some(m));
         let (request, hooks) = self.start_stream(&path, request, false, true).await?;
+        #[cfg(feature = "channelz")]
+        let counted = self.count_stream();
         let (mut setup, ()) = self.setup(&path, request).await?;
         let message = message.ok_or_else(|| Status::internal("request message missing"))?;
         let (deadline, timeout) = (setup.deadline, setup.timeout);
@@ -911,8 +930,11 @@ impl Channel {
         };
         let observed: Observed<Resp> =
             observer.map(|o| (o, as_any::<Resp> as fn(&Resp) -> &dyn Any));
+        let recv = CallRecv::direct(recv.with_send(send)).counting_success(self.throttle());
+        #[cfg(feature = "channelz")]
+        let recv = recv.counting_call(counted);
         let stream = Streaming::client(
-            CallRecv::direct(recv.with_send(send)).counting_success(self.throttle()),
+            recv,
             DecodeWith::<C, Req>::boxed(codec),
             deadline,
             parent,

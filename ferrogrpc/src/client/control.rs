@@ -317,6 +317,18 @@ impl Shared {
         );
     }
 
+    /// A call failed its pick: channelz's trace says why (bounded: the
+    /// ring keeps the latest).
+    pub(crate) fn pick_failed(&self, status: &Status) {
+        #[cfg(feature = "channelz")]
+        self.channelz.trace.add(
+            crate::channelz::Severity::Warning,
+            format!("pick failed: {}: {}", status.code(), status.message()),
+        );
+        #[cfg(not(feature = "channelz"))]
+        let _ = status;
+    }
+
     fn publish(&self, state: State, picker: Arc<dyn Picker>, idle: bool) {
         self.picker.store(Arc::new(Published { picker, idle }));
         self.state.set(state);
@@ -685,7 +697,10 @@ impl Control {
         let current_matches = self.current.as_ref().map(|c| c.name == name);
         let pending_matches = self.pending.as_ref().map(|p| p.name == name);
         match (current_matches, pending_matches) {
-            (None, _) => self.current = Some(self.build_child(builder)),
+            (None, _) => {
+                self.trace(format!("channel uses the load-balancing policy {name:?}"));
+                self.current = Some(self.build_child(builder));
+            }
             (Some(true), None) | (Some(_), Some(true)) => {}
             (Some(true), Some(false)) => {
                 if let Some(pending) = self.pending.take() {
@@ -697,13 +712,37 @@ impl Control {
                     self.close(pending);
                 }
                 tracing::debug!(target = %self.shared.target, policy = name, "switching load-balancing policy");
+                self.trace(format!(
+                    "channel switches to the load-balancing policy {name:?}"
+                ));
                 self.pending = Some(self.build_child(builder));
             }
         }
     }
 
+    /// Records an event in the channel's channelz trace.
+    fn trace(&self, description: String) {
+        #[cfg(feature = "channelz")]
+        self.shared
+            .channelz
+            .trace
+            .add(crate::channelz::Severity::Info, description);
+        #[cfg(not(feature = "channelz"))]
+        let _ = description;
+    }
+
     fn on_resolver_state(&mut self, mut state: resolver::State) {
         state.normalize();
+        self.trace(format!(
+            "resolver returned {} addresses in {} endpoints{}",
+            state.addresses.len(),
+            state.endpoints.len(),
+            match &state.service_config {
+                None => "",
+                Some(Ok(_)) => ", and a service config",
+                Some(Err(_)) => ", and a service config that does not parse",
+            }
+        ));
         let config = self.choose_service_config(&state.service_config);
         self.shared
             .service_config
@@ -730,6 +769,11 @@ impl Control {
         });
         if let Err(reason) = result {
             tracing::debug!(target = %self.shared.target, "balancer rejected the resolver state: {reason}");
+            #[cfg(feature = "channelz")]
+            self.shared.channelz.trace.add(
+                crate::channelz::Severity::Warning,
+                format!("balancer rejected the resolver state: {reason}"),
+            );
             if let Some(active) = &mut self.resolver {
                 active.resolver.resolve_now();
             }
@@ -738,6 +782,11 @@ impl Control {
 
     fn on_resolver_error(&mut self, message: String) {
         tracing::debug!(target = %self.shared.target, "resolver error: {message}");
+        #[cfg(feature = "channelz")]
+        self.shared.channelz.trace.add(
+            crate::channelz::Severity::Warning,
+            format!("resolver error: {message}"),
+        );
         self.shared.resolved.store(true, Ordering::Release);
         if self.current.is_none() {
             let (builder, _) = self.choose_policy(self.in_use().as_ref());

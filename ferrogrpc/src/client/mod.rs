@@ -921,8 +921,14 @@ impl Channel {
                     None
                 }
             },
-            PickResult::Fail(status) if !wait_for_ready => Some(Err(status)),
-            PickResult::Drop(status) => Some(Err(status)),
+            PickResult::Fail(status) if !wait_for_ready => {
+                shared.pick_failed(&status);
+                Some(Err(status))
+            }
+            PickResult::Drop(status) => {
+                shared.pick_failed(&status);
+                Some(Err(status))
+            }
             PickResult::Fail(_) | PickResult::Queue => None,
         }
     }

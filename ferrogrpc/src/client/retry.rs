@@ -184,6 +184,8 @@ impl Replay {
                 replay: Some((Arc::clone(&replay), 0)),
                 hedged: None,
                 throttle: None,
+                #[cfg(feature = "channelz")]
+                counted: None,
             },
             CallSend::Shared(replay),
         )
@@ -555,6 +557,10 @@ pub(crate) struct CallRecv {
     /// The channel's retry throttle, given a success when the call ends
     /// with OK (gRFC A6).
     throttle: Option<Arc<Throttle>>,
+    /// The call on the channel's channelz, ended with the call's status
+    /// (failed if the call is dropped before).
+    #[cfg(feature = "channelz")]
+    counted: Option<crate::channelz::CallGuard<Arc<crate::channelz::ChannelEntry>>>,
 }
 
 impl CallRecv {
@@ -565,6 +571,8 @@ impl CallRecv {
             replay: None,
             hedged: None,
             throttle: None,
+            #[cfg(feature = "channelz")]
+            counted: None,
         }
     }
 
@@ -575,7 +583,31 @@ impl CallRecv {
             replay: None,
             hedged: Some(call),
             throttle: None,
+            #[cfg(feature = "channelz")]
+            counted: None,
         }
+    }
+
+    /// Counts the call on the channel's channelz: it ends with the status
+    /// read here.
+    #[cfg(feature = "channelz")]
+    pub(crate) fn counting_call(
+        mut self,
+        counted: crate::channelz::CallGuard<Arc<crate::channelz::ChannelEntry>>,
+    ) -> CallRecv {
+        self.counted = Some(counted);
+        self
+    }
+
+    /// The call ended (`ok`: with OK): channelz counts it, once.
+    #[inline]
+    fn count_end(&mut self, ok: bool) {
+        #[cfg(feature = "channelz")]
+        if let Some(mut counted) = self.counted.take() {
+            counted.end(ok);
+        }
+        #[cfg(not(feature = "channelz"))]
+        let _ = ok;
     }
 
     /// Counts the call's success in the channel's retry throttle.
@@ -591,12 +623,17 @@ impl CallRecv {
             let committed = std::task::ready!(call.poll_headers(cx, &mut self.recv));
             self.hedged = None;
             if let Err(status) = committed {
+                self.count_end(false);
                 self.recv.fail(status.clone());
                 return Poll::Ready(Err(status));
             }
         }
         let Some((replay, attempt)) = &mut self.replay else {
-            return self.recv.poll_headers(cx);
+            let polled = self.recv.poll_headers(cx);
+            if let Poll::Ready(Err(_)) = polled {
+                self.count_end(false);
+            }
+            return polled;
         };
         let replay = Arc::clone(replay);
         let mut state = replay.lock();
@@ -608,6 +645,7 @@ impl CallRecv {
         }
         if let Some(status) = state.failed.clone() {
             drop(state);
+            self.count_end(false);
             self.recv.fail(status.clone());
             self.replay = None;
             return Poll::Ready(Err(status));
@@ -632,6 +670,9 @@ impl CallRecv {
         }
         drop(state);
         self.replay = None;
+        if result.is_err() {
+            self.count_end(false);
+        }
         Poll::Ready(result)
     }
 
@@ -644,10 +685,15 @@ impl CallRecv {
             std::task::ready!(self.poll_headers(cx))?;
         }
         let polled = self.recv.poll_message(cx);
-        if let Poll::Ready(Ok(None)) = polled {
-            if let Some(throttle) = self.throttle.take() {
-                throttle.record_success();
+        match &polled {
+            Poll::Ready(Ok(None)) => {
+                if let Some(throttle) = self.throttle.take() {
+                    throttle.record_success();
+                }
+                self.count_end(true);
             }
+            Poll::Ready(Err(_)) => self.count_end(false),
+            _ => {}
         }
         polled
     }

@@ -275,6 +275,10 @@ impl Subchannel {
         let id = self.next_conn.fetch_add(1, Ordering::Relaxed) + 1;
         let mut config = self.shared.config.clone();
         config.keepalive.time = self.shared.keepalive_time();
+        #[cfg(feature = "channelz")]
+        {
+            config.channelz = Some(self.channelz.share());
+        }
         config.connect_timeout = deadline.saturating_duration_since(Instant::now());
         let weak = Arc::downgrade(&self);
         let result = Http2Client::connect(&self.endpoint, &config, move |event| {
@@ -308,6 +312,15 @@ impl Subchannel {
             }
             Err(status) => {
                 tracing::debug!(address = %self.address, "connect failed: {}", status.message());
+                #[cfg(feature = "channelz")]
+                self.channelz.trace.add(
+                    crate::channelz::Severity::Warning,
+                    format!(
+                        "failed to connect to {}: {}",
+                        self.address,
+                        status.message()
+                    ),
+                );
                 self.fail(&mut ctl, status);
             }
         }
@@ -368,6 +381,11 @@ impl Subchannel {
             return;
         }
         tracing::debug!(address = %self.address, %reason, "connection no longer used");
+        #[cfg(feature = "channelz")]
+        self.channelz.trace.add(
+            crate::channelz::Severity::Info,
+            format!("connection no longer used: {reason}"),
+        );
         let short_lived = previous.ready_at.elapsed() < self.shared.backoff.base_delay;
         if short_lived && !previous.client.was_used() {
             let status = Status::unavailable(format!(

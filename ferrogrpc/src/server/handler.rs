@@ -206,6 +206,8 @@ fn start(call: ServerCall, p: &Prepared) -> Started {
         Role::Server,
         stream.decompressor,
     );
+    #[cfg(feature = "channelz")]
+    let recv = recv.with_server_channelz(stream._active.signals().channelz());
     let shared = CallShared::new(
         stream.send,
         settings,

@@ -117,6 +117,10 @@ pub(crate) struct ClientConfig {
     /// The `user-agent` of every request: [`USER_AGENT`], after the
     /// channel's prefix if it has one (`ChannelBuilder::user_agent`).
     pub(crate) user_agent: HeaderValue,
+    /// The subchannel whose connections these are, which channelz lists
+    /// them under (none for connections no subchannel makes).
+    #[cfg(feature = "channelz")]
+    pub(crate) channelz: Option<Arc<crate::channelz::ChannelEntry>>,
 }
 
 impl Default for ClientConfig {
@@ -133,6 +137,8 @@ impl Default for ClientConfig {
             dialer: None,
             proxy: None,
             user_agent: HeaderValue::from_static(USER_AGENT),
+            #[cfg(feature = "channelz")]
+            channelz: None,
         }
     }
 }
@@ -460,6 +466,27 @@ impl Http2Client {
                 }
             };
         tracing::debug!(%what, "connected");
+        // Listed by channelz under its subchannel until the driver below
+        // ends, that is until the connection does.
+        #[cfg(feature = "channelz")]
+        let channelz_socket = config.channelz.as_ref().map(|subchannel| {
+            let tls = match &peer.auth_info {
+                Some(credentials::AuthInfo::Tls(info)) => Some(crate::channelz::tls_data(info)),
+                _ => None,
+            };
+            let socket = crate::channelz::register_client_socket(
+                subchannel,
+                String::new(),
+                peer.local_addr.clone(),
+                peer.remote_addr.clone(),
+                tls,
+            );
+            signals.set_client_channelz(crate::channelz::ClientConn::new(
+                socket.share(),
+                Arc::clone(subchannel),
+            ));
+            socket
+        });
         let params = config.keepalive;
         if config.bdp {
             signals.enable_bdp();
@@ -518,6 +545,8 @@ impl Http2Client {
             };
             // Dropping the connection closes it; calls on it fail with `reason`.
             drop(connection);
+            #[cfg(feature = "channelz")]
+            drop(channelz_socket);
             // A GOAWAY read in the same poll that ended the connection is
             // reported too (it may carry too_many_pings).
             if let (false, Some(goaway)) = (goaway_told, signals.goaway()) {
@@ -581,6 +610,35 @@ impl Http2Client {
         head: CallHead<'_>,
         max_recv: usize,
     ) -> Result<(ClientRecv, ClientSend), Status> {
+        // Channelz: a call of the subchannel from here (gRPC-Go counts
+        // the attempt once picked), a stream of the socket once it opened.
+        #[cfg(feature = "channelz")]
+        let channelz = self.signals.client_channelz();
+        #[cfg(feature = "channelz")]
+        if let Some(z) = channelz {
+            z.attempt_started();
+        }
+        let opened = self.open_h2_stream(head).await;
+        #[cfg(feature = "channelz")]
+        if let Some(z) = channelz {
+            match &opened {
+                Ok(_) => z.stream_started(),
+                Err(_) => z.attempt_failed(),
+            }
+        }
+        let (response, send) = opened?;
+        let guard = StreamGuard::new(&self.signals);
+        Ok((
+            ClientRecv::new(response, max_recv, Arc::clone(&self.peer), guard),
+            ClientSend::new(send, Arc::clone(&self.signals)),
+        ))
+    }
+
+    /// Sends the request headers of a new stream.
+    async fn open_h2_stream(
+        &self,
+        head: CallHead<'_>,
+    ) -> Result<(h2::client::ResponseFuture, h2::SendStream<Bytes>), Status> {
         let request = request_headers(head, &self.user_agent)?;
         // Nothing has reached the server if opening fails: safe to retry.
         let refused = |e: h2::Error| {
@@ -589,12 +647,7 @@ impl Http2Client {
                 .with_transparent_retry()
         };
         let mut sender = self.send_request.clone().ready().await.map_err(refused)?;
-        let (response, send) = sender.send_request(request, false).map_err(refused)?;
-        let guard = StreamGuard::new(&self.signals);
-        Ok((
-            ClientRecv::new(response, max_recv, Arc::clone(&self.peer), guard),
-            ClientSend::new(send, Arc::clone(&self.signals)),
-        ))
+        sender.send_request(request, false).map_err(refused)
     }
 }
 
@@ -687,6 +740,18 @@ pub(crate) struct ClientRecv {
     /// (boxed: one pointer in every call's state, an allocation only in
     /// calls whose picker asked for it).
     done: Option<Box<DoneGuard>>,
+    /// Whether channelz counted the stream's end yet.
+    #[cfg(feature = "channelz")]
+    end_counted: bool,
+}
+
+#[cfg(feature = "channelz")]
+impl Drop for ClientRecv {
+    fn drop(&mut self) {
+        // Not ended by the server: this side reset it, or the connection
+        // went.
+        self.count_end(false, false);
+    }
 }
 
 // The `Open` state is the common one; boxing it would cost an allocation
@@ -715,6 +780,21 @@ impl ClientRecv {
             peer,
             guard,
             done: None,
+            #[cfg(feature = "channelz")]
+            end_counted: false,
+        }
+    }
+
+    /// Counts the stream's end on channelz, once: `end_stream` when the
+    /// server ended it, `ok` when with OK.
+    #[cfg(feature = "channelz")]
+    #[inline]
+    fn count_end(&mut self, end_stream: bool, ok: bool) {
+        if !self.end_counted {
+            self.end_counted = true;
+            if let Some(z) = self.guard.signals().client_channelz() {
+                z.stream_ended(end_stream, ok);
+            }
         }
     }
 
@@ -772,8 +852,12 @@ impl ClientRecv {
             ClientRecvState::Failed(status) => return Poll::Ready(Err(status.clone())),
         };
         let mut answered = true;
+        let mut end_stream = false;
         let result = match ready!(std::pin::Pin::new(response).poll(cx)) {
-            Ok(resp) => read_response_head(resp, max_len, &self.guard),
+            Ok(resp) => {
+                end_stream = resp.body().is_end_stream();
+                read_response_head(resp, max_len, &self.guard)
+            }
             Err(err) => {
                 answered = false;
                 Err(self.guard.signals().stream_error(&err, "server"))
@@ -786,6 +870,10 @@ impl ClientRecv {
                 Poll::Ready(Ok(()))
             }
             Err(status) => {
+                #[cfg(feature = "channelz")]
+                self.count_end(end_stream, false);
+                #[cfg(not(feature = "channelz"))]
+                let _ = end_stream;
                 self.state = ClientRecvState::Failed(status.clone());
                 self.end_attempt(Some(&status), answered);
                 Poll::Ready(Err(status))
@@ -804,6 +892,18 @@ impl ClientRecv {
             ClientRecvState::Failed(status) => Poll::Ready(Err(status.clone())),
             ClientRecvState::Waiting { .. } => Poll::Pending,
         };
+        #[cfg(feature = "channelz")]
+        match &polled {
+            Poll::Ready(Ok(None)) => self.count_end(true, true),
+            Poll::Ready(Err(_)) => {
+                let end_stream = match &self.state {
+                    ClientRecvState::Open(recv) => recv.end_stream_received(),
+                    _ => false,
+                };
+                self.count_end(end_stream, false);
+            }
+            _ => {}
+        }
         if self.done.is_some() {
             match &polled {
                 Poll::Ready(Ok(None)) => self.end_attempt(None, true),

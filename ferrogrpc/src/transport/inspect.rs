@@ -179,6 +179,9 @@ pub(crate) struct ConnSignals {
     /// A server connection's channelz, set after its handshake.
     #[cfg(feature = "channelz")]
     channelz: OnceLock<Arc<crate::channelz::ServerConn>>,
+    /// A client connection's channelz, set once it is connected.
+    #[cfg(feature = "channelz")]
+    client_channelz: OnceLock<crate::channelz::ClientConn>,
     /// Calls under way on this connection.
     pub(crate) active_streams: AtomicUsize,
     /// Whether any call was ever started on this connection.
@@ -257,6 +260,8 @@ impl ConnSignals {
             read_epoch: tokio::time::Instant::now(),
             #[cfg(feature = "channelz")]
             channelz: OnceLock::new(),
+            #[cfg(feature = "channelz")]
+            client_channelz: OnceLock::new(),
             active_streams: AtomicUsize::new(0),
             used: AtomicBool::new(false),
             idle_since: AtomicU64::new(0),
@@ -339,10 +344,25 @@ impl ConnSignals {
         self.channelz.get().cloned()
     }
 
+    /// Sets the connection's channelz (client).
+    #[cfg(feature = "channelz")]
+    pub(crate) fn set_client_channelz(&self, conn: crate::channelz::ClientConn) {
+        let _ = self.client_channelz.set(conn);
+    }
+
+    /// The client connection's channelz, if it has one.
+    #[cfg(feature = "channelz")]
+    #[inline]
+    pub(crate) fn client_channelz(&self) -> Option<&crate::channelz::ClientConn> {
+        self.client_channelz.get()
+    }
+
     /// A keepalive ping went out.
     pub(crate) fn keepalive_sent(&self) {
         #[cfg(feature = "channelz")]
         if let Some(z) = self.channelz.get() {
+            z.keepalive_sent();
+        } else if let Some(z) = self.client_channelz.get() {
             z.keepalive_sent();
         }
     }

@@ -58,6 +58,12 @@ pub(crate) struct RecvMessages {
     last_wire_len: usize,
     /// The connection's signals (client side), to name why it failed.
     conn: Option<Arc<inspect::ConnSignals>>,
+    /// The server connection's channelz, which counts messages received.
+    #[cfg(feature = "channelz")]
+    server_channelz: Option<Arc<crate::channelz::ServerConn>>,
+    /// The peer ended the stream (END_STREAM, client side: with trailers or
+    /// without), whatever the status.
+    end_stream: bool,
 }
 
 enum RecvState {
@@ -88,6 +94,9 @@ impl RecvMessages {
             last_compressed: false,
             last_wire_len: 0,
             conn: None,
+            #[cfg(feature = "channelz")]
+            server_channelz: None,
+            end_stream: false,
         }
     }
 
@@ -103,6 +112,37 @@ impl RecvMessages {
             last_compressed: false,
             last_wire_len: 0,
             conn: None,
+            #[cfg(feature = "channelz")]
+            server_channelz: None,
+            end_stream: true,
+        }
+    }
+
+    /// Counts the messages received on the server connection's channelz.
+    #[cfg(feature = "channelz")]
+    pub(crate) fn with_server_channelz(
+        mut self,
+        conn: Option<Arc<crate::channelz::ServerConn>>,
+    ) -> RecvMessages {
+        self.server_channelz = conn;
+        self
+    }
+
+    /// Whether the peer ended the stream (client side: the server sent
+    /// END_STREAM), as opposed to a reset or a failure found here.
+    #[cfg_attr(not(feature = "channelz"), allow(dead_code))]
+    pub(crate) fn end_stream_received(&self) -> bool {
+        self.end_stream
+    }
+
+    /// A whole message arrived: channelz counts it.
+    #[inline]
+    fn count_received(&self) {
+        #[cfg(feature = "channelz")]
+        if let Some(z) = &self.server_channelz {
+            z.message_received();
+        } else if let Some(z) = self.conn.as_deref().and_then(|c| c.client_channelz()) {
+            z.message_received();
         }
     }
 
@@ -126,6 +166,7 @@ impl RecvMessages {
             }
             match self.deframer.next() {
                 Ok(Some(msg)) => {
+                    self.count_received();
                     self.last_compressed = msg.compressed;
                     self.last_wire_len = frame::HEADER_LEN + msg.data.len();
                     if !msg.compressed {
@@ -155,6 +196,8 @@ impl RecvMessages {
                     return self.fail(status);
                 }
                 None => {
+                    // END_STREAM: on the last DATA frame, or the trailers.
+                    self.end_stream = true;
                     if let Err(status) = self.deframer.finish() {
                         return self.fail(status);
                     }
@@ -589,7 +632,10 @@ impl ClientSend {
             )));
         }
         match self.stream.send_data(frame, end) {
-            Ok(()) => Ok(()),
+            Ok(()) => {
+                self.count_sent();
+                Ok(())
+            }
             Err(e) if is_closed_stream(&e) => Ok(()),
             Err(e) => Err(self.error(&e)),
         }
@@ -627,7 +673,18 @@ impl ClientSend {
             )));
         }
         let result = self.stream.send_data(frame, false);
-        result.map_err(|e| self.error(&e))
+        result.map_err(|e| self.error(&e))?;
+        self.count_sent();
+        Ok(())
+    }
+
+    /// A message went out: channelz counts it.
+    #[inline]
+    fn count_sent(&self) {
+        #[cfg(feature = "channelz")]
+        if let Some(z) = self.conn.client_channelz() {
+            z.message_sent();
+        }
     }
 
     /// Whether the server never processed this stream, so the call may be
