@@ -66,6 +66,10 @@ pub struct BenchArgs {
     /// row per call.
     #[arg(long, value_enum, default_value_t = Format::Summary)]
     format: Format,
+    /// Also draw the latency histogram and the latency over time to this
+    /// PNG file.
+    #[arg(long, value_name = "FILE.png")]
+    plot: Option<std::path::PathBuf>,
 }
 
 /// Output formats of `bench`.
@@ -231,6 +235,17 @@ pub async fn run(args: BenchArgs) -> Result<ExitCode, Error> {
     }
     samples.sort_by_key(|s| s.start);
     let report = Report::new(&samples, total);
+    if let Some(path) = &args.plot {
+        let points: Vec<crate::plot::Point> = samples
+            .iter()
+            .map(|s| crate::plot::Point {
+                start: s.start.as_secs_f64(),
+                latency_ms: s.latency.as_secs_f64() * 1000.0,
+                code: s.code,
+            })
+            .collect();
+        crate::plot::draw(path, &points, total)?;
+    }
     match args.format {
         Format::Summary => print!("{}", report.summary()),
         Format::Json => println!("{}", report.json()),

@@ -14,6 +14,7 @@ mod describe;
 mod descriptors;
 mod error;
 mod health;
+mod plot;
 
 use std::process::ExitCode;
 

@@ -830,3 +830,67 @@ fn completions_cover_every_subcommand() {
     }
     assert!(script.contains("--plaintext"));
 }
+
+#[test]
+fn bench_plots_a_png_or_says_which_font_it_needs() {
+    let (addr, _) = counting_server();
+    let dir = std::env::temp_dir().join(format!("ferrogrpc-plot-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let png = dir.join("bench.png");
+    let args = [
+        "bench",
+        &addr,
+        "--plaintext",
+        "grpc.testing.TestService/EmptyCall",
+        "-n",
+        "30",
+        "--format",
+        "json",
+        "--plot",
+        png.to_str().unwrap(),
+    ];
+    // Where the command looks for a font for the labels, when
+    // FERROGRPC_PLOT_FONT is not set.
+    let font = [
+        "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
+        "/usr/share/fonts/TTF/DejaVuSans.ttf",
+        "/usr/share/fonts/dejavu/DejaVuSans.ttf",
+        "/usr/share/fonts/truetype/liberation/LiberationSans-Regular.ttf",
+        "/usr/share/fonts/liberation-sans/LiberationSans-Regular.ttf",
+        "/usr/share/fonts/noto/NotoSans-Regular.ttf",
+        "/usr/share/fonts/truetype/noto/NotoSans-Regular.ttf",
+    ]
+    .iter()
+    .any(|f| std::path::Path::new(f).exists())
+        || std::env::var_os("FERROGRPC_PLOT_FONT").is_some();
+    let output = run(&args, None);
+    if font {
+        assert!(output.status.success(), "{}", stderr(&output));
+        let bytes = std::fs::read(&png).unwrap();
+        assert!(bytes.starts_with(b"\x89PNG\r\n\x1a\n"), "not a PNG");
+        // 1200 x 900, from the IHDR chunk.
+        assert_eq!(&bytes[16..24], &[0, 0, 4, 176, 0, 0, 3, 132]);
+    } else {
+        assert_eq!(output.status.code(), Some(1));
+        assert!(
+            stderr(&output).contains("set FERROGRPC_PLOT_FONT"),
+            "{}",
+            stderr(&output)
+        );
+    }
+    // A font file that is not a font is refused by name.
+    let bad = dir.join("not-a-font.ttf");
+    std::fs::write(&bad, b"hello").unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_ferrogrpc"))
+        .args(args)
+        .env("FERROGRPC_PLOT_FONT", &bad)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        stderr(&output).contains("is not a TrueType or OpenType font"),
+        "{}",
+        stderr(&output)
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
