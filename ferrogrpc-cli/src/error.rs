@@ -79,6 +79,11 @@ pub fn hint(status: &Status) -> Option<&'static str> {
             "the server did not answer as HTTP/2 over plaintext: is it a TLS server? \
              (drop --plaintext)",
         )
+    } else if has("fatal alert") {
+        Some(
+            "the server refused the TLS handshake: does it want a client certificate \
+             (--cert and --key) signed by a CA it trusts?",
+        )
     } else if has("connection refused") {
         Some("nothing listens at that address")
     } else if has("certificate") || has("unknownissuer") || has("unknown issuer") {

@@ -894,3 +894,176 @@ fn bench_plots_a_png_or_says_which_font_it_needs() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Serves the test service (with reflection) on `listener`, built by
+/// `builder`, from a thread of its own.
+fn serve_on<L>(
+    builder: impl FnOnce() -> ServerBuilder + Send + 'static,
+    bind: impl FnOnce() -> L + Send + 'static,
+) where
+    L: ferrogrpc::server::Listener + Send + 'static,
+{
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async move {
+            let server = builder()
+                .add_reflection()
+                .add_service(TestServiceServer::new(InteropService))
+                .build();
+            let listener = bind();
+            tx.send(()).unwrap();
+            let _ = server.serve_listener(listener).await;
+        });
+    });
+    rx.recv().unwrap();
+}
+
+#[test]
+fn mutual_tls_and_unix_sockets() {
+    // A CA, a server certificate and a client certificate, made here.
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
+    let dir = std::env::temp_dir().join(format!("ferrogrpc-cli-mtls-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let ca_key = KeyPair::generate().unwrap();
+    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params
+        .distinguished_name
+        .push(DnType::CommonName, "test root");
+    let ca_cert = params.self_signed(&ca_key).unwrap();
+    let write_leaf = |name: &str| {
+        let key = KeyPair::generate().unwrap();
+        let mut params = CertificateParams::new(vec![name.to_string()]).unwrap();
+        params.distinguished_name.push(DnType::CommonName, name);
+        let cert = params.signed_by(&key, &ca_cert, &ca_key).unwrap();
+        let (cert_path, key_path) = (
+            dir.join(format!("{name}.pem")),
+            dir.join(format!("{name}.key")),
+        );
+        std::fs::write(&cert_path, cert.pem()).unwrap();
+        std::fs::write(&key_path, key.serialize_pem()).unwrap();
+        (cert_path, key_path)
+    };
+    let (server_cert, server_key) = write_leaf("localhost");
+    let (cert, key) = write_leaf("client");
+    let ca = dir.join("ca.pem");
+    std::fs::write(&ca, ca_cert.pem()).unwrap();
+    // A server that requires a client certificate from that CA.
+    let (tx, rx) = mpsc::channel();
+    let server_files = (server_cert, server_key, ca.clone());
+    serve_on(
+        move || {
+            let read = |p: &PathBuf| std::fs::read(p).unwrap();
+            Server::builder().credentials(ServerCredentials::tls(
+                ServerTlsConfig::from_pem(read(&server_files.0), read(&server_files.1))
+                    .client_ca_pem(read(&server_files.2))
+                    .client_auth(ferrogrpc::credentials::tls::ClientAuth::Required),
+            ))
+        },
+        move || {
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            listener.set_nonblocking(true).unwrap();
+            tx.send(listener.local_addr().unwrap()).unwrap();
+            tokio::net::TcpListener::from_std(listener).unwrap()
+        },
+    );
+    let addr = rx.recv().unwrap().to_string();
+    let tls = [
+        "--cacert",
+        ca.to_str().unwrap(),
+        "--servername",
+        "localhost",
+    ];
+    let mut with_cert = vec!["list", &addr];
+    with_cert.extend(tls);
+    with_cert.extend([
+        "--cert",
+        cert.to_str().unwrap(),
+        "--key",
+        key.to_str().unwrap(),
+    ]);
+    assert!(ok(&with_cert, None).contains(TEST_SERVICE));
+    let mut without = vec!["list", &addr];
+    without.extend(tls);
+    let output = run(&without, None);
+    assert!(
+        !output.status.success(),
+        "a server requiring a client certificate let us in"
+    );
+
+    // A Unix socket target.
+    let path = dir.join("s.sock");
+    let bind_path = path.clone();
+    serve_on(Server::builder, move || {
+        tokio::net::UnixListener::bind(&bind_path).unwrap()
+    });
+    let target = format!("unix:{}", path.display());
+    assert!(ok(&["list", &target, "--plaintext"], None).contains(TEST_SERVICE));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn protosets_and_deadlines() {
+    let (addr, _) = serve(Offers {
+        reflection: false,
+        ..ALL
+    });
+    let addr = addr.to_string();
+    let proto = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../interop/proto");
+    let set = protox::compile(["grpc/testing/test.proto"], [&proto]).unwrap();
+    let dir = std::env::temp_dir().join(format!("ferrogrpc-cli-protoset-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let protoset = dir.join("test.protoset");
+    std::fs::write(&protoset, prost::Message::encode_to_vec(&set)).unwrap();
+    let protoset = protoset.to_str().unwrap();
+    let out = ok(
+        &[
+            "describe",
+            &addr,
+            "--plaintext",
+            "--protoset",
+            protoset,
+            "grpc.testing.EchoStatus",
+        ],
+        None,
+    );
+    assert!(
+        out.contains("message EchoStatus {\n  int32 code = 1;\n  string message = 2;\n}"),
+        "{out}"
+    );
+    // --timeout: a response due in 5 s misses a 0.3 s deadline.
+    let err = fails(
+        &[
+            "call",
+            &addr,
+            "--plaintext",
+            "--protoset",
+            protoset,
+            "grpc.testing.TestService/StreamingOutputCall",
+            "-d",
+            r#"{"responseParameters": [{"size": 1, "intervalUs": 5000000}]}"#,
+            "--timeout",
+            "0.3",
+        ],
+        64 + 4,
+    );
+    assert!(err.contains("Code: DEADLINE_EXCEEDED"), "{err}");
+    // Not a descriptor set.
+    std::fs::write(dir.join("bad.protoset"), b"\xff\xff").unwrap();
+    let err = fails(
+        &[
+            "list",
+            &addr,
+            "--plaintext",
+            "--protoset",
+            dir.join("bad.protoset").to_str().unwrap(),
+        ],
+        1,
+    );
+    assert!(err.contains("is not a FileDescriptorSet"), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
