@@ -35,6 +35,10 @@ Checks, one stdout line each, "PASS name" or "FAIL name: why":
                          remote 127.0.0.1, last remote stream time set,
                          no local stream (a server starts none)
   query_socket           the queries' own socket counts exactly, too
+  flow_control_windows   both connection windows there, within HTTP/2's
+                         range (0 to 2^31-1); their exact values are
+                         checked against a raw client in
+                         ferrogrpc/tests/channelz_windows.rs
   socket_not_found       GetSocket of an unused id is NOT_FOUND
   get_top_channels       answers (the interop server has no channel), end
   paging_servers         start_server_id / max_results
@@ -353,7 +357,7 @@ def wait_for_cancel(checks, deadline):
 
 ALL_CHECKS = [
     "get_servers", "get_server", "listen_sockets", "server_sockets",
-    "workload_socket", "query_socket",
+    "workload_socket", "query_socket", "flow_control_windows",
     "socket_not_found", "get_top_channels", "paging_servers", "paging_sockets",
 ]
 

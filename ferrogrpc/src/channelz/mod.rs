@@ -268,6 +268,13 @@ pub(crate) struct TlsData {
     pub(crate) remote_certificate: Vec<u8>,
 }
 
+/// Where a connection's flow-control windows are read from, when channelz
+/// asks (the transport's `ConnSignals`).
+pub(crate) trait FlowWindows: Send + Sync {
+    /// `(local, remote)`: how much more the peer may send, and this side.
+    fn flow_windows(&self) -> Option<(i64, i64)>;
+}
+
 /// A connection, or a listening socket.
 #[derive(Debug)]
 pub(crate) struct SocketEntry {
@@ -277,6 +284,9 @@ pub(crate) struct SocketEntry {
     remote: Option<Addr>,
     tls: Option<TlsData>,
     pub(crate) counts: SocketCounts,
+    /// The connection's windows, while it lives (weak: the connection
+    /// holds its socket, not the other way round).
+    windows: OnceLock<std::sync::Weak<dyn FlowWindows>>,
 }
 
 impl SocketEntry {
@@ -284,6 +294,16 @@ impl SocketEntry {
     #[allow(dead_code)]
     pub(crate) fn id(&self) -> i64 {
         self.id
+    }
+
+    /// Where this connection's flow-control windows are read (once).
+    pub(crate) fn set_flow_windows(&self, source: std::sync::Weak<dyn FlowWindows>) {
+        let _ = self.windows.set(source);
+    }
+
+    /// The connection's flow-control windows, if it has them.
+    pub(crate) fn flow_windows(&self) -> Option<(i64, i64)> {
+        self.windows.get()?.upgrade()?.flow_windows()
     }
 }
 
@@ -464,6 +484,7 @@ fn new_socket(
         remote,
         tls,
         counts: SocketCounts::default(),
+        windows: OnceLock::new(),
     }
 }
 
@@ -522,6 +543,11 @@ impl ServerConn {
             socket: register_server_socket(server, local, remote, tls),
             server: Arc::clone(server),
         }
+    }
+
+    /// The connection's socket.
+    pub(crate) fn socket(&self) -> &SocketEntry {
+        &self.socket
     }
 
     /// The client started a stream (a call).

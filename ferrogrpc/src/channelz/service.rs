@@ -188,6 +188,7 @@ fn address(a: &Addr) -> pb::Address {
 fn socket(s: &SocketEntry, summary: bool) -> pb::Socket {
     let c = &s.counts;
     let load = |a: &std::sync::atomic::AtomicI64| a.load(Ordering::Relaxed);
+    let windows = s.flow_windows();
     pb::Socket {
         r#ref: Some(pb::SocketRef {
             socket_id: s.id,
@@ -204,8 +205,8 @@ fn socket(s: &SocketEntry, summary: bool) -> pb::Socket {
             last_remote_stream_created_timestamp: timestamp(load(&c.last_remote_stream)),
             last_message_sent_timestamp: timestamp(load(&c.last_message_sent)),
             last_message_received_timestamp: timestamp(load(&c.last_message_received)),
-            local_flow_control_window: None,
-            remote_flow_control_window: None,
+            local_flow_control_window: windows.map(|(local, _)| local),
+            remote_flow_control_window: windows.map(|(_, remote)| remote),
             option: Vec::new(),
             ..pb::SocketData::default()
         }),

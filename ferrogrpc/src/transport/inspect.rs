@@ -26,11 +26,16 @@ const FRAME_RST_STREAM: u8 = 0x3;
 const FRAME_SETTINGS: u8 = 0x4;
 const FRAME_PING: u8 = 0x6;
 const FRAME_GOAWAY: u8 = 0x7;
+const FRAME_WINDOW_UPDATE: u8 = 0x8;
 const FRAME_CONTINUATION: u8 = 0x9;
 const FLAG_END_HEADERS: u8 = 0x4;
 const FLAG_ACK: u8 = 0x1;
 /// The client connection preface.
 const PREFACE_LEN: usize = 24;
+/// Every connection's flow-control window before any WINDOW_UPDATE (RFC
+/// 9113 §6.9.2: SETTINGS change only the streams' windows).
+#[cfg_attr(not(feature = "channelz"), allow(dead_code))]
+const INITIAL_CONNECTION_WINDOW: i64 = 65_535;
 /// How much data must arrive before a BDP sample starts.
 const BDP_MIN_BYTES: u64 = 16 << 10;
 /// The payload of the PING h2 sends after a graceful GOAWAY(max id); its
@@ -92,6 +97,7 @@ impl Scanner {
                     FRAME_GOAWAY => len.min(8 + MAX_DEBUG_DATA),
                     FRAME_RST_STREAM => len.min(4),
                     FRAME_PING => len.min(8),
+                    FRAME_WINDOW_UPDATE => len.min(4),
                     _ => 0,
                 };
                 self.frame_len = len;
@@ -217,8 +223,15 @@ pub(crate) struct ConnSignals {
     /// The peer's first frame was not SETTINGS: it does not speak HTTP/2
     /// (often TLS on one side only, or HTTP/1); nothing after is trusted.
     pub(crate) not_http2: AtomicBool,
-    /// DATA payload bytes received (for BDP samples).
+    /// DATA payload bytes received (for BDP samples, and the local
+    /// flow-control window).
     pub(crate) data_bytes: AtomicU64,
+    /// DATA payload bytes sent (padding included, as flow control counts).
+    data_bytes_sent: AtomicU64,
+    /// What the WINDOW_UPDATEs on stream 0 added: sent by this side (the
+    /// peer may send more), and received (this side may send more).
+    window_updates_sent: AtomicU64,
+    window_updates_received: AtomicU64,
     /// Whether BDP estimation is on, and data arrived since the last BDP ping.
     bdp_enabled: AtomicBool,
     bdp_wanted: AtomicBool,
@@ -289,6 +302,9 @@ impl ConnSignals {
             handshake: tokio::sync::Notify::new(),
             not_http2: AtomicBool::new(false),
             data_bytes: AtomicU64::new(0),
+            data_bytes_sent: AtomicU64::new(0),
+            window_updates_sent: AtomicU64::new(0),
+            window_updates_received: AtomicU64::new(0),
             bdp_enabled: AtomicBool::new(false),
             bdp_wanted: AtomicBool::new(false),
             bdp_accum: AtomicU64::new(0),
@@ -471,6 +487,11 @@ impl ConnSignals {
                 self.drain_ping_acked.store(true, Ordering::Release);
             }
             FRAME_RST_STREAM => self.on_reset(stream_id),
+            FRAME_WINDOW_UPDATE if stream_id == 0 && payload.len() == 4 => {
+                let added = window_increment(payload);
+                self.window_updates_received
+                    .fetch_add(added, Ordering::Relaxed);
+            }
             FRAME_GOAWAY if payload.len() >= 8 => {
                 let last_stream_id =
                     u32::from_be_bytes([payload[0], payload[1], payload[2], payload[3]])
@@ -494,10 +515,46 @@ impl ConnSignals {
         }
     }
 
-    fn on_outbound(&self, kind: u8) {
+    fn on_outbound(&self, kind: u8, stream_id: u32, len: usize, payload: &[u8]) {
         if matches!(kind, FRAME_HEADERS | FRAME_DATA) && self.enforcement.is_some() {
             self.reset_strikes.store(true, Ordering::Release);
         }
+        match kind {
+            FRAME_DATA => {
+                self.data_bytes_sent
+                    .fetch_add(len as u64, Ordering::Relaxed);
+            }
+            FRAME_WINDOW_UPDATE if stream_id == 0 && payload.len() == 4 => {
+                let added = window_increment(payload);
+                self.window_updates_sent.fetch_add(added, Ordering::Relaxed);
+            }
+            _ => {}
+        }
+    }
+
+    /// The connection's flow-control windows, as gRPC-Go's channelz shows
+    /// them: `(local, remote)`, where local is how many more DATA bytes the
+    /// peer may send this side before it needs a WINDOW_UPDATE, and remote
+    /// how many more this side may send the peer. Computed from the frames
+    /// that crossed the socket (65,535 plus the WINDOW_UPDATEs on stream 0,
+    /// less the DATA payloads), so exact for what is on the wire; a frame
+    /// still in flight is counted by the side that sent it first. Only the
+    /// connection's window: a stream's own window may be smaller. `None`
+    /// when the peer does not speak HTTP/2.
+    ///
+    /// Costs four atomic loads, nothing per frame beyond a counter add;
+    /// channelz calls it for client and server sockets alike.
+    #[cfg_attr(not(feature = "channelz"), allow(dead_code))]
+    pub(crate) fn flow_windows(&self) -> Option<(i64, i64)> {
+        if self.not_http2.load(Ordering::Acquire) {
+            return None;
+        }
+        let load = |a: &AtomicU64| i64::try_from(a.load(Ordering::Relaxed)).unwrap_or(i64::MAX);
+        let local =
+            INITIAL_CONNECTION_WINDOW + load(&self.window_updates_sent) - load(&self.data_bytes);
+        let remote = INITIAL_CONNECTION_WINDOW + load(&self.window_updates_received)
+            - load(&self.data_bytes_sent);
+        Some((local, remote))
     }
 
     /// A client's PING (gRFC A8, as gRPC-Go counts strikes).
@@ -566,6 +623,18 @@ impl ConnSignals {
             );
             self.violate("too_many_resets");
         }
+    }
+}
+
+/// A WINDOW_UPDATE's increment (its reserved bit ignored).
+fn window_increment(payload: &[u8]) -> u64 {
+    u64::from(u32::from_be_bytes([payload[0], payload[1], payload[2], payload[3]]) & 0x7fff_ffff)
+}
+
+#[cfg(feature = "channelz")]
+impl crate::channelz::FlowWindows for ConnSignals {
+    fn flow_windows(&self) -> Option<(i64, i64)> {
+        ConnSignals::flow_windows(self)
     }
 }
 
@@ -726,8 +795,9 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for Inspect<IO> {
         let this = self.get_mut();
         let n = ready!(Pin::new(&mut this.io).poll_write(cx, buf))?;
         let signals = &this.signals;
-        this.outbound
-            .feed(&buf[..n], |k, _, _, _, _| signals.on_outbound(k));
+        this.outbound.feed(&buf[..n], |k, _, id, len, p| {
+            signals.on_outbound(k, id, len, p)
+        });
         Poll::Ready(Ok(n))
     }
 
@@ -746,8 +816,9 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for Inspect<IO> {
                 break;
             }
             let take = left.min(b.len());
-            this.outbound
-                .feed(&b[..take], |k, _, _, _, _| signals.on_outbound(k));
+            this.outbound.feed(&b[..take], |k, _, id, len, p| {
+                signals.on_outbound(k, id, len, p)
+            });
             left -= take;
         }
         Poll::Ready(Ok(n))
@@ -851,9 +922,39 @@ mod tests {
         s.stream_started();
         for _ in 0..20 {
             s.on_inbound(FRAME_PING, 0, 0, 8, &[]);
-            s.on_outbound(FRAME_DATA);
+            s.on_outbound(FRAME_DATA, 1, 10, &[]);
         }
         assert!(s.violation().is_none());
+    }
+
+    #[test]
+    fn flow_windows_count_data_and_connection_window_updates() {
+        let s = ConnSignals::server(EnforcementPolicy::default(), None);
+        s.on_inbound(FRAME_SETTINGS, 0, 0, 0, &[]);
+        assert_eq!(s.flow_windows(), Some((65_535, 65_535)));
+        // This side grants 1000 more on the connection, 7 on a stream.
+        s.on_outbound(FRAME_WINDOW_UPDATE, 0, 4, &1000u32.to_be_bytes());
+        s.on_outbound(FRAME_WINDOW_UPDATE, 1, 4, &7u32.to_be_bytes());
+        // The peer sends 300 bytes and grants 50 (reserved bit set).
+        s.on_inbound(FRAME_DATA, 0, 1, 300, &[]);
+        s.on_inbound(
+            FRAME_WINDOW_UPDATE,
+            0,
+            0,
+            4,
+            &(50u32 | 1 << 31).to_be_bytes(),
+        );
+        // This side sends 20 bytes, and an empty DATA frame.
+        s.on_outbound(FRAME_DATA, 1, 20, &[]);
+        s.on_outbound(FRAME_DATA, 1, 0, &[]);
+        assert_eq!(
+            s.flow_windows(),
+            Some((65_535 + 1000 - 300, 65_535 + 50 - 20))
+        );
+        // A peer that is not HTTP/2 has no windows.
+        let s = ConnSignals::client();
+        s.on_inbound(FRAME_GOAWAY, 0, 0, 0, &[]);
+        assert_eq!(s.flow_windows(), None);
     }
 
     #[test]

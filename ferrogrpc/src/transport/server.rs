@@ -409,12 +409,15 @@ pub(crate) async fn serve_connection<IO, H>(
             Some(crate::credentials::AuthInfo::Tls(info)) => Some(crate::channelz::tls_data(info)),
             _ => None,
         };
-        signals.set_channelz(crate::channelz::ServerConn::new(
+        let conn = crate::channelz::ServerConn::new(
             server,
             peer.local_addr.clone(),
             peer.remote_addr.clone(),
             tls,
-        ));
+        );
+        conn.socket()
+            .set_flow_windows(Arc::downgrade(&signals) as std::sync::Weak<_>);
+        signals.set_channelz(conn);
     }
     let params = config.keepalive;
     if config.bdp {
