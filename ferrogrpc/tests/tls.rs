@@ -759,7 +759,8 @@ async fn graceful_stop_does_not_wait_for_a_connection_in_its_tls_handshake() {
     assert!(read.is_ok(), "the connection was left open");
 }
 
-/// Channelz shows a TLS connection's cipher suite under its standard name.
+/// Channelz shows a TLS connection's cipher suite under its standard name,
+/// and the server's certificate as the local one.
 #[cfg(feature = "channelz")]
 #[tokio::test]
 async fn channelz_shows_the_tls_of_a_connection() {
@@ -832,6 +833,13 @@ async fn channelz_shows_the_tls_of_a_connection() {
         other => panic!("cipher suite: {other:?}"),
     }
     assert!(tls.remote_certificate.is_empty(), "the client sent none");
+    use rustls::pki_types::{pem::PemObject, CertificateDer};
+    let served = CertificateDer::from_pem_slice(server_cert.cert_pem.as_bytes()).unwrap();
+    assert_eq!(
+        tls.local_certificate,
+        served.as_ref(),
+        "the server's own certificate, from its config"
+    );
 }
 
 #[tokio::test]

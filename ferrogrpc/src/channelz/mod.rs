@@ -684,7 +684,11 @@ pub(crate) fn tls_data(info: &crate::credentials::tls::TlsInfo) -> TlsData {
     };
     TlsData {
         cipher_suite: name,
-        local_certificate: Vec::new(),
+        local_certificate: info
+            .local_certificate
+            .as_ref()
+            .map(|c| c.as_ref().to_vec())
+            .unwrap_or_default(),
         remote_certificate: info
             .peer_certificates
             .first()

@@ -202,7 +202,8 @@ impl ServerTlsConfig {
         .collect()
     }
 
-    fn load(&self) -> Result<rustls::ServerConfig, String> {
+    /// The rustls config, and the leaf certificate it serves.
+    fn load(&self) -> Result<Loaded, String> {
         let builder = rustls::ServerConfig::builder_with_provider(provider())
             .with_safe_default_protocol_versions()
             .map_err(|e| e.to_string())?;
@@ -221,18 +222,46 @@ impl ServerTlsConfig {
             }
             (_, None) => return Err("client authentication needs a client CA".into()),
         };
+        let chain = certs(&self.cert_chain)?;
+        let leaf = chain.first().cloned();
         let mut config = builder
-            .with_single_cert(certs(&self.cert_chain)?, key(&self.key)?)
+            .with_single_cert(chain, key(&self.key)?)
             .map_err(|e| format!("certificate and key do not match: {e}"))?;
         config.alpn_protocols = vec![ALPN_H2.to_vec()];
-        Ok(config)
+        Ok(Loaded {
+            acceptor: tokio_rustls::TlsAcceptor::from(Arc::new(config)),
+            leaf,
+        })
+    }
+}
+
+/// A loaded server TLS config: swapped whole on reload, so a connection
+/// gets the certificate of the config that accepted it.
+pub(crate) struct Loaded {
+    acceptor: tokio_rustls::TlsAcceptor,
+    /// The leaf of the certificate chain it serves (rustls does not tell
+    /// which certificate a connection sent; a single-certificate config
+    /// always sends this one).
+    leaf: Option<CertificateDer<'static>>,
+}
+
+impl Loaded {
+    pub(crate) fn acceptor(&self) -> &tokio_rustls::TlsAcceptor {
+        &self.acceptor
+    }
+
+    /// The TLS data of a connection this config accepted.
+    pub(crate) fn info(&self, conn: &rustls::ServerConnection) -> TlsInfo {
+        let mut info = TlsInfo::from_server(conn);
+        info.local_certificate = self.leaf.clone();
+        info
     }
 }
 
 /// A server's live TLS state: the current rustls config, swapped on reload.
 pub(crate) struct ServerTls {
     config: ServerTlsConfig,
-    current: ArcSwap<rustls::ServerConfig>,
+    current: ArcSwap<Loaded>,
     stamps: Mutex<Vec<(PathBuf, Option<SystemTime>)>>,
 }
 
@@ -247,8 +276,9 @@ impl ServerTls {
         })
     }
 
-    pub(crate) fn acceptor(&self) -> tokio_rustls::TlsAcceptor {
-        tokio_rustls::TlsAcceptor::from(self.current.load_full())
+    /// The current config, for one connection's handshake.
+    pub(crate) fn current(&self) -> Arc<Loaded> {
+        self.current.load_full()
     }
 
     pub(crate) fn reload_interval(&self) -> Duration {
@@ -460,6 +490,9 @@ pub struct TlsInfo {
     pub peer_certificates: Vec<CertificateDer<'static>>,
     /// The server name the client asked for (SNI), seen by a server.
     pub server_name: Option<String>,
+    /// The certificate this side sent (a server's, from its config), for
+    /// channelz.
+    pub(crate) local_certificate: Option<CertificateDer<'static>>,
 }
 
 impl TlsInfo {
@@ -484,6 +517,7 @@ impl TlsInfo {
                 .map(|c| c.iter().map(|c| c.clone().into_owned()).collect())
                 .unwrap_or_default(),
             server_name,
+            local_certificate: None,
         }
     }
 

@@ -888,9 +888,10 @@ impl Server {
                 },
                 Security::Tls(tls) => {
                     let mut shutdown = shutdown;
+                    let loaded = tls.current();
                     let handshake = tokio::time::timeout(
                         inner.config.handshake_timeout,
-                        tls.acceptor().accept(io),
+                        loaded.acceptor().accept(io),
                     );
                     let handshake =
                         crate::transport::server::unless_stopping(&mut shutdown, handshake).await;
@@ -904,7 +905,7 @@ impl Server {
                                     "TLS client did not negotiate ALPN h2; closing"
                                 );
                             } else {
-                                let info = credentials::tls::TlsInfo::from_server(conn);
+                                let info = loaded.info(conn);
                                 let peer = peer.with_auth_info(AuthInfo::Tls(info));
                                 serve_connection(
                                     stream,
