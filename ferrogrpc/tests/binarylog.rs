@@ -419,3 +419,46 @@ async fn a_status_the_client_made_up_is_logged_as_its_trailer() {
     };
     assert_eq!(t.status_code, ferrogrpc::Code::DeadlineExceeded as u32);
 }
+
+/// A16 leaves out "entries added for call credentials": neither the
+/// channel's per-RPC credentials nor the call's own are in the client's
+/// log, though they do travel (the server, which cannot tell them from the
+/// application's metadata, logs what it received, as gRPC-Go's does).
+#[tokio::test]
+async fn call_credentials_are_not_in_the_clients_log() {
+    let f = fixture("*").await;
+    let channel = Channel::builder(f.addr.to_string())
+        .binary_log(f.client_log.clone())
+        .per_rpc_credentials(ferrogrpc::credentials::BearerToken::new("channel-s3cret"))
+        .allow_insecure_per_rpc_credentials(true)
+        .build()
+        .unwrap();
+    let mut call_md = ferrogrpc::metadata::MetadataMap::new();
+    call_md.insert("x-call-token", "call-s3cret").unwrap();
+    let call_credentials =
+        ferrogrpc::credentials::StaticMetadata::new(call_md).require_transport_security(false);
+    let mut request = Request::new(Bytes::from_static(b"x")).with_credentials(call_credentials);
+    request.metadata_mut().insert("x-app", "visible").unwrap();
+    channel
+        .unary(
+            PathAndQuery::from_static("/b.Echo/Unary"),
+            request,
+            BytesCodec,
+        )
+        .await
+        .unwrap();
+    let (client, server) = f.entries(5).await;
+    assert_eq!(kinds(&client), [CH, CM, SH, SM, ST]);
+    assert_eq!(metadata_keys(&client[0]), ["x-app"]);
+    for e in &client {
+        let bytes = prost::Message::encode_to_vec(e);
+        assert!(
+            !bytes.windows(6).any(|w| w == b"s3cret"),
+            "a credential in the client's log: {e:?}"
+        );
+    }
+    // They were sent: the server got (and logged) both.
+    let mut got = metadata_keys(&server[0]);
+    got.sort();
+    assert_eq!(got, ["authorization", "x-app", "x-call-token"]);
+}
