@@ -390,5 +390,8 @@ fn main() -> ExitCode {
     let code = runtime.block_on(run(interop));
     // Calls a timed-out case left behind must not delay the exit.
     runtime.shutdown_timeout(Duration::from_secs(1));
+    // A binary log from GRPC_BINARY_LOG_FILTER keeps its last second of
+    // entries in memory until flushed.
+    ferrogrpc::binarylog::flush();
     ExitCode::from(code)
 }
