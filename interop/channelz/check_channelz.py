@@ -31,7 +31,7 @@ Checks, one stdout line each, "PASS name" or "FAIL name: why":
   server_sockets         GetServerSockets lists two sockets, one of them the
                          workload's (local address 127.0.0.2)
   workload_socket        GetSocket on it: streams_started / succeeded /
-                         failed and messages_sent exact,
+                         failed, messages_sent and messages_received exact,
                          remote 127.0.0.1, last remote stream time set,
                          no local stream (a server starts none)
   query_socket           the queries' own socket counts exactly, too
@@ -219,8 +219,10 @@ class Checks:
         self.expect_eq("streams_succeeded", d.streams_succeeded, succeeded)
         self.expect_eq("streams_failed", d.streams_failed, failed)
         self.expect_eq("messages_sent", d.messages_sent, sent)
+        self.expect_eq("messages_received", d.messages_received, received)
         for field in ("last_remote_stream_created_timestamp",
-                      "last_message_sent_timestamp"):
+                      "last_message_sent_timestamp",
+                      "last_message_received_timestamp"):
             if not d.HasField(field):
                 raise CheckFailed("no %s" % field)
         if d.HasField("last_local_stream_created_timestamp"):
