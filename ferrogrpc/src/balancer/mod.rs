@@ -231,10 +231,9 @@ impl Pick {
     /// - the call was cancelled or dropped before its status arrived (the
     ///   caller dropped it, the parent call ended, a hedge lost): `CANCELLED`;
     ///   past the call's deadline: `DEADLINE_EXCEEDED`;
-    /// - a unary or client-streaming call failed on the client's side (its
-    ///   answer did not decode, or there were two): that error; a streaming
-    ///   call the application stops reading after such an error reports
-    ///   `CANCELLED` when it is dropped;
+    /// - the call failed on the client's side (a response that did not
+    ///   decode, a second answer to a unary call, an interceptor refusing a
+    ///   streamed response): that error, the one the caller sees;
     /// - the attempt could not start (the subchannel was no longer READY,
     ///   per-RPC credentials failed, the stream could not be opened): that
     ///   error; the call itself may then pick again, and a new pick has its
