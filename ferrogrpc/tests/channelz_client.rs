@@ -339,6 +339,11 @@ async fn calls_streams_and_messages_count_exactly() {
     let sock = only_socket(&cz, &sub).await;
     let d = sock.data.as_ref().unwrap();
     assert_eq!(streams(d), (7, 7, 0, 9, 8));
+    // Its connection's flow-control windows, read off the wire.
+    for window in [d.local_flow_control_window, d.remote_flow_control_window] {
+        let window = window.expect("a client socket reports its windows");
+        assert!(window > 0 && window < 1 << 31, "{window}");
+    }
     assert_eq!(d.keep_alives_sent, 0);
     for t in [
         &d.last_local_stream_created_timestamp,

@@ -481,6 +481,7 @@ impl Http2Client {
                 peer.remote_addr.clone(),
                 tls,
             );
+            socket.set_flow_windows(Arc::downgrade(&signals) as std::sync::Weak<_>);
             signals.set_client_channelz(crate::channelz::ClientConn::new(
                 socket.share(),
                 Arc::clone(subchannel),
