@@ -38,6 +38,9 @@
 #                           --format json: the count, the status codes, and
 #                           the calls the server's log says it handled, each
 #                           exactly the count asked for
+#   channelz                grpcio-channelz's view as a tree: the server
+#                           with at least the bench's calls, its listen
+#                           socket, a connection with streams and messages
 #
 # Output: one line per check, "PASS step check" or "FAIL step check: why",
 # then exactly "cli interop: N passed, M failed". Exit status 1 if M > 0 (a
@@ -385,6 +388,31 @@ bench_step() {
 }
 bench_step bench 50 5 '{"responseSize": 10}' OK
 bench_step bench_errors 20 4 '{"responseStatus": {"code": 8, "message": "no"}}' RESOURCE_EXHAUSTED
+
+# ----- channelz -----------------------------------------------------------------
+# grpcio-channelz's view of the server: the calls above counted (each run's
+# reflection stream too, so at least the 70 bench calls), its listen socket
+# and the channelz command's own connection.
+run channelz channelz "${P[@]}"
+expect_rc channelz 0
+if grep -qE '^server [0-9]+: calls started ([7-9][0-9]|[1-9][0-9]{2,}) succeeded [0-9]+ failed [0-9]+$' \
+  "$LOG_DIR/channelz.out"; then
+  pass "channelz server_counts"
+else
+  fail "channelz server_counts" "no server line with at least 70 calls: $(show "$LOG_DIR/channelz.out")"
+fi
+# (grpcio reports the port it was asked for: 0 when it chose one.)
+if grep -qE '^  listen socket [0-9]+: 127\.0\.0\.1:[0-9]+$' "$LOG_DIR/channelz.out"; then
+  pass "channelz listen_socket"
+else
+  fail "channelz listen_socket" "no listen socket on 127.0.0.1: $(show "$LOG_DIR/channelz.out")"
+fi
+if grep -qE '^    streams started [1-9][0-9]* succeeded [0-9]+ failed [0-9]+, messages sent [0-9]+ received [1-9]' \
+  "$LOG_DIR/channelz.out"; then
+  pass "channelz socket_counts"
+else
+  fail "channelz socket_counts" "no connection with streams and messages: $(show "$LOG_DIR/channelz.out")"
+fi
 
 server_alive grpcio_server "$PY_PID"
 cleanup

@@ -207,6 +207,11 @@ def main(argv=None):
     health.set(NOT_SERVING_SERVICE, health_pb2.HealthCheckResponse.NOT_SERVING)
     health_pb2_grpc.add_HealthServicer_to_server(health, server)
 
+    # grpcio-channelz, for `ferrogrpc channelz`. Left out of reflection so
+    # that the service list the script expects stays as it is.
+    from grpc_channelz.v1 import channelz
+    channelz.add_channelz_servicer(server)
+
     names = [
         test_pb2.DESCRIPTOR.services_by_name["TestService"].full_name,
         health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
