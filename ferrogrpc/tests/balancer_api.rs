@@ -1346,3 +1346,75 @@ async fn a_hedge_that_loses_hears_cancelled() {
     assert_eq!(codes, vec![Code::Ok as i32, Code::Cancelled as i32]);
     assert_eq!(log.picks.len(), 2);
 }
+
+/// pick_first that records every subchannel state it hears, by address.
+struct StateRecorder(Arc<Mutex<Vec<(String, Conn)>>>);
+
+impl balancer::Builder for StateRecorder {
+    fn name(&self) -> &str {
+        "test_state_recorder"
+    }
+    fn build(&self, helper: Helper) -> Box<dyn Balancer> {
+        struct B(Arc<Mutex<Vec<(String, Conn)>>>, Box<dyn Balancer>);
+        impl Balancer for B {
+            fn update_client_conn_state(&mut self, s: ClientConnState) -> Result<(), String> {
+                self.1.update_client_conn_state(s)
+            }
+            fn resolver_error(&mut self, e: Status) {
+                self.1.resolver_error(e)
+            }
+            fn subchannel_state(&mut self, sc: &SubConn, s: SubConnState) {
+                self.0
+                    .lock()
+                    .unwrap()
+                    .push((format!("{:?}", sc.address()), s.state));
+                self.1.subchannel_state(sc, s)
+            }
+            fn exit_idle(&mut self) {
+                self.1.exit_idle()
+            }
+        }
+        Box::new(B(
+            Arc::clone(&self.0),
+            balancer::get("pick_first").unwrap().build(helper),
+        ))
+    }
+}
+
+/// A subchannel its policy shuts down tells the policy SHUTDOWN, last (as
+/// gRPC-Go's state listener), so parents can forget it.
+#[tokio::test]
+async fn a_shut_down_subchannel_reports_shutdown_last() {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    balancer::register(StateRecorder(Arc::clone(&seen)));
+    let (a, b) = (Backend::start("a").await, Backend::start("b").await);
+    let resolver = ManualResolver::new("shutdown-report");
+    resolver.update_state(Resolved::from_endpoints([Endpoint::new([a.addr])]));
+    let channel = channel_with(&resolver, "test_state_recorder");
+    assert_eq!(
+        who(&channel, Request::new(Bytes::new())).await.unwrap(),
+        "a"
+    );
+    // Only b now: pick_first shuts a's subchannel down.
+    resolver.update_state(Resolved::from_endpoints([Endpoint::new([b.addr])]));
+    let a_name = format!("{:?}", ferrogrpc::resolver::Address::from(a.addr));
+    eventually("a's subchannel reported SHUTDOWN", || {
+        seen.lock()
+            .unwrap()
+            .iter()
+            .any(|(addr, state)| *addr == a_name && *state == Conn::Shutdown)
+    })
+    .await;
+    assert_eq!(
+        who(&channel, Request::new(Bytes::new())).await.unwrap(),
+        "b"
+    );
+    let seen = seen.lock().unwrap();
+    let of_a: Vec<Conn> = seen
+        .iter()
+        .filter(|(addr, _)| *addr == a_name)
+        .map(|(_, state)| *state)
+        .collect();
+    assert_eq!(of_a.last(), Some(&Conn::Shutdown), "{of_a:?}");
+    assert_eq!(of_a.iter().filter(|s| **s == Conn::Shutdown).count(), 1);
+}

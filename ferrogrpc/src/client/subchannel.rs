@@ -399,8 +399,10 @@ impl Subchannel {
         }
     }
 
-    /// Ends the subchannel; calls under way on its connection finish.
-    pub(crate) fn shutdown(&self) {
+    /// Ends the subchannel; calls under way on its connection finish. Its
+    /// balancer hears SHUTDOWN, last, as gRPC-Go's state listener does, so
+    /// a parent policy can forget which child owned it.
+    pub(crate) fn shutdown(self: &Arc<Self>) {
         let mut ctl = self.lock();
         if !ctl.state.set(State::Shutdown) {
             return;
@@ -408,9 +410,22 @@ impl Subchannel {
         if let Some(task) = ctl.task.take() {
             task.abort();
         }
+        if let Some(task) = ctl.health_task.take() {
+            task.abort();
+        }
         self.current.store(None);
+        ctl.reported = State::Shutdown;
         drop(ctl);
         self.shared.remove_subchannel(self.id);
+        self.shared.subchannel_state(
+            SubConn {
+                inner: Arc::clone(self),
+            },
+            SubConnState {
+                state: State::Shutdown,
+                error: None,
+            },
+        );
     }
 
     pub(crate) fn reset_backoff(&self) {
