@@ -94,6 +94,15 @@ impl Service for IdService {
                     },
                 ))
             }
+            "Trickle" => Box::pin(server::server_streaming(
+                call,
+                BytesCodec,
+                |_req: Request<Bytes>, mut sink: server::ResponseSink<Bytes>| async move {
+                    sink.send(Bytes::from_static(b"1")).await?;
+                    tokio::time::sleep(Duration::from_secs(30)).await;
+                    Ok(())
+                },
+            )),
             "Two" => Box::pin(server::server_streaming(
                 call,
                 BytesCodec,
@@ -680,6 +689,21 @@ async fn done_callbacks_hear_each_outcome_once() {
     assert_eq!(err.code(), Code::Internal, "{err:?}");
     eventually("the local failure's done", || dones() == 5).await;
 
+    // Dropped after the server's headers and a message came back: cancelled,
+    // with bytes received.
+    let mut stream = channel
+        .server_streaming(
+            PathAndQuery::from_static("/test.Ids/Trickle"),
+            Request::new(Bytes::new()).with_timeout(CALL_TIMEOUT),
+            BytesCodec,
+        )
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(stream.message().await.unwrap().unwrap(), "1");
+    drop(stream);
+    eventually("the dropped stream's done", || dones() == 6).await;
+
     // Nothing more comes later.
     tokio::time::sleep(Duration::from_millis(100)).await;
     let log = log.lock().unwrap();
@@ -700,9 +724,10 @@ async fn done_callbacks_hear_each_outcome_once() {
             expect("Slow", Code::Cancelled, None, false),
             expect("Slow", Code::DeadlineExceeded, None, false),
             expect("Two", Code::Internal, None, true),
+            expect("Trickle", Code::Cancelled, None, true),
         ]
     );
-    assert_eq!(log.picks.len(), 5, "one pick per call");
+    assert_eq!(log.picks.len(), 6, "one pick per call");
 }
 
 /// Bytes, except that the message `2` does not decode.

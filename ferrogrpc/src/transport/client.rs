@@ -750,7 +750,12 @@ pub(crate) struct ClientRecv {
 impl Drop for ClientRecv {
     fn drop(&mut self) {
         // Not ended by the server: this side reset it, or the connection
-        // went.
+        // went. The done callback (run by its guard's drop) hears whether
+        // the server had answered by then.
+        let received = self.headers_received();
+        if let Some(done) = self.done.as_mut() {
+            done.received = received;
+        }
         self.count_end(false, false);
     }
 }
