@@ -91,8 +91,36 @@ fn serve(offers: Offers) -> (SocketAddr, health::Server) {
     rx.recv().unwrap()
 }
 
+/// A directory with a test CA (`ca.pem`) and a server certificate for
+/// `foo.test.google.fr` and `localhost` (`server1.pem`, `server1.key`) it
+/// signed, made once per test process with rcgen (nothing to generate
+/// before `cargo test` on a fresh checkout).
 fn certs() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../interop/certs")
+    static DIR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    DIR.get_or_init(|| {
+        use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
+        let dir = std::env::temp_dir().join(format!("ferrogrpc-cli-certs-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let ca_key = KeyPair::generate().unwrap();
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params
+            .distinguished_name
+            .push(DnType::CommonName, "cli test root");
+        let ca = params.self_signed(&ca_key).unwrap();
+        let key = KeyPair::generate().unwrap();
+        let names = vec!["foo.test.google.fr".to_string(), "localhost".to_string()];
+        let mut params = CertificateParams::new(names).unwrap();
+        params
+            .distinguished_name
+            .push(DnType::CommonName, "foo.test.google.fr");
+        let leaf = params.signed_by(&key, &ca, &ca_key).unwrap();
+        std::fs::write(dir.join("ca.pem"), ca.pem()).unwrap();
+        std::fs::write(dir.join("server1.pem"), leaf.pem()).unwrap();
+        std::fs::write(dir.join("server1.key"), key.serialize_pem()).unwrap();
+        dir
+    })
+    .clone()
 }
 
 /// Runs the command with `args` (and `stdin`), returning its output.
