@@ -564,13 +564,7 @@ impl ServerConn {
     /// A stream ended: `status_sent` when the server sent its status (end
     /// of stream), `ok` when that status was OK.
     pub(crate) fn stream_ended(&self, status_sent: bool, ok: bool) {
-        let c = &self.socket.counts;
-        let stream = if status_sent {
-            &c.streams_succeeded
-        } else {
-            &c.streams_failed
-        };
-        stream.fetch_add(1, Ordering::Relaxed);
+        self.socket.counts.stream_ended(status_sent);
         self.server.calls.ended(ok);
     }
 
@@ -586,14 +580,26 @@ impl ServerConn {
 
     /// A keepalive ping went out.
     pub(crate) fn keepalive_sent(&self) {
-        self.socket
-            .counts
-            .keepalives_sent
-            .fetch_add(1, Ordering::Relaxed);
+        self.socket.counts.keepalive_sent();
     }
 }
 
 impl SocketCounts {
+    /// A stream ended: succeeded when its peer or this side ended it with
+    /// a status (`ended`), failed when it was reset or its connection went.
+    fn stream_ended(&self, ended: bool) {
+        let stream = if ended {
+            &self.streams_succeeded
+        } else {
+            &self.streams_failed
+        };
+        stream.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn keepalive_sent(&self) {
+        self.keepalives_sent.fetch_add(1, Ordering::Relaxed);
+    }
+
     fn message_sent(&self) {
         self.messages_sent.fetch_add(1, Ordering::Relaxed);
         self.last_message_sent.store(now_nanos(), Ordering::Relaxed);
@@ -645,13 +651,7 @@ impl ClientConn {
     /// (END_STREAM, whatever the status; gRPC-Go's `eosReceived`), not when
     /// it was reset or its connection went; `ok` when its status was OK.
     pub(crate) fn stream_ended(&self, end_stream: bool, ok: bool) {
-        let c = &self.socket.counts;
-        let stream = if end_stream {
-            &c.streams_succeeded
-        } else {
-            &c.streams_failed
-        };
-        stream.fetch_add(1, Ordering::Relaxed);
+        self.socket.counts.stream_ended(end_stream);
         self.subchannel.calls.ended(ok);
     }
 
@@ -667,10 +667,7 @@ impl ClientConn {
 
     /// A keepalive ping went out.
     pub(crate) fn keepalive_sent(&self) {
-        self.socket
-            .counts
-            .keepalives_sent
-            .fetch_add(1, Ordering::Relaxed);
+        self.socket.counts.keepalive_sent();
     }
 }
 
