@@ -22,7 +22,8 @@
 #   SKIP_VENV_SETUP=1       do not run peers/python/setup_venv.sh VENV_DIR
 #   LOG_DIR=DIR             where logs go (default: a new temp dir, kept)
 #   STEP_TIMEOUT=S          hard limit on the client run (default 60)
-#   SERVER_START_TIMEOUT=S  how long the server may take to accept (default 30)
+#   SERVER_START_TIMEOUT=S  how long the server may take to say its port (default 30)
+#   SERVER_MAX_SECONDS=S    hard limit on the server's life (default 600)
 #   VENV_SETUP_TIMEOUT=S    hard limit on the venv setup (default 900)
 set -euo pipefail
 
@@ -47,10 +48,9 @@ mkdir -p "$LOG_DIR"
 
 log() { echo "run-channelz: $*" >&2; }
 
-PASSED=0
-FAILED=0
-pass() { PASSED=$((PASSED + 1)); echo "PASS $1"; }
-fail() { FAILED=$((FAILED + 1)); echo "FAIL $1: $2"; }
+SERVER_MAX_SECONDS=${SERVER_MAX_SECONDS:-600}
+# shellcheck source=lib/steps.sh
+source "$HERE/lib/steps.sh"
 summary() {
   echo "channelz interop: $PASSED passed, $FAILED failed (logs: $LOG_DIR)" >&2
   echo "channelz interop: $PASSED passed, $FAILED failed"
@@ -67,81 +67,11 @@ if [[ "${SKIP_VENV_SETUP:-0}" != 1 ]]; then
 fi
 VPY="$VENV_DIR/bin/python"
 
-# ----- the server -----------------------------------------------------------------
-SERVER_PID=
-cleanup() {
-  local i
-  if [[ -n "$SERVER_PID" ]]; then
-    kill "$SERVER_PID" 2>/dev/null || true
-    for i in $(seq 50); do
-      kill -0 "$SERVER_PID" 2>/dev/null || break
-      sleep 0.1
-    done
-    kill -9 "$SERVER_PID" 2>/dev/null || true
-    wait "$SERVER_PID" 2>/dev/null || true
-    SERVER_PID=
-  fi
-}
-trap cleanup EXIT
-trap 'cleanup; exit 130' INT TERM
-
-# An unused port, from the kernel; tiny race until the server binds it.
-PORT=$("$VPY" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-SERVER_LOG="$LOG_DIR/interop_server.log"
-log "server: $OUR_SERVER --port $PORT"
-"$OUR_SERVER" --port "$PORT" >"$SERVER_LOG" 2>&1 &
-SERVER_PID=$!
-
-up=0
-deadline=$((SECONDS + SERVER_START_TIMEOUT))
-while ((SECONDS < deadline)); do
-  kill -0 "$SERVER_PID" 2>/dev/null || break
-  if (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null; then
-    up=1
-    break
-  fi
-  sleep 0.1
-done
-if ((!up)); then
-  fail server "interop_server did not accept on port $PORT (log: $SERVER_LOG)"
-  tail -n 20 "$SERVER_LOG" >&2 || true
-  summary
-  exit 1
-fi
-
-# ----- the client -----------------------------------------------------------------
-OUT="$LOG_DIR/check_channelz.out"
-ERR="$LOG_DIR/check_channelz.log"
-log "client: check_channelz.py $PORT"
-rc=0
-timeout -k 10 "$STEP_TIMEOUT" "$VPY" "$HERE/channelz/check_channelz.py" \
-  "$PORT" >"$OUT" 2>"$ERR" || rc=$?
-case $rc in
-  0 | 1) ;;
-  124 | 137) fail client "timed out after ${STEP_TIMEOUT}s (log: $ERR)" ;;
-  *) fail client "crashed, exit status $rc (log: $ERR)" ;;
-esac
-if [[ $rc -ne 0 && $rc -ne 1 ]]; then
-  tail -n 20 "$ERR" >&2 || true
-fi
-
-n=0
-while IFS= read -r line; do
-  if [[ "$line" =~ ^PASS\ (.+)$ ]]; then
-    pass "${BASH_REMATCH[1]}"
-    n=$((n + 1))
-  elif [[ "$line" =~ ^FAIL\ ([^:]+):\ ?(.*)$ ]]; then
-    fail "${BASH_REMATCH[1]}" "${BASH_REMATCH[2]}"
-    n=$((n + 1))
-  fi
-done <"$OUT"
-((n > 0)) || fail client "no check results (log: $ERR)"
-if [[ $rc -eq 1 ]] && ! grep -q '^FAIL ' "$OUT"; then
-  fail client "exited 1 without a failed check (log: $ERR)"
-fi
-if ! kill -0 "$SERVER_PID" 2>/dev/null; then
-  fail server "interop_server exited during the run (log: $SERVER_LOG)"
-  tail -n 20 "$SERVER_LOG" >&2 || true
+# ----- the server, then grpcio's channelz client against it -----------------------
+if start_server interop_server log "$OUR_SERVER" --port 0; then
+  run_client "grpcio->ours" "$VPY" "$HERE/channelz/check_channelz.py" "$SERVER_PORT"
+  collect_checks "grpcio->ours"
+  server_alive interop_server "$SERVER_PID"
 fi
 
 cleanup
