@@ -88,21 +88,6 @@ fi
 VPY="$VENV_DIR/bin/python"
 export INTEROP_GEN_DIR="$VENV_DIR/gen"
 
-# grpcio-status of the venv's grpcio version (the two are released
-# together); skipped when that version is already there.
-install_grpcio_status() {
-  local version have
-  version=$("$VPY" -c 'import grpc; print(grpc.__version__)') || return 1
-  have=$("$VPY" -c 'from importlib.metadata import version; print(version("grpcio-status"))' \
-    2>/dev/null || true)
-  if [[ "$have" == "$version" ]] &&
-     "$VPY" -c 'import grpc_status.rpc_status, google.rpc.error_details_pb2' >/dev/null 2>&1; then
-    return 0
-  fi
-  log "installing grpcio-status==$version into $VENV_DIR"
-  timeout -k 10 "$VENV_SETUP_TIMEOUT" "$VPY" -m pip install --quiet \
-    --disable-pip-version-check "grpcio-status==$version"
-}
 if ! install_grpcio_status >"$LOG_DIR/grpcio-status.log" 2>&1; then
   cat "$LOG_DIR/grpcio-status.log" >&2
   fail setup "installing grpcio-status into $VENV_DIR failed (log: $LOG_DIR/grpcio-status.log)"

@@ -1,6 +1,7 @@
-# Shared by the interop check scripts (run-retry.sh, run-health.sh): the
-# PASS/FAIL counters, starting and stopping servers, and running clients
-# whose stdout is "PASS name" / "FAIL name: why" / "INFO ..." lines.
+# Shared by the interop check scripts (run-retry.sh, run-health.sh,
+# run-channelz.sh, run-cli.sh, run-error-details.sh): the PASS/FAIL counters,
+# starting and stopping servers, running clients whose stdout is
+# "PASS name" / "FAIL name: why" / "INFO ..." lines, and venv extras.
 #
 # The sourcing script sets, before sourcing: LOG_DIR, SERVER_MAX_SECONDS,
 # SERVER_START_TIMEOUT, STEP_TIMEOUT, and defines log().
@@ -117,4 +118,24 @@ collect_checks() {
   if [[ $CLIENT_RC -eq 1 && $n -gt 0 ]] && ! grep -q '^FAIL ' "$f.out"; then
     fail "$step" "client exited 1 without a failed check (log: $f.log)"
   fi
+}
+
+# ----- venv extras -----------------------------------------------------------------
+
+# install_grpcio_status: grpcio-status of the venv's grpcio version (the two
+# are released together) into the venv of $VPY ($VENV_DIR), for the scripts
+# whose peers send or read rich error details; skipped when that version is
+# already there. Needs VPY, VENV_DIR and VENV_SETUP_TIMEOUT.
+install_grpcio_status() {
+  local version have
+  version=$("$VPY" -c 'import grpc; print(grpc.__version__)') || return 1
+  have=$("$VPY" -c 'from importlib.metadata import version; print(version("grpcio-status"))' \
+    2>/dev/null || true)
+  if [[ "$have" == "$version" ]] &&
+     "$VPY" -c 'import grpc_status.rpc_status, google.rpc.error_details_pb2' >/dev/null 2>&1; then
+    return 0
+  fi
+  log "installing grpcio-status==$version into $VENV_DIR"
+  timeout -k 10 "$VENV_SETUP_TIMEOUT" "$VPY" -m pip install --quiet \
+    --disable-pip-version-check "grpcio-status==$version"
 }
